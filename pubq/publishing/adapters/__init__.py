@@ -1,0 +1,1 @@
+"""Channel adapters: one class per platform integration, selected by channel type code in YAML."""

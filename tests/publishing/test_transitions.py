@@ -1,0 +1,120 @@
+"""Guarded per-row transitions: the allowed matrix, rejected transitions kept, the outbox written in
+the same transaction, and siblings never touched."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from pubq.publishing.models import FAILED, PENDING, PUBLISHED, REJECTED, RELEASING, REVIEW, from_us
+from pubq.publishing.transitions import CALLBACK_STATES, SOURCES, JobRef
+
+from .conftest import request_doc
+
+ALL = (PENDING, RELEASING, FAILED, REVIEW, PUBLISHED, REJECTED)
+ALLOWED = {(1, 2), (1, 3), (2, 3), (2, 4), (4, 5), (4, 6)}
+
+
+def _force(service, cat_id: int, status: int) -> None:
+    C = service.m.ChannelAppTask
+    C.update(status=status).where(C.id == cat_id).execute()
+
+
+def _cats(service, task_id: int) -> list:
+    C = service.m.ChannelAppTask
+    return list(C.select().where(C.task == task_id).order_by(C.id))
+
+
+def test_allowed_matrix_matches_the_spec() -> None:
+    pairs = {(f, to) for to, froms in SOURCES.items() for f in froms if to != PENDING}
+    assert pairs == ALLOWED
+    assert SOURCES[PENDING] == {FAILED}  # operator retry only
+
+
+@pytest.mark.parametrize("found", ALL)
+@pytest.mark.parametrize("to", [RELEASING, FAILED, REVIEW, PUBLISHED, REJECTED])
+def test_every_transition_is_guarded_and_recorded(service, tmp_path, found: int, to: int) -> None:
+    task_id = service.submit(request_doc(tmp_path))
+    cat = _cats(service, task_id)[0]
+    _force(service, cat.id, found)
+    job = JobRef("upload-asset", 7, 1)
+
+    result = service.transitions.move(cat.id, to, reason="test", job=job, code=123)
+
+    assert result.accepted == ((found, to) in ALLOWED)
+    assert result.found == found
+    assert service.channel_app_task(cat.id).status == (to if result.accepted else found)
+    event = service.m.StatusEvent.get_by_id(result.status_event_id)
+    assert (event.kind, event.from_status, event.to_status) == (
+        "transition" if result.accepted else "rejected", found, to)
+    assert (event.queue, event.job_id, event.attempt, event.code) == ("upload-asset", 7, 1, 123)
+    callbacks = service.m.Outbox.select().where(service.m.Outbox.kind == "callback",
+                                                 service.m.Outbox.channel_app_task == cat.id)
+    assert callbacks.count() == (1 if result.accepted and to in CALLBACK_STATES else 0)
+
+
+def test_rejected_transition_is_logged_and_returned(service, tmp_path, caplog) -> None:
+    task_id = service.submit(request_doc(tmp_path))
+    cat = _cats(service, task_id)[0]
+    _force(service, cat.id, REVIEW)
+    with caplog.at_level(logging.WARNING, logger="pubq.publishing"):
+        result = service.transitions.move(cat.id, FAILED, reason="late upload failure",
+                                          job=JobRef("upload-asset", 3, 2))
+    assert not result.accepted and result.found == REVIEW
+    assert "rejected transition" in caplog.text and "late upload failure" in caplog.text
+    trace = service.trace(task_id)
+    assert [(e["kind"], e["from"], e["to"]) for e in trace if e["kind"] != "step"] == [("rejected", REVIEW, FAILED)]
+
+
+def test_retry_transition_needs_the_operator_flag(service, tmp_path) -> None:
+    task_id = service.submit(request_doc(tmp_path))
+    cat = _cats(service, task_id)[0]
+    _force(service, cat.id, FAILED)
+    assert not service.transitions.move(cat.id, PENDING, reason="a job tries").accepted
+    assert service.transitions.move(cat.id, PENDING, reason="operator", operator=True).accepted
+
+
+def test_a_transition_touches_only_its_row(service, tmp_path) -> None:
+    task_id = service.submit(request_doc(tmp_path, accounts=["a1", "a2", "a3"]))
+    first, *siblings = _cats(service, task_id)
+    service.transitions.move(first.id, FAILED, reason="boom")
+    assert [c.status for c in _cats(service, task_id)] == [FAILED, PENDING, PENDING]
+    assert all(service.channel_app_task(c.id).updated_at == c.updated_at for c in siblings)
+
+
+def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> None:
+    task_id = service.submit(request_doc(tmp_path))
+    cat = _cats(service, task_id)[0]
+    _force(service, cat.id, RELEASING)
+    Ob = service.m.Outbox
+
+    class Crash(Exception):
+        pass
+
+    def unit() -> None:
+        result = service.transitions.move_in_tx(cat.id, REVIEW, reason="item created")
+        assert result.accepted and result.callback_id is not None
+        raise Crash
+
+    with pytest.raises(Crash):
+        service.tx(unit)
+    # Rolled back together: no status change, no event, no callback intent.
+    assert service.channel_app_task(cat.id).status == RELEASING
+    assert not Ob.select().where(Ob.kind == "callback", Ob.channel_app_task == cat.id).exists()
+    assert not [e for e in service.trace(task_id) if e["kind"] == "transition"]
+
+    result = service.transitions.move(cat.id, REVIEW, reason="item created")
+    row = Ob.get_by_id(result.callback_id)
+    assert (row.kind, row.state, row.job, row.args) == ("callback", "pending", "SourceCallbackJob",
+                                                        {"event_id": row.event_id})
+
+
+def test_status_event_times_keep_microseconds(service, tmp_path) -> None:
+    task_id = service.submit(request_doc(tmp_path))
+    cat = _cats(service, task_id)[0]
+    E = service.m.StatusEvent
+    at = from_us(1_700_000_000_123_457)
+    E.create(task=task_id, channel_app_task=cat.id, kind="step", reason="x", at=at)
+    assert E.get(E.at == at).at == at
+    assert E.get(E.at == at).at.microsecond == 123_457
