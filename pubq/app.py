@@ -1,0 +1,97 @@
+"""App: the loaded config plus the queues and services built from it, per process.
+
+Nothing connects until a queue or service is first used, so ``pubq --help`` needs no backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .config import Config, make_callable
+from .drivers import driver_class
+from .errors import ConfigError
+from .events import EventBus
+from .job import JobRegistry
+from .queue import Queue
+
+T = TypeVar("T")
+
+
+class App:
+    def __init__(self, config: Config, *, registry: JobRegistry | None = None) -> None:
+        self.config = config
+        self._registry = registry
+        self._queues: dict[str, Queue] = {}
+        self._extensions: dict[str, Any] = {}
+        #: One instance per handler/behaviour class per process (spec §5.4).
+        self._instances: dict[type, Any] = {}
+
+    @property
+    def registry(self) -> JobRegistry:
+        if self._registry is None:
+            self._registry = JobRegistry.from_modules(self.config.jobs)
+        return self._registry
+
+    def queue_names(self) -> list[str]:
+        return list(self.config.queues)
+
+    def queue(self, name: str) -> Queue:
+        q = self._queues.get(name)
+        if q is not None:
+            return q
+        qc = self.config.queues.get(name)
+        if qc is None:
+            raise ConfigError(f"{self.config.source}: no queue named {name!r} (configured: {', '.join(self.config.queues)})")
+        driver = self._open_driver(qc)
+        bus = EventBus()
+        q = Queue(qc, driver, self.registry, app=self, bus=bus)
+        for ref in qc.behaviors:
+            behavior = make_callable_behavior(ref, self._instances)
+            behavior.attach(q)
+        for event, refs in qc.on.items():
+            for ref in refs:
+                bus.on(event, make_callable(ref, self._instances), label=ref)
+        self._queues[name] = q
+        return q
+
+    def _open_driver(self, qc: Any) -> Any:
+        kind = "memory" if qc.driver == "sync" else qc.driver
+        cls = driver_class(kind)
+        if kind == "memory":
+            driver = cls(qc.channel, failed_limit=qc.failed_limit)
+            driver.runs_inline = qc.driver == "sync"
+            return driver
+        return cls(qc.url, qc.channel, failed_limit=qc.failed_limit)
+
+    def extension(self, key: str, factory: Callable[[App], T]) -> T:
+        """A per-app service built on first use (publishing state, HTTP clients…)."""
+        if key not in self._extensions:
+            self._extensions[key] = factory(self)
+        return self._extensions[key]
+
+    def close(self) -> None:
+        for q in self._queues.values():
+            try:
+                q.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        for ext in self._extensions.values():
+            close = getattr(ext, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self._queues.clear()
+        self._extensions.clear()
+
+
+def make_callable_behavior(ref: str, instances: dict[type, Any]) -> Any:
+    from .config import resolve_reference
+
+    cls = resolve_reference(ref)
+    if not isinstance(cls, type) or not hasattr(cls, "attach"):
+        raise ConfigError(f"behavior {ref!r} must be a class with attach(queue)")
+    # Behaviours hold per-queue state, so each queue gets its own instance.
+    return cls()

@@ -1,0 +1,85 @@
+"""Built-in commands that are not per queue: ``queues``, ``init``, ``db migrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import yaml
+
+from ..config import DEFAULT_CONFIG_NAME, DEFAULT_DATABASE, default_pipeline_queues
+from ..errors import PubqError, UsageError
+from .options import color_option, console, emit_json, json_option, state
+
+
+@click.command("queues")
+@json_option
+@color_option
+def queues_cmd(as_json: bool, color: bool | None) -> None:
+    """List configured queues with their driver and counts."""
+    from rich.table import Table
+
+    app = state().app
+    rows = []
+    for name in app.queue_names():
+        q = app.queue(name)
+        try:
+            counts = q.driver.counts().as_dict()
+            error = None
+        except PubqError as exc:
+            counts, error = {}, str(exc)
+        rows.append({"queue": name, "driver": q.config.driver, "channel": q.config.channel,
+                     "ttr": q.config.ttr, "attempts": q.config.attempts, **counts,
+                     **({"error": error} if error else {})})
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("Queue", "Driver", "Channel", "Waiting", "Delayed", "Reserved", "Done", "Failed",
+                  box=None, pad_edge=False)
+    for r in rows:
+        table.add_row(r["queue"], r["driver"], r["channel"],
+                      *(str(r.get(k, "?")) for k in ("waiting", "delayed", "reserved", "done", "failed")))
+    console(state().use_color(color)).print(table)
+
+
+@click.command("init")
+@click.option("--path", "target", default=DEFAULT_CONFIG_NAME, show_default=True, help="Where to write the config.")
+@click.option("--redis", "redis_url", default=None, metavar="URL", help="Use Redis for the queues.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init_cmd(target: str, redis_url: str | None, force: bool) -> None:
+    """Write a starter config: the four pipeline queues on embedded SQLite (or Redis)."""
+    path = Path(target)
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists (use --force to overwrite)")
+    data: dict = {"database": DEFAULT_DATABASE}
+    if redis_url:
+        data["redis"] = redis_url
+    data["queues"] = default_pipeline_queues()
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    click.echo(f"Wrote {path}")
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema of the db queue driver and of publish state."""
+
+
+@db_group.command("migrate")
+def db_migrate() -> None:
+    """Create or upgrade the schema (idempotent; never drops data)."""
+    app = state().app
+    done = []
+    for name in app.queue_names():
+        q = app.queue(name)
+        migrate = getattr(q.driver, "migrate", None)
+        if callable(migrate):
+            migrate()
+            done.append(name)
+    try:
+        from ..publishing.service import migrate_publishing  # type: ignore[attr-defined]
+    except ImportError:
+        migrate_publishing = None
+    if migrate_publishing is not None:
+        migrate_publishing(app)
+        done.append("publishing")
+    click.echo("Schema is up to date" + (f" ({', '.join(done)})." if done else "."))

@@ -1,0 +1,183 @@
+"""``pubq QUEUE run|listen|info|clear|remove|push``: written once for every driver."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from ..config import QueueConfig
+from ..errors import JobNotFoundError, UsageError
+from .failed import failed_group
+from .options import color_option, console, current_queue, emit_json, json_option, state
+from .render import render_info
+
+
+def _configure_worker_logging() -> None:
+    from ..logs import configure_logging
+
+    configure_logging(state().config.log)
+
+
+def _worker_options(fn: Any) -> Any:
+    fn = click.option("--memory-limit", type=click.IntRange(min=1), metavar="MIB",
+                      help="Stop after a job once the worker's RSS exceeds MIB.")(fn)
+    fn = click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), metavar="S",
+                      help="Stop after S seconds (the running job finishes).")(fn)
+    fn = click.option("--max-jobs", type=click.IntRange(min=1), metavar="N", help="Stop after N jobs.")(fn)
+    fn = color_option(fn)
+    fn = click.option("--isolate/--no-isolate", default=True,
+                      help="Run each job in a forked child killed at its TTR (default on; --isolate=0 too).")(fn)
+    fn = click.option("-v", "--verbose/--no-verbose", default=False, help="Print Yii-style job lines.")(fn)
+    return fn
+
+
+def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
+                  max_seconds: float | None, memory_limit: int | None) -> Any:
+    from ..behaviors.verbose import VerboseBehavior
+    from ..worker import Worker
+
+    _configure_worker_logging()
+    queue = current_queue()
+    if verbose:
+        VerboseBehavior(sys.stdout, color=state().use_color(color)).attach(queue)
+    return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
+                  memory_limit_mib=memory_limit)
+
+
+def make_queue_group(name: str, qc: QueueConfig) -> click.Group:
+    help_text = qc.description or f"Queue {name} ({qc.driver}, channel {qc.channel})."
+
+    @click.group(name=name, invoke_without_command=True, help=help_text)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        if ctx.invoked_subcommand is None:
+            ctx.invoke(info_cmd)
+
+    group.add_command(run_cmd)
+    group.add_command(listen_cmd)
+    group.add_command(info_cmd)
+    group.add_command(clear_cmd)
+    group.add_command(remove_cmd)
+    group.add_command(push_cmd)
+    group.add_command(failed_group)
+    return group
+
+
+@click.command("run")
+@_worker_options
+def run_cmd(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
+            max_seconds: float | None, memory_limit: int | None) -> int:
+    """Run jobs until none is due, then exit 0 (for cron)."""
+    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
+    return worker.run()
+
+
+@click.command("listen")
+@click.argument("timeout", required=False, default="3")
+@_worker_options
+def listen_cmd(timeout: str, verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
+               max_seconds: float | None, memory_limit: int | None) -> int:
+    """Work forever; TIMEOUT (≥ 1, default 3) is the longest single wait in seconds."""
+    try:
+        seconds = int(timeout)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        from ..errors import PubqError
+
+        raise PubqError("Timeout must be greater than zero.")
+    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
+    return worker.listen(seconds)
+
+
+@click.command("info")
+@json_option
+@color_option
+@click.option("--watch", is_flag=True, help="Refresh until interrupted.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) -> None:
+    """Job counts: waiting, delayed, reserved, done, failed (stored counters, O(1))."""
+    queue = current_queue()
+    use_color = state().use_color(color)
+    while True:
+        counts = queue.driver.counts()
+        if as_json:
+            emit_json({"queue": queue.name, "driver": queue.config.driver, **counts.as_dict()})
+        else:
+            if watch and use_color:
+                click.echo("\x1b[2J\x1b[H", nl=False)
+            render_info(console(use_color), counts)
+        if not watch:
+            return
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+
+def _confirm(question: str) -> bool:
+    """Yii's prompt: yes/y/no/n in any case, empty means no, anything else asks again."""
+    while True:
+        click.echo(f"{question} (yes|no) [no]:", nl=False)
+        line = sys.stdin.readline()
+        if not line:  # end of input: no
+            click.echo("")
+            return False
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+
+
+@click.command("clear")
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask.")
+@click.option("--interactive/--no-interactive", default=True, help="--interactive=0 answers yes (Yii).")
+def clear_cmd(assume_yes: bool, interactive: bool) -> None:
+    """Delete every job of this queue (ids keep increasing)."""
+    queue = current_queue()
+    if not assume_yes and interactive and not _confirm("Are you sure?"):
+        return
+    removed = queue.driver.clear()
+    click.echo(f"Removed {removed} job{'s' if removed != 1 else ''}.")
+
+
+@click.command("remove")
+@click.argument("job_id", metavar="ID")
+def remove_cmd(job_id: str) -> None:
+    """Remove job ID from any state."""
+    try:
+        ident = int(job_id)
+    except ValueError:
+        raise UsageError(f"job id must be an integer (got {job_id!r})") from None
+    if ident < 1 or not current_queue().driver.remove(ident):
+        raise JobNotFoundError("The job is not found.")
+
+
+@click.command("push")
+@click.argument("job_name", metavar="JOB")
+@click.option("--args", "args_json", default="{}", metavar="JSON", help="Job arguments as a JSON object.")
+@click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before the job is due.")
+@click.option("--priority", type=click.IntRange(0, 1_000_000), default=None, help="Lower runs first (default 1024).")
+@click.option("--ttr", type=click.IntRange(min=1), default=None, help="Seconds the job may run.")
+@json_option
+def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, ttr: int | None,
+             as_json: bool) -> None:
+    """Push job JOB (its registered name) with --args JSON; prints the new id."""
+    try:
+        args = json.loads(args_json)
+    except ValueError as exc:
+        raise UsageError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(args, dict):
+        raise UsageError("--args must be a JSON object")
+    queue = current_queue()
+    job_id = queue.push_name(job_name, args, delay=delay, ttr=ttr, priority=priority)
+    if as_json:
+        emit_json({"queue": queue.name, "id": job_id})
+    else:
+        click.echo("cancelled by a beforePush handler" if job_id is None else str(job_id))

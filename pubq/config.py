@@ -1,0 +1,432 @@
+"""YAML configuration → frozen dataclasses, validated at load.
+
+Every problem is one :class:`ConfigError` line naming the file, the queue and the key, e.g.
+``pubq.yaml: queues.copy-asset.ttr: must be an integer ≥ 1 (got 'abc')``. Nothing here runs at
+import; environment variables are read only by :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .drivers.base import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
+from .errors import ConfigError
+from .events import EVENT_NAMES
+
+DEFAULT_CONFIG_NAME = "pubq.yaml"
+DEFAULT_DATABASE = "sqlite:///pubq.db"
+#: Names that are commands of their own and so cannot be queue names (spec §5.11).
+RESERVED_NAMES = frozenset({"task", "publish", "demo", "init", "db", "queues", "worker", "outbox", "help"})
+DRIVERS = ("redis", "db", "sync")
+BEHAVIOR_ALIASES = {"log": "pubq.behaviors.log:LogBehavior"}
+_QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log"}
+_QUEUE_KEYS = {
+    "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
+    "failed_limit", "grace", "description",
+}
+_RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
+_LOG_KEYS = {"level", "file", "format"}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    backoff: str = "exponential"  # fixed | exponential
+    delay: float = 5.0
+    max_delay: float = 600.0
+    jitter: bool = True
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str
+    driver: str
+    channel: str
+    url: str
+    ttr: int = 300
+    attempts: int = 1
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: event name → handler references ("module:Qualname"), called in order.
+    on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    behaviors: tuple[str, ...] = ()
+    max_payload_bytes: int = 1024 * 1024
+    failed_limit: int = DEFAULT_FAILED_LIMIT
+    #: Extra seconds past a reservation's TTR before another worker may reclaim it (spec §5.7).
+    grace: float = 10.0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    file: str | None = None
+    format: str = "text"  # text | json
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    base_dir: Path
+    redis: str | None
+    database: str
+    queue_database: str
+    jobs: tuple[str, ...]
+    queues: Mapping[str, QueueConfig]
+    publishing: Mapping[str, Any]
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "<default config>"
+
+
+# -- the default pipeline --------------------------------------------------------------------
+
+def default_pipeline_queues() -> dict[str, Any]:
+    """The four publishing queues, as a config mapping (used with no config file and by ``init``)."""
+    def handlers(module: str, cls: str) -> dict[str, str]:
+        return {
+            "afterExec": f"pubq.handlers.{module}:{cls}.after_exec",
+            "afterError": f"pubq.handlers.{module}:{cls}.after_error",
+        }
+
+    return {
+        "copy-asset": {"channel": "cpa:queue:copy:asset", "ttr": 600, "attempts": 1,
+                       "on": handlers("copy_asset", "CopyAssetEventHandler"), "behaviors": ["log"]},
+        "upload-asset": {"channel": "cpa:queue:upload:asset", "ttr": 900, "attempts": 3,
+                         "on": handlers("upload_asset", "UploadAssetEventHandler"), "behaviors": ["log"]},
+        "pub-article": {"channel": "cpa:queue:pub:article", "ttr": 300, "attempts": 3,
+                        "on": handlers("pub_article", "PubArticleEventHandler"), "behaviors": ["log"]},
+        "source-callback": {"channel": "cpa:queue:source:callback", "ttr": 120, "attempts": 5,
+                            "retry": {"backoff": "exponential", "delay": 10, "max_delay": 600, "jitter": True},
+                            "on": {"afterError": "pubq.handlers.source_callback:SourceCallbackEventHandler.after_error"},
+                            "behaviors": ["log"]},
+    }
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env.get("PUBQ_CONFIG"):
+        return Path(env["PUBQ_CONFIG"])
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.exists() else None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    check_handlers: bool = True,
+) -> Config:
+    """Find, read and validate the configuration (``--config``, ``$PUBQ_CONFIG``, ``./pubq.yaml``)."""
+    env = os.environ if env is None else env
+    found = find_config_path(os.fspath(path) if path else None, env)
+    if found is None:
+        raw: Any = {"database": DEFAULT_DATABASE, "queues": default_pipeline_queues()}
+        return parse_config(raw, None, Path.cwd(), env=env, check_handlers=check_handlers)
+    label = str(found)
+    try:
+        text = found.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: config file is not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
+    return parse_config(raw, found, found.resolve().parent, env=env, check_handlers=check_handlers)
+
+
+class _Checker:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.label}: {key}: {msg}" if key else f"{self.label}: {msg}")
+
+    def mapping(self, value: Any, key: str, allowed: set[str] | None = None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a mapping (got {_show(value)})")
+        for k in value:
+            if not isinstance(k, str):
+                raise self.fail(key, f"keys must be strings (got {_show(k)})")
+        if allowed is not None:
+            unknown = sorted(set(value) - allowed)
+            if unknown:
+                where = f"{key}.{unknown[0]}" if key else unknown[0]
+                raise self.fail(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def integer(self, value: Any, key: str, *, low: int, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"≥ {low}"
+            raise self.fail(key, f"must be an integer {bound} (got {_show(value)})")
+        return value
+
+    def number(self, value: Any, key: str, *, low: float = 0) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or value != value:
+            raise self.fail(key, f"must be a number ≥ {low:g} (got {_show(value)})")
+        return float(value)
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false (got {_show(value)})")
+        return value
+
+    def string(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string (got {_show(value)})")
+        return value
+
+    def url(self, value: Any, key: str, schemes: tuple[str, ...]) -> str:
+        text = self.string(value, key)
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if scheme not in schemes:
+            raise self.fail(key, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)} (got {_show(value)})")
+        return text
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
+
+
+def parse_config(
+    raw: Any,
+    path: Path | None,
+    base_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    check_handlers: bool = True,
+) -> Config:
+    env = {} if env is None else env
+    c = _Checker(str(path) if path else "<default config>")
+    if raw is None:
+        raw = {}
+    top = c.mapping(raw, "", _TOP_KEYS)
+
+    redis_url = top.get("redis")
+    if redis_url is not None:
+        redis_url = c.url(redis_url, "redis", REDIS_SCHEMES)
+    if env.get("PUBQ_REDIS_URL"):
+        redis_url = _Checker("$PUBQ_REDIS_URL").url(env["PUBQ_REDIS_URL"], "", REDIS_SCHEMES)
+    database = c.url(top.get("database", DEFAULT_DATABASE), "database", DB_SCHEMES)
+    if env.get("PUBQ_DATABASE_URL"):
+        database = _Checker("$PUBQ_DATABASE_URL").url(env["PUBQ_DATABASE_URL"], "", DB_SCHEMES)
+    queue_database = top.get("queue_database")
+    queue_database = c.url(queue_database, "queue_database", DB_SCHEMES) if queue_database is not None else database
+    if env.get("PUBQ_QUEUE_DATABASE_URL"):
+        queue_database = _Checker("$PUBQ_QUEUE_DATABASE_URL").url(env["PUBQ_QUEUE_DATABASE_URL"], "", DB_SCHEMES)
+    database = resolve_sqlite(database, base_dir)
+    queue_database = resolve_sqlite(queue_database, base_dir)
+
+    jobs_raw = top.get("jobs") or []
+    if not isinstance(jobs_raw, list):
+        raise c.fail("jobs", f"must be a list of module names (got {_show(jobs_raw)})")
+    jobs: list[str] = []
+    for i, mod in enumerate(jobs_raw):
+        name = c.string(mod, f"jobs[{i}]")
+        if check_handlers:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - any import failure is a config error
+                raise c.fail(f"jobs[{i}]", f"cannot import module {name!r}: {type(exc).__name__}: {exc}") from None
+        jobs.append(name)
+
+    queues_raw = c.mapping(top.get("queues"), "queues")
+    if not queues_raw:
+        raise c.fail("queues", "at least one queue must be configured")
+    queues: dict[str, QueueConfig] = {}
+    channels: dict[tuple[str, str], str] = {}
+    for qname, qraw in queues_raw.items():
+        q = _parse_queue(c, qname, qraw, redis_url, queue_database, check_handlers)
+        owner = channels.get((q.url, q.channel))
+        if owner is not None:
+            raise c.fail(f"queues.{qname}.channel", f"channel {q.channel!r} is already used by queue {owner!r}")
+        channels[(q.url, q.channel)] = qname
+        queues[qname] = q
+
+    publishing = c.mapping(top.get("publishing"), "publishing")
+    log_raw = c.mapping(top.get("log"), "log", _LOG_KEYS)
+    level = str(log_raw.get("level", "INFO")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise c.fail("log.level", f"must be one of DEBUG, INFO, WARNING, ERROR (got {_show(log_raw.get('level'))})")
+    fmt = log_raw.get("format", "text")
+    if fmt not in ("text", "json"):
+        raise c.fail("log.format", f"must be text or json (got {_show(fmt)})")
+    log_file = log_raw.get("file")
+    if log_file is not None:
+        log_file = str(base_dir / c.string(log_file, "log.file"))
+    return Config(
+        path=path,
+        base_dir=base_dir,
+        redis=redis_url,
+        database=database,
+        queue_database=queue_database,
+        jobs=tuple(jobs),
+        queues=queues,
+        publishing=publishing,
+        log=LogConfig(level=level, file=log_file, format=fmt),
+    )
+
+
+def _parse_queue(
+    c: _Checker, qname: Any, qraw: Any, redis_url: str | None, queue_database: str, check_handlers: bool
+) -> QueueConfig:
+    if not isinstance(qname, str) or not _QUEUE_NAME.match(qname):
+        raise c.fail(f"queues.{qname}", "queue names are lower-case letters, digits, '-' and '_', starting with a letter")
+    if qname in RESERVED_NAMES:
+        raise c.fail(f"queues.{qname}", f"{qname!r} is a pubq command and cannot be a queue name")
+    k = f"queues.{qname}"
+    q = c.mapping(qraw, k, _QUEUE_KEYS)
+    driver = q.get("driver", "redis" if redis_url else "db")
+    if driver not in DRIVERS:
+        raise c.fail(f"{k}.driver", f"must be one of {', '.join(DRIVERS)} (got {_show(driver)})")
+    if driver == "redis" and not redis_url:
+        raise c.fail(f"{k}.driver", "driver redis needs a top-level 'redis: redis://…' URL (or $PUBQ_REDIS_URL)")
+    url = redis_url if driver == "redis" else (queue_database if driver == "db" else "memory://")
+    channel = c.string(q.get("channel", qname), f"{k}.channel")
+    ttr = c.integer(q.get("ttr", 300), f"{k}.ttr", low=1)
+    attempts = c.integer(q.get("attempts", 1), f"{k}.attempts", low=1)
+    retry_raw = c.mapping(q.get("retry"), f"{k}.retry", _RETRY_KEYS)
+    backoff = retry_raw.get("backoff", "exponential")
+    if backoff not in ("fixed", "exponential"):
+        raise c.fail(f"{k}.retry.backoff", f"must be fixed or exponential (got {_show(backoff)})")
+    retry = RetryPolicy(
+        backoff=backoff,
+        delay=c.number(retry_raw.get("delay", 5), f"{k}.retry.delay"),
+        max_delay=c.number(retry_raw.get("max_delay", 600), f"{k}.retry.max_delay"),
+        jitter=c.boolean(retry_raw.get("jitter", True), f"{k}.retry.jitter"),
+    )
+    on_raw = c.mapping(q.get("on"), f"{k}.on", set(EVENT_NAMES))
+    on: dict[str, tuple[str, ...]] = {}
+    for event, refs in on_raw.items():
+        items = refs if isinstance(refs, list) else [refs]
+        checked = []
+        for i, ref in enumerate(items):
+            key = f"{k}.on.{event}" + (f"[{i}]" if isinstance(refs, list) else "")
+            ref = c.string(ref, key)
+            if check_handlers:
+                try:
+                    resolve_reference(ref)
+                except (ImportError, AttributeError, ValueError) as exc:
+                    raise c.fail(key, f"cannot import handler {ref!r}: {exc}") from None
+            checked.append(ref)
+        on[event] = tuple(checked)
+    behaviors_raw = q.get("behaviors") or []
+    if not isinstance(behaviors_raw, list):
+        raise c.fail(f"{k}.behaviors", f"must be a list (got {_show(behaviors_raw)})")
+    behaviors = []
+    for i, b in enumerate(behaviors_raw):
+        ref = BEHAVIOR_ALIASES.get(b, b) if isinstance(b, str) else b
+        ref = c.string(ref, f"{k}.behaviors[{i}]")
+        if check_handlers:
+            try:
+                resolve_reference(ref)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise c.fail(f"{k}.behaviors[{i}]", f"cannot import behavior {ref!r}: {exc}") from None
+        behaviors.append(ref)
+    return QueueConfig(
+        name=qname,
+        driver=driver,
+        channel=channel,
+        url=url,
+        ttr=ttr,
+        attempts=attempts,
+        retry=retry,
+        on=on,
+        behaviors=tuple(behaviors),
+        max_payload_bytes=c.integer(q.get("max_payload_bytes", 1024 * 1024), f"{k}.max_payload_bytes", low=64),
+        failed_limit=c.integer(q.get("failed_limit", DEFAULT_FAILED_LIMIT), f"{k}.failed_limit", low=1),
+        grace=c.number(q.get("grace", 10), f"{k}.grace"),
+        description=str(q.get("description", "")),
+    )
+
+
+def resolve_sqlite(url: str, base_dir: Path) -> str:
+    """Make a relative ``sqlite:///file.db`` absolute against the config file's folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix):]
+        if rest and rest != ":memory:":
+            return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def resolve_reference(ref: str) -> Any:
+    """``package.module:Qualname`` (or a dotted path, longest importable module) → object."""
+    if ":" in ref:
+        module_name, _, qual = ref.partition(":")
+        if not module_name or not qual:
+            raise ValueError("expected 'package.module:Name'")
+        module = importlib.import_module(module_name)
+    else:
+        parts = ref.split(".")
+        module = None
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                module = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError:
+                continue
+            qual = ".".join(parts[cut:])
+            break
+        if module is None:
+            raise ImportError(f"no importable module in {ref!r}")
+    obj: Any = module
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def make_callable(ref: str, instances: dict[type, Any]) -> Callable[..., Any]:
+    """A handler reference → callable. Methods get one instance of their class per process."""
+    if ":" in ref:
+        module_name, _, qual = ref.partition(":")
+        parts = qual.split(".")
+        if len(parts) >= 2:
+            owner = resolve_reference(f"{module_name}:{'.'.join(parts[:-1])}")
+            if isinstance(owner, type):
+                inst = instances.get(owner)
+                if inst is None:
+                    inst = instances[owner] = owner()
+                return getattr(inst, parts[-1])
+    obj = resolve_reference(ref)
+    if isinstance(obj, type):
+        inst = instances.get(obj)
+        if inst is None:
+            inst = instances[obj] = obj()
+        if not callable(inst):
+            raise ValueError(f"{ref}: class instances are not callable; name a method")
+        return inst
+    if not callable(obj):
+        raise ValueError(f"{ref} is not callable")
+    return obj
+
+
+__all__ = [
+    "Config", "QueueConfig", "RetryPolicy", "LogConfig", "load_config", "parse_config",
+    "resolve_reference", "make_callable", "default_pipeline_queues", "DEFAULT_PRIORITY",
+]

@@ -1,0 +1,143 @@
+"""Jobs and handlers used by the tests (importable by worker subprocesses via PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from pubq import Job, PermanentError, RetryableError
+
+
+def _append(path: str, line: str) -> None:
+    # O_APPEND writes of one short line are atomic across processes.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [line.rstrip("\n") for line in fh]
+    except FileNotFoundError:
+        return []
+
+
+@dataclass
+class NoopJob(Job):
+    name = "tests.Noop"
+
+    def execute(self, ctx):
+        return None
+
+
+@dataclass
+class RecordJob(Job):
+    """Appends ``tag`` (and the attempt) to ``path``: proves a run, across processes."""
+
+    name = "tests.Record"
+    path: str
+    tag: str = "x"
+    sleep: float = 0.0
+
+    def execute(self, ctx):
+        if self.sleep:
+            time.sleep(self.sleep)
+        _append(self.path, f"{self.tag} {ctx.job_id} {ctx.attempt} {os.getpid()}")
+        return self.tag
+
+
+@dataclass
+class FailJob(Job):
+    name = "tests.Fail"
+    message: str = "boom"
+    permanent: bool = False
+    retryable: bool = False
+    path: str = ""
+
+    def execute(self, ctx):
+        if self.path:
+            _append(self.path, f"run {ctx.job_id} {ctx.attempt}")
+        if self.permanent:
+            raise PermanentError(self.message)
+        if self.retryable:
+            raise RetryableError(self.message)
+        raise RuntimeError(self.message)
+
+
+@dataclass
+class FlakyJob(Job):
+    """Fails until ``ok_on`` attempt."""
+
+    name = "tests.Flaky"
+    path: str
+    ok_on: int = 2
+
+    def execute(self, ctx):
+        _append(self.path, f"run {ctx.job_id} {ctx.attempt}")
+        if ctx.attempt < self.ok_on:
+            raise RuntimeError(f"flaky attempt {ctx.attempt}")
+        return "ok"
+
+
+@dataclass
+class SleepJob(Job):
+    name = "tests.Sleep"
+    seconds: float = 1.0
+    path: str = ""
+
+    def execute(self, ctx):
+        if self.path:
+            _append(self.path, f"start {ctx.job_id} {ctx.attempt} {os.getpid()}")
+        time.sleep(self.seconds)
+        if self.path:
+            _append(self.path, f"end {ctx.job_id} {ctx.attempt}")
+
+
+@dataclass
+class SuicideJob(Job):
+    """Kills its own process (the isolate child, or the worker itself without isolate)."""
+
+    name = "tests.Suicide"
+    path: str = ""
+
+    def execute(self, ctx):
+        if self.path:
+            _append(self.path, f"run {ctx.job_id} {ctx.attempt} {os.getpid()}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Recorder:
+    """Handler class named in YAML: records every event it sees into $PUBQ_TEST_EVENTS."""
+
+    def _path(self) -> str:
+        return os.environ.get("PUBQ_TEST_EVENTS", "/tmp/pubq-test-events")
+
+    def after_exec(self, event) -> None:
+        _append(self._path(), f"afterExec {event.id} {event.attempt}")
+
+    def after_error(self, event) -> None:
+        name = getattr(event.error, "error_class", None) or type(event.error).__name__
+        _append(self._path(), f"afterError {event.id} {event.attempt} retry={int(bool(event.retry))} {name}")
+
+
+class BrokenFollowUp:
+    def after_exec(self, event) -> None:
+        raise RuntimeError("follow-up exploded")
+
+    def after_error(self, event) -> None:
+        raise RuntimeError("error handler exploded")
+
+
+class KillBeforeAck:
+    """afterExec handler that SIGKILLs the worker: the job returned but was never acked."""
+
+    def after_exec(self, event) -> None:
+        marker = os.environ.get("PUBQ_TEST_KILL_ONCE")
+        if marker and not os.path.exists(marker):
+            _append(marker, "killed")
+            os.kill(os.getpid(), signal.SIGKILL)
