@@ -211,7 +211,8 @@ class Driver(Protocol):
         """Schedule the next attempt after ``delay`` s (0 → waiting at once).
 
         Allowed from *reserved* holding ``attempt``, or from the failed registry when the entry's
-        attempts equal ``attempt`` and it is still unsettled (an afterError handler set retry=True).
+        attempts equal ``attempt`` and it is still unsettled (an afterError handler set retry=True);
+        that undoes the entry's ``failed_total`` increment, since the final failure did not happen.
         False otherwise (reclaimed, removed, already moved).
         """
         ...
