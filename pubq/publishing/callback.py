@@ -4,7 +4,7 @@ The body is canonical JSON (sorted keys, no spaces) with every account's current
 outbox row's ``event_id`` (stable across retries, so the source can drop duplicates). The header
 ``X-Pubq-Signature: sha256=<hex>`` is the HMAC-SHA256 of the exact body bytes with the configured
 secret. Timeouts, connection errors, 5xx and 429 are retried inside the job (tenacity, exponential
-backoff with jitter, honouring ``Retry-After``) for up to ``callback.max_seconds``; then the job raises
+backoff with full jitter, honouring ``Retry-After``) for up to ``callback.max_seconds``; then the job raises
 a retryable error. Any other 4xx is permanent.
 """
 
@@ -23,7 +23,7 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from .codes import CallbackFailedError, CallbackNotAllowedError, CallbackRejectedError
@@ -78,7 +78,7 @@ class CallbackSender:
         retrying = Retrying(
             retry=retry_if_exception_type(_Transient),
             stop=stop_after_delay(self.settings.max_seconds),
-            wait=_wait(wait_exponential_jitter(initial=0.5, max=8.0), self.settings.max_seconds),
+            wait=_wait(wait_random_exponential(multiplier=0.5, max=8.0), self.settings.max_seconds),
             sleep=self.sleep,
             reraise=True,
             before_sleep=lambda state: log.info(

@@ -52,6 +52,15 @@ class FakeQueues:
         return [args for _, job, args in self.pushed if job == name]
 
 
+def douyin(tmp_path: Path, *, fail: list[str] | None = None, review: str = "review") -> dict[str, Any]:
+    """The ``channel_types`` section: filesystem adapter ``douyin`` with accounts a1..a8."""
+    return {"douyin": {
+        "adapter": "filesystem",
+        "options": {"dir": str(tmp_path / "platform"), "fail_accounts": fail or [], "review": review},
+        "accounts": [{"id": a, "name": f"Account {a}"} for a in ACCOUNTS],
+    }}
+
+
 def publishing_config(tmp_path: Path, *, prefix: str = SESSION_PREFIX, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "table_prefix": prefix,
@@ -60,13 +69,7 @@ def publishing_config(tmp_path: Path, *, prefix: str = SESSION_PREFIX, **extra: 
         "sources": {"allow_hosts": ["127.0.0.1"], "max_bytes": 1024 * 1024, "timeout": 5},
         "callback": {"secret": "${PUBQ_TEST_CALLBACK_SECRET:-test-secret}", "allow_hosts": ["127.0.0.1"],
                      "max_seconds": 3, "timeout": 2},
-        "channel_types": {
-            "douyin": {
-                "adapter": "filesystem",
-                "options": {"dir": str(tmp_path / "platform"), "fail_accounts": []},
-                "accounts": [{"id": a, "name": f"Account {a}"} for a in ACCOUNTS],
-            },
-        },
+        "channel_types": douyin(tmp_path),
     }
     config.update(extra)
     return config
@@ -113,8 +116,12 @@ def database_url(db_kind: str, tmp_path: Path, server_databases: dict[str, pw.Da
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> PublishingSettings:
-    return make_settings(tmp_path)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> PublishingSettings:
+    """Default settings; a test marked ``@pytest.mark.fail_accounts("a1", …)`` makes those fail."""
+    marker = request.node.get_closest_marker("fail_accounts")
+    review = request.node.get_closest_marker("review")
+    return make_settings(tmp_path, channel_types=douyin(
+        tmp_path, fail=list(marker.args) if marker else None, review=review.args[0] if review else "review"))
 
 
 @pytest.fixture
@@ -153,3 +160,8 @@ def request_doc(tmp_path: Path, *, accounts: list[str] | None = None, uid: str |
         doc["callback_url"] = callback_url
     doc.update(extra)
     return doc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fail_accounts(*ids): filesystem adapter fails uploads of these accounts")
+    config.addinivalue_line("markers", "review(result): what the filesystem platform's review answers")
