@@ -42,3 +42,28 @@ def open_driver(kind: str, tmp_path, **opts: Any):
     except KeyError:
         raise AssertionError(f"no test factory for driver kind {kind!r} yet") from None
     return fn(tmp_path, **opts)
+
+
+@factory("redis")
+def open_redis(tmp_path, *, channel: str | None = None, **limits: int):
+    """RedisDriver on ``REDIS_URL``; cleanup clears the queue and deletes its fixed key list only."""
+    import redis
+
+    from pubq.drivers.redis import RedisDriver
+
+    driver = RedisDriver(REDIS_URL, channel or unique_channel("redis"), **limits)
+    try:
+        driver.ping()
+    except Exception as exc:
+        driver.close()
+        raise AssertionError(f"Redis is not reachable at {REDIS_URL} (set PUBQ_TEST_REDIS_URL): {exc}") from exc
+
+    def cleanup() -> None:
+        try:
+            driver.clear()
+            driver.client.delete(*driver.keys)  # the counters too; never another queue's keys
+        except redis.RedisError:
+            pass
+        driver.close()
+
+    return driver, cleanup

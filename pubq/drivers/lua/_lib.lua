@@ -1,0 +1,194 @@
+-- _lib.lua: prelude shared by every pubq Redis script (pubq/drivers/redis.py prepends it).
+--
+-- KEYS (the same fixed list for every script; all share the "{channel}" hash tag, one cluster slot):
+--   1 stats      hash  id (job id sequence), seq (waiting order), done, failed_total, follow_up
+--                      -- counters; `clear` keeps this key
+--   2 payload    hash  id -> payload bytes (opaque)
+--   3 meta       hash  id -> "state|attempt|ttr|priority|pushed_at|seq|deadline|retried"
+--                      state: w waiting, d delayed, r reserved, f failed registry; seq: the job's
+--                      current order number; retried: the attempt whose retry_later put it back
+--   4 waiting    zset  score = priority, member = "%016x(seq):id" (equal scores sort by member,
+--                      so ties run in enqueue order)
+--   5 delayed    zset  score = due time, member = "%016x(seq):id" (same due: enqueue order)
+--   6 reserved   zset  id, score = deadline + grace (when reclaim may take it)
+--   7 failed     zset  id, score = failed_at (the failed registry)
+--   8 failinfo   hash  id -> failure JSON (error_class, message, traceback, code)
+--   9 unsettled  zset  id, score = settle deadline (final failures whose handlers are unconfirmed)
+--  10 followups  list  "<seq>|<json>", newest first, capped at follow_up_limit
+--  11 wake       list  wake-up tokens for BLPOP, capped at wake_cap (a lost token loses no job)
+-- ARGV head (every script): 1 wake_cap, 2 failed_limit, 3 follow_up_limit; a script's own
+-- arguments start at ARGV[4].
+-- Times are Redis TIME (unix seconds, µs); they are stored as "%.6f" strings.
+
+if redis.replicate_commands then redis.replicate_commands() end
+
+local K_STATS, K_PAYLOAD, K_META, K_WAITING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_UNSETTLED, K_FOLLOWUPS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
+local WAKE_CAP = tonumber(ARGV[1])
+local FAILED_LIMIT = tonumber(ARGV[2])
+local FOLLOW_UP_LIMIT = tonumber(ARGV[3])
+-- due delayed jobs moved per reserve: bounds the work of one script call
+local MOVE_BATCH = 100
+
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function f6(x) return string.format('%.6f', x) end
+local function int(x) return string.format('%d', x) end
+
+local function meta_get(id)
+  local raw = redis.call('HGET', K_META, id)
+  if not raw then return nil end
+  local s, a, t, p, pa, sq, dl, rt = string.match(raw,
+    '^(%a)|(%d+)|(%d+)|(%d+)|([^|]*)|(%d+)|([^|]*)|(%d+)$')
+  if not s then return nil end
+  return {state = s, attempt = tonumber(a), ttr = tonumber(t), prio = tonumber(p), pushed = pa,
+          seq = tonumber(sq), deadline = dl, retried = tonumber(rt)}
+end
+
+local function meta_put(id, m)
+  redis.call('HSET', K_META, id, m.state .. '|' .. int(m.attempt) .. '|' .. int(m.ttr) .. '|' ..
+    int(m.prio) .. '|' .. m.pushed .. '|' .. int(m.seq) .. '|' .. m.deadline .. '|' .. int(m.retried))
+end
+
+local function wmember(seq, id) return string.format('%016x', seq) .. ':' .. id end
+
+-- Add up to n wake-up tokens, never past WAKE_CAP (LLEN is O(1)); LPUSHes of <= 1000 values.
+local function wake(n)
+  local room = WAKE_CAP - redis.call('LLEN', K_WAKE)
+  if n > room then n = room end
+  while n > 0 do
+    local t = {}
+    for i = 1, math.min(n, 1000) do t[i] = '1' end
+    redis.call('LPUSH', K_WAKE, unpack(t))
+    n = n - #t
+  end
+end
+
+-- A new order number: the job goes behind its priority's peers (push, retry, requeue, promotion).
+local function next_seq(m) m.seq = redis.call('HINCRBY', K_STATS, 'seq', 1) end
+
+-- Waiting with the job's current m.seq (release keeps it: back at the front of its priority).
+local function to_waiting(id, m)
+  m.state = 'w'
+  m.deadline = ''
+  meta_put(id, m)
+  redis.call('ZADD', K_WAITING, m.prio, wmember(m.seq, id))
+end
+
+-- Delayed; wakes one sleeper when this is the new earliest due time so it shortens its wait.
+local function to_delayed(id, m, due)
+  m.state = 'd'
+  m.deadline = ''
+  meta_put(id, m)
+  local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  redis.call('ZADD', K_DELAYED, f6(due), wmember(m.seq, id))
+  if first[2] == nil or due < tonumber(first[2]) then wake(1) end
+end
+
+-- Take a job out of whatever structure holds it (its payload and meta stay).
+local function detach(id, m)
+  if m.state == 'w' then
+    redis.call('ZREM', K_WAITING, wmember(m.seq, id))
+  elseif m.state == 'd' then
+    redis.call('ZREM', K_DELAYED, wmember(m.seq, id))
+  elseif m.state == 'r' then
+    redis.call('ZREM', K_RESERVED, id)
+  elseif m.state == 'f' then
+    redis.call('ZREM', K_FAILED, id)
+    redis.call('ZREM', K_UNSETTLED, id)
+    redis.call('HDEL', K_FAILINFO, id)
+  end
+end
+
+local function forget(id)
+  redis.call('HDEL', K_PAYLOAD, id)
+  redis.call('HDEL', K_META, id)
+end
+
+-- Drop the oldest failed-registry entries past FAILED_LIMIT, payloads included.
+local function trim_failed()
+  local extra = redis.call('ZCARD', K_FAILED) - FAILED_LIMIT
+  if extra <= 0 then return end
+  local old = redis.call('ZRANGE', K_FAILED, 0, extra - 1)
+  redis.call('ZREMRANGEBYRANK', K_FAILED, 0, extra - 1)
+  for _, id in ipairs(old) do
+    redis.call('ZREM', K_UNSETTLED, id)
+    redis.call('HDEL', K_FAILINFO, id)
+    forget(id)
+  end
+end
+
+-- Due delayed jobs become waiting (bounded batch), in due order, behind what already waits: they
+-- are enqueued when they become due, as a list backend would append them.
+local function promote_due(now)
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', f6(now), 'LIMIT', 0, MOVE_BATCH)
+  local moved = 0
+  for _, member in ipairs(due) do
+    redis.call('ZREM', K_DELAYED, member)
+    local id = string.match(member, ':(%d+)$')
+    local m = meta_get(id)
+    if m and m.state == 'd' then
+      next_seq(m)
+      to_waiting(id, m)
+      moved = moved + 1
+    elseif not m then
+      redis.call('HDEL', K_PAYLOAD, id)
+    end
+  end
+  return moved
+end
+
+-- The reserve step: promote due jobs, pop the lowest (priority, seq), skip ids whose payload is
+-- gone, count the attempt, record the deadline. Returns {1, id, payload, attempt, ttr, deadline,
+-- priority, pushed_at} or {0, seconds until the next delayed job is due | ''}.
+local function reserve(now, grace)
+  local moved = promote_due(now)
+  while true do
+    local top = redis.call('ZPOPMIN', K_WAITING)
+    if top[1] == nil then break end
+    local id = string.match(top[1], ':(%d+)$')
+    local m = meta_get(id)
+    local payload = redis.call('HGET', K_PAYLOAD, id)
+    if m and payload and m.state == 'w' then
+      m.attempt = m.attempt + 1
+      m.state = 'r'
+      m.retried = 0
+      local deadline = now + m.ttr
+      m.deadline = f6(deadline)
+      meta_put(id, m)
+      redis.call('ZADD', K_RESERVED, f6(deadline + grace), id)
+      -- other sleepers may take the rest of what was just promoted
+      if moved > 1 then wake(moved - 1) end
+      return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.prio, m.pushed}
+    end
+    if m and not payload then
+      redis.call('HDEL', K_META, id)
+    elseif payload and not m then
+      redis.call('HDEL', K_PAYLOAD, id)
+    end
+  end
+  -- nothing due: drop stale tokens in the same step, so sleepers block until a new push
+  redis.call('DEL', K_WAKE)
+  local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  if first[2] == nil then return {0, ''} end
+  return {0, f6(tonumber(first[2]) - now)}
+end
+
+-- The guard of ack/release: the same reservation (attempt and deadline: a LOST reclaim keeps the
+-- attempt but sets a new deadline, so the old holder is refused).
+local function held(m, attempt, deadline)
+  return m ~= nil and m.state == 'r' and m.attempt == attempt and m.deadline == deadline
+end
+
+local function ack(id, attempt, deadline)
+  local m = meta_get(id)
+  if not held(m, attempt, deadline) then return 0 end
+  redis.call('ZREM', K_RESERVED, id)
+  forget(id)
+  redis.call('HINCRBY', K_STATS, 'done', 1)
+  return 1
+end

@@ -1,0 +1,7 @@
+-- counts.lua: the info counters, O(1) each (ZCARD/HMGET), one consistent snapshot (read only).
+-- KEYS: the fixed list in _lib.lua.
+-- ARGV: head (1-3).
+-- Returns {waiting, delayed, reserved, done, failed, failed_total, follow_up_failed}.
+local s = redis.call('HMGET', K_STATS, 'done', 'failed_total', 'follow_up')
+return {redis.call('ZCARD', K_WAITING), redis.call('ZCARD', K_DELAYED), redis.call('ZCARD', K_RESERVED),
+        tonumber(s[1] or 0), redis.call('ZCARD', K_FAILED), tonumber(s[2] or 0), tonumber(s[3] or 0)}

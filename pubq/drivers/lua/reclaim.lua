@@ -1,0 +1,48 @@
+-- reclaim.lua: claim lost reservations (deadline + grace passed) and unsettled final failures
+-- (settle deadline passed) for `hold` seconds each, lost ones first.
+-- KEYS: the fixed list in _lib.lua.
+-- ARGV: head (1-3), 4 limit, 5 hold (s).
+-- Returns a list of entries:
+--   {'lost', id, payload, attempt, ttr, new deadline, priority, pushed_at, overdue}
+--   {'unsettled', id, payload, attempt, ttr, new settle deadline, priority, pushed_at,
+--    failure JSON, failed_at}
+local limit = tonumber(ARGV[4])
+local hold = tonumber(ARGV[5])
+local now = clock()
+local until_ = f6(now + hold)
+local out = {}
+-- '(' : strictly past the deadline
+local lost = redis.call('ZRANGEBYSCORE', K_RESERVED, '-inf', '(' .. f6(now), 'LIMIT', 0, limit)
+for _, id in ipairs(lost) do
+  local m = meta_get(id)
+  local payload = redis.call('HGET', K_PAYLOAD, id)
+  if m and payload and m.state == 'r' then
+    local overdue = now - (tonumber(m.deadline) or now)
+    -- same attempt, new deadline: the old holder's ack/release is refused from now on
+    m.deadline = until_
+    meta_put(id, m)
+    redis.call('ZADD', K_RESERVED, until_, id)
+    out[#out + 1] = {'lost', tonumber(id), payload, m.attempt, m.ttr, until_, m.prio, m.pushed, f6(overdue)}
+  else
+    redis.call('ZREM', K_RESERVED, id)
+    if not payload then redis.call('HDEL', K_META, id) end
+    if not m then redis.call('HDEL', K_PAYLOAD, id) end
+  end
+end
+if #out < limit then
+  local pending = redis.call('ZRANGEBYSCORE', K_UNSETTLED, '-inf', '(' .. f6(now), 'LIMIT', 0,
+                                 limit - #out)
+  for _, id in ipairs(pending) do
+    local m = meta_get(id)
+    local payload = redis.call('HGET', K_PAYLOAD, id)
+    local failed_at = redis.call('ZSCORE', K_FAILED, id)
+    if m and payload and failed_at and m.state == 'f' then
+      redis.call('ZADD', K_UNSETTLED, until_, id)
+      out[#out + 1] = {'unsettled', tonumber(id), payload, m.attempt, m.ttr, until_, m.prio, m.pushed,
+                       redis.call('HGET', K_FAILINFO, id) or '{}', failed_at}
+    else
+      redis.call('ZREM', K_UNSETTLED, id)
+    end
+  end
+end
+return out

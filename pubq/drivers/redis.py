@@ -1,0 +1,363 @@
+"""Redis driver: every operation is one Lua script (``pubq/drivers/lua``) or one atomic command.
+
+Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one slot)::
+
+    {ch}:stats      hash  id / seq / done / failed_total / follow_up counters (kept by clear)
+    {ch}:payload    hash  id -> payload bytes          {ch}:meta     hash  id -> packed state
+    {ch}:waiting    zset  priority, "%016x(seq):id"    {ch}:delayed  zset  id by due time
+    {ch}:reserved   zset  id by deadline + grace       {ch}:failed   zset  id by failed_at
+    {ch}:failinfo   hash  id -> failure JSON           {ch}:unsettled zset id by settle deadline
+    {ch}:followups  list  capped, newest first         {ch}:wake     list  capped wake-up tokens
+
+Why waiting is a sorted set and not one list per priority: both cost one round trip per
+operation (and a round trip costs ~100x the Lua work), but a zset scored by priority whose
+members start with a fixed-width submit sequence *is* the priority-ordered list: ZPOPMIN gives
+the lowest priority, ties in submit order (equal scores sort by member), in O(log n). It also keeps
+``remove`` O(log n) (a list needs LREM, O(n)), ``waiting`` a true O(1) ZCARD (per-priority lists
+need a sum or a drift-prone counter), and the key list fixed, so every script declares all its
+keys and ``clear`` deletes a known list (no KEYS/SCAN, no dynamic key names).
+
+Blocking wait (spec §5.6): ``reserve(timeout)`` runs the non-blocking reserve script, and only
+when nothing is due BLPOPs ``{ch}:wake`` (fed by every push/requeue, capped at ``wake_cap``) for at
+most the time to the next delayed job. A worker killed while blocked holds no job; it loses a token.
+
+The guard of every transition out of *reserved* is ``(job_id, attempt)``; ``ack``/``release``
+also compare the reservation's deadline, because a LOST reclaim keeps the attempt but sets a new
+deadline, and the old holder's late ack must be refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ..errors import BackendUnavailableError, DriverError
+from .base import (
+    DEFAULT_FAILED_LIMIT,
+    DEFAULT_PRIORITY,
+    BaseDriver,
+    Counts,
+    FailedJob,
+    FailureInfo,
+    FollowUpFailure,
+    JobInfo,
+    JobStatus,
+    PushItem,
+    Reclaimed,
+    ReclaimKind,
+    Reservation,
+    check_priority,
+)
+
+#: Order of the KEYS every script receives (see lua/_lib.lua).
+KEY_NAMES = (
+    "stats", "payload", "meta", "waiting", "delayed", "reserved",
+    "failed", "failinfo", "unsettled", "followups", "wake",
+)
+#: Jobs per push script call in push_many (bounded script time, bounded argument list).
+PUSH_CHUNK = 1000
+#: Shortest BLPOP wait (s): below this the reserve script is simply called again.
+MIN_WAIT = 0.001
+
+_LUA_DIR = Path(__file__).with_name("lua")
+_STATES = {b"w": JobStatus.WAITING, b"d": JobStatus.DELAYED, b"r": JobStatus.RESERVED, b"f": JobStatus.FAILED}
+
+
+@cache
+def _lua(name: str) -> str:
+    """The script ``name`` with the shared prelude in front (read once per process, not at import)."""
+    return (_LUA_DIR / "_lib.lua").read_text() + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
+
+
+def _wrap(exc: redis.RedisError, channel: str) -> DriverError:
+    unavailable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+    cls = BackendUnavailableError if unavailable else DriverError
+    return cls(f"redis ({channel}): {exc}")
+
+
+def _f6(x: float) -> str:
+    return f"{x:.6f}"
+
+
+def _reservation(row: Sequence[Any]) -> Reservation:
+    """``{id, payload, attempt, ttr, deadline, priority, pushed_at}`` as returned by the scripts."""
+    return Reservation(
+        job_id=int(row[0]), payload=row[1], attempt=int(row[2]), ttr=int(row[3]),
+        deadline=float(row[4]), priority=int(row[5]), pushed_at=float(row[6]),
+    )
+
+
+def _meta(raw: bytes) -> list[bytes]:
+    """``state|attempt|ttr|priority|pushed_at|seq|deadline|retried`` (see lua/_lib.lua)."""
+    return raw.split(b"|")
+
+
+class RedisDriver(BaseDriver):
+    """One queue stored under the ``{channel}`` hash tag of one Redis (or Redis Cluster slot)."""
+
+    def __init__(
+        self,
+        client: str | redis.Redis,
+        channel: str,
+        *,
+        failed_limit: int = DEFAULT_FAILED_LIMIT,
+        follow_up_limit: int = DEFAULT_FAILED_LIMIT,
+        wake_cap: int = 1000,
+    ) -> None:
+        if not channel:
+            raise ValueError("channel must not be empty")
+        if isinstance(client, str):
+            # Lazy: from_url opens no connection; keepalive spots dead peers on long BLPOPs.
+            self._client = redis.Redis.from_url(client, socket_keepalive=True)
+            self._owns_client = True
+        else:
+            self._client = client
+            self._owns_client = False
+        if self._client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("RedisDriver needs a client with decode_responses=False (payloads are bytes)")
+        self.channel = channel
+        self.failed_limit = int(failed_limit)
+        self.follow_up_limit = int(follow_up_limit)
+        self.wake_cap = max(1, int(wake_cap))
+        self.keys = tuple(f"{{{channel}}}:{name}" for name in KEY_NAMES)
+        self._meta_key = self.keys[KEY_NAMES.index("meta")]
+        self._wake_key = self.keys[KEY_NAMES.index("wake")]
+        self._followups_key = self.keys[KEY_NAMES.index("followups")]
+        self._head = (self.wake_cap, self.failed_limit, self.follow_up_limit)
+        # Script objects compute their SHA locally and reload themselves after SCRIPT FLUSH.
+        self._scripts = {
+            name: self._client.register_script(_lua(name))
+            for name in (
+                "push", "reserve", "ack", "ack_reserve", "release", "retry_later", "fail", "settle",
+                "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
+                "follow_up", "clear",
+            )
+        }
+        socket_timeout = self._client.get_connection_kwargs().get("socket_timeout")
+        #: Longest single BLPOP: under the client's socket timeout, if it has one.
+        self._max_wait = socket_timeout * 0.8 if socket_timeout else None
+
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client (bytes responses); for tests and maintenance tools."""
+        return self._client
+
+    def _run(self, name: str, *args: Any) -> Any:
+        try:
+            return self._scripts[name](keys=self.keys, args=self._head + args, client=self._client)
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.channel) from exc
+
+    # -- producing ----------------------------------------------------------------------
+
+    def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
+        """One script: id, payload, meta and waiting/delayed entry, plus a wake-up token."""
+        return int(self._run("push", *self._item(payload, ttr, delay, priority)))
+
+    def push_many(self, items: Sequence[PushItem]) -> list[int]:
+        """One script call per chunk of :data:`PUSH_CHUNK` jobs; ids are consecutive per chunk."""
+        rows = [self._item(i.payload, i.ttr, i.delay, i.priority) for i in items]  # a bad item stores nothing
+        ids: list[int] = []
+        for start in range(0, len(rows), PUSH_CHUNK):
+            chunk = rows[start:start + PUSH_CHUNK]
+            first = int(self._run("push", *(value for row in chunk for value in row)))
+            ids.extend(range(first, first + len(chunk)))
+        return ids
+
+    @staticmethod
+    def _item(payload: bytes, ttr: int, delay: float, priority: int) -> tuple[bytes, int, float, int]:
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError("payload must be bytes")
+        ttr = int(ttr)
+        if ttr < 0:
+            raise ValueError("ttr must be >= 0")
+        return bytes(payload), ttr, max(0.0, float(delay)), check_priority(priority)
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def reserve(self, timeout: float = 0, *, grace: float = 0) -> Reservation | None:
+        """Non-blocking reserve script; while nothing is due, BLPOP the wake list and try again."""
+        found, next_due = self._reserved(self._run("reserve", float(grace)))
+        if found is not None or timeout <= 0:
+            return found
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            if next_due is None or next_due > 0:
+                wait = left if next_due is None else min(left, next_due)
+                if self._max_wait is not None:
+                    wait = min(wait, self._max_wait)
+                try:
+                    self._client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
+                except redis.RedisError as exc:
+                    raise _wrap(exc, self.channel) from exc
+            found, next_due = self._reserved(self._run("reserve", float(grace)))
+            if found is not None:
+                return found
+
+    @staticmethod
+    def _reserved(reply: Sequence[Any]) -> tuple[Reservation | None, float | None]:
+        if reply[0] == 1:
+            return _reservation(reply[1:]), None
+        return None, (float(reply[1]) if reply[1] else None)
+
+    def ack(self, r: Reservation) -> bool:
+        return self._run("ack", r.job_id, r.attempt, _f6(r.deadline)) == 1
+
+    def ack_and_reserve(self, r: Reservation, *, grace: float = 0) -> tuple[bool, Reservation | None]:
+        """The worker's hot path: one round trip per job."""
+        reply = self._run("ack_reserve", r.job_id, r.attempt, _f6(r.deadline), float(grace))
+        return reply[0] == 1, self._reserved(reply[1:])[0]
+
+    def retry_later(self, job_id: int, attempt: int, delay: float) -> bool:
+        return self._run("retry_later", int(job_id), int(attempt), float(delay)) == 1
+
+    def fail(self, job_id: int, attempt: int, info: FailureInfo, *, settle_within: float = 60) -> bool:
+        record = json.dumps({
+            "error_class": info.error_class, "message": info.message,
+            "traceback": info.traceback, "code": info.code,
+        })
+        return self._run("fail", int(job_id), int(attempt), record, float(settle_within)) == 1
+
+    def settle(self, job_id: int, attempt: int) -> bool:
+        return self._run("settle", int(job_id), int(attempt)) == 1
+
+    def release(self, r: Reservation) -> bool:
+        return self._run("release", r.job_id, r.attempt, _f6(r.deadline)) == 1
+
+    def reclaim_expired(self, limit: int = 100, *, hold: float = 60) -> list[Reclaimed]:
+        out: list[Reclaimed] = []
+        if limit <= 0:
+            return out
+        for row in self._run("reclaim", int(limit), float(hold)):
+            reservation = _reservation(row[1:8])
+            if row[0] == b"lost":
+                out.append(Reclaimed(ReclaimKind.LOST, reservation, overdue=max(0.0, float(row[8]))))
+            else:
+                failure = self._failed_job(reservation.job_id, reservation.payload, row[8], row[9], True,
+                                           attempts=reservation.attempt, ttr=reservation.ttr,
+                                           priority=reservation.priority, pushed_at=reservation.pushed_at)
+                out.append(Reclaimed(ReclaimKind.UNSETTLED, reservation, failure=failure))
+        return out
+
+    # -- inspection and maintenance ------------------------------------------------------
+
+    def status(self, job_id: int) -> JobStatus:
+        """One HGET of the packed meta; unknown ids are DONE (ids are not kept after ack)."""
+        try:
+            raw = self._client.hget(self._meta_key, int(job_id))
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.channel) from exc
+        return JobStatus.DONE if raw is None else _STATES[raw[:1]]
+
+    def get(self, job_id: int) -> JobInfo | None:
+        reply = self._run("get", int(job_id))
+        if not reply:
+            return None
+        meta, payload, when, record, unsettled = reply
+        state, attempt, ttr, priority, pushed_at, _seq, deadline, _retried = _meta(meta)
+        status = _STATES[state]
+        extra: dict[str, object] = {"pushed_at": float(pushed_at)}
+        if status is JobStatus.RESERVED:
+            extra["deadline"] = float(deadline)
+        elif status is JobStatus.DELAYED:
+            extra["due_at"] = float(when)
+        elif status is JobStatus.FAILED:
+            info = json.loads(record)
+            extra.update(failed_at=float(when), error_class=info.get("error_class", ""),
+                         message=info.get("message", ""), unsettled=unsettled == 1)
+        return JobInfo(job_id=int(job_id), status=status, payload=payload, attempt=int(attempt),
+                       ttr=int(ttr), priority=int(priority), extra=extra)
+
+    def counts(self) -> Counts:
+        """One read-only script of ZCARDs and HMGET: O(1), one consistent snapshot."""
+        return Counts(*(int(v) for v in self._run("counts")))
+
+    def remove(self, job_id: int) -> bool:
+        return self._run("remove", int(job_id)) == 1
+
+    def clear(self) -> int:
+        return int(self._run("clear"))
+
+    def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
+        if limit <= 0:
+            return []
+        return [self._failed_row(row) for row in self._run("failed_read", "range", max(0, int(offset)), int(limit))]
+
+    def failed_get(self, job_id: int) -> FailedJob | None:
+        rows = self._run("failed_read", "id", int(job_id))
+        return self._failed_row(rows[0]) if rows else None
+
+    def _failed_row(self, row: Sequence[Any]) -> FailedJob:
+        job_id, payload, meta, record, failed_at, unsettled = row
+        attempt, ttr, priority, pushed_at = (_meta(meta) if meta else [b""] + [b"0"] * 7)[1:5]
+        return self._failed_job(int(job_id), payload, record, failed_at, unsettled == 1, attempts=int(attempt),
+                                ttr=int(ttr), priority=int(priority), pushed_at=float(pushed_at))
+
+    @staticmethod
+    def _failed_job(job_id: int, payload: bytes, record: bytes, failed_at: bytes, unsettled: bool,
+                    **fields: Any) -> FailedJob:
+        info = json.loads(record)
+        return FailedJob(
+            job_id=job_id, payload=payload, error_class=info.get("error_class", ""),
+            message=info.get("message", ""), traceback=info.get("traceback", ""), code=info.get("code", ""),
+            failed_at=float(failed_at), unsettled=unsettled, **fields,
+        )
+
+    def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
+        return self._run("requeue_failed", int(job_id), 1 if reset_attempts else 0, float(delay)) == 1
+
+    def failed_purge(self) -> int:
+        return int(self._run("failed_purge"))
+
+    def record_follow_up(self, failure: FollowUpFailure) -> None:
+        self._run("follow_up", json.dumps({
+            "job_id": failure.job_id, "attempt": failure.attempt, "event": failure.event,
+            "handler": failure.handler, "error_class": failure.error_class, "message": failure.message,
+            "traceback": failure.traceback, "at": failure.at,
+        }))
+
+    def follow_up_list(self, offset: int = 0, limit: int = 50) -> list[FollowUpFailure]:
+        """One LRANGE (the list is kept newest first)."""
+        if limit <= 0:
+            return []
+        offset = max(0, int(offset))
+        try:
+            rows = self._client.lrange(self._followups_key, offset, offset + int(limit) - 1)
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.channel) from exc
+        out = []
+        for row in rows:
+            seq, _, record = row.partition(b"|")
+            out.append(FollowUpFailure(seq=int(seq), **json.loads(record)))
+        return out
+
+    def now(self) -> float:
+        """Redis TIME, so workers on skewed hosts agree with the deadlines the scripts record."""
+        try:
+            sec, usec = self._client.time()
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.channel) from exc
+        return sec + usec / 1_000_000
+
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.channel) from exc
+
+    def close(self) -> None:
+        """Close the pool this driver created; a client passed in belongs to the caller."""
+        if self._owns_client:
+            self._client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisDriver(channel={self.channel!r})"
