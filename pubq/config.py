@@ -114,6 +114,23 @@ def default_pipeline_queues() -> dict[str, Any]:
 
 # -- loading ---------------------------------------------------------------------------------
 
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 would read the ``on:`` key as True."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
 def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -145,7 +162,7 @@ def load_config(
     except UnicodeDecodeError:
         raise ConfigError(f"{label}: config file is not UTF-8 text") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -78,7 +78,7 @@ def test_a_worker_killed_mid_job_has_its_job_reclaimed_and_run_again(tmp_path, d
 
 
 def test_a_worker_killed_after_the_job_returned_but_before_ack_runs_it_again(tmp_path, driver_kind):
-    cli = make_cli(tmp_path, driver_kind, ttr=1,
+    cli = make_cli(tmp_path, driver_kind, ttr=1, attempts=2,
                    on={"afterExec": ["tests.sample_jobs:KillBeforeAck.after_exec"]})
     ran = str(tmp_path / "ran")
     cli("work", "push", "tests.Record", "--args", json.dumps({"path": ran}))

@@ -26,6 +26,19 @@ BUILTINS: dict[str, str] = {
 PUBLISHING_REGISTRAR = "pubq.commands.publishing"
 
 
+def _root_state(ctx: click.Context) -> CliState:
+    """The CLI state, with the root options applied (click resolves sub-commands before the callback)."""
+    st = ctx.ensure_object(CliState)
+    root = ctx.find_root()
+    if st.config_path is None and root.params.get("config_path"):
+        st.config_path = root.params["config_path"]
+    if root.params.get("debug"):
+        st.debug = True
+    if st.color is None and root.params.get("color") is not None:
+        st.color = root.params["color"]
+    return st
+
+
 class RootGroup(click.Group):
     """Resolves queue names from the config on demand."""
 
@@ -58,20 +71,17 @@ class RootGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(BUILTINS) | set(self._publishing())
-        st = ctx.find_object(CliState)
-        if st is not None:
-            try:
-                names |= set(st.config.queues)
-            except PubqError:
-                pass
+        try:
+            names |= set(_root_state(ctx).config.queues)
+        except PubqError:
+            pass
         return sorted(names)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = self._builtin(cmd_name)
         if cmd is not None:
             return cmd
-        st = ctx.find_object(CliState) or CliState()
-        config = st.config  # a config error surfaces here, rendered once by main()
+        config = _root_state(ctx).config  # a config error surfaces here, rendered once by main()
         if cmd_name in config.queues:
             from .queue_group import make_queue_group
 
@@ -82,8 +92,7 @@ class RootGroup(click.Group):
         name = args[0] if args else None
         cmd = self.get_command(ctx, name) if name else None
         if cmd is None and name is not None and not name.startswith("-"):
-            st = ctx.find_object(CliState) or CliState()
-            queues = ", ".join(st.config.queues) or "none"
+            queues = ", ".join(_root_state(ctx).config.queues) or "none"
             raise click.UsageError(f"Unknown queue or command {name!r} (queues: {queues})")
         return super().resolve_command(ctx, args)
 
@@ -103,7 +112,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool, color: bool | 
       pubq copy-asset listen 30                   work forever
       pubq upload-asset info                      counts (also: pubq upload-asset)
     """
-    st = ctx.ensure_object(CliState)
+    st = _root_state(ctx)
     st.config_path = config_path
     st.debug = debug
     st.color = color

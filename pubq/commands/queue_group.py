@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import click
 
 from ..config import QueueConfig
-from ..errors import JobNotFoundError, UsageError
+from ..errors import JobNotFoundError, PubqError, UsageError
 from .failed import failed_group
 from .options import color_option, console, current_queue, emit_json, json_option, state
 from .render import render_info
+
+_NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
 
 
 def _configure_worker_logging() -> None:
@@ -76,19 +79,23 @@ def run_cmd(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | No
     return worker.run()
 
 
-@click.command("listen")
-@click.argument("timeout", required=False, default="3")
+@click.command("listen", context_settings={"ignore_unknown_options": True})
+@click.argument("timeout_args", nargs=-1, metavar="[TIMEOUT]")
 @_worker_options
-def listen_cmd(timeout: str, verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
-               max_seconds: float | None, memory_limit: int | None) -> int:
+def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, color: bool | None,
+               max_jobs: int | None, max_seconds: float | None, memory_limit: int | None) -> int:
     """Work forever; TIMEOUT (≥ 1, default 3) is the longest single wait in seconds."""
+    # Unknown options are let through only so that ``listen -3`` reads as a (bad) timeout.
+    for token in timeout_args:
+        if token.startswith("-") and not _NUMBER.match(token):
+            raise click.NoSuchOption(token)
+    if len(timeout_args) > 1:
+        raise click.UsageError(f"Got unexpected extra argument ({timeout_args[1]})")
     try:
-        seconds = int(timeout)
+        seconds = int(timeout_args[0]) if timeout_args else 3
     except ValueError:
         seconds = 0
     if seconds < 1:
-        from ..errors import PubqError
-
         raise PubqError("Timeout must be greater than zero.")
     worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
     return worker.listen(seconds)

@@ -139,7 +139,7 @@ def test_listen_refuses_a_bad_timeout(cli: Cli):
 def test_an_unknown_option_is_one_line_and_exit_2(cli: Cli):
     out = cli("work", "run", "--bogus")
     assert out.returncode == 2
-    assert out.stderr == "Error: No such option: --bogus\n"
+    assert out.stderr.startswith("Error: No such option '--bogus'") and out.stderr.count("\n") == 1
 
 
 def test_yii_booleans_are_strict(cli: Cli):
