@@ -67,3 +67,76 @@ def open_redis(tmp_path, *, channel: str | None = None, **limits: int):
         driver.close()
 
     return driver, cleanup
+
+
+#: Server tables of this test session (PostgreSQL/MySQL): a prefix of their own, dropped at exit.
+DB_TABLE_PREFIX = f"pubq_t{os.getpid()}_"
+_DB_SESSION_URLS: set[str] = set()
+
+
+def drop_session_tables(url: str, prefix: str = DB_TABLE_PREFIX) -> None:
+    """Drop the tables this session created (exactly ``<prefix>jobs`` … ``<prefix>schema``), nothing else."""
+    from pubq.drivers.db import DbDriver
+
+    driver = DbDriver(url, "cleanup", table_prefix=prefix)
+    quote = "`" if driver.kind == "mysql" else '"'
+    try:
+        for name in ("jobs", "counters", "follow_ups", "schema"):
+            driver.db.execute_sql(f"DROP TABLE IF EXISTS {quote}{prefix}{name}{quote}")
+    finally:
+        driver.close()
+
+
+def _drop_all_session_tables() -> None:
+    for url in sorted(_DB_SESSION_URLS):
+        try:
+            drop_session_tables(url)
+        except Exception as exc:  # noqa: BLE001 - a server gone at exit: leave the tables, say so
+            print(f"pubq tests: could not drop {DB_TABLE_PREFIX}* tables on {url}: {exc}")
+
+
+def _open_db(url: str, what: str, env: str, channel: str | None, **limits: Any):
+    import atexit
+
+    from pubq.drivers.db import DbDriver
+
+    if not _DB_SESSION_URLS:
+        atexit.register(_drop_all_session_tables)
+    _DB_SESSION_URLS.add(url)
+    driver = DbDriver(url, channel or unique_channel(what), table_prefix=DB_TABLE_PREFIX, **limits)
+    try:
+        driver.ping()
+    except Exception as exc:
+        driver.close()
+        raise AssertionError(f"{what} is not reachable at {url} (set {env}): {exc}") from exc
+
+    def cleanup() -> None:
+        try:
+            driver.clear()
+        finally:
+            driver.close()
+
+    return driver, cleanup
+
+
+@factory("sqlite")
+def open_sqlite(tmp_path, *, channel: str | None = None, **limits: int):
+    """DbDriver on a SQLite file in the test's tmp_path (a second handle opens the same file)."""
+    from pubq.drivers.db import DbDriver
+
+    driver = DbDriver(f"sqlite:///{tmp_path}/queue.db", channel or unique_channel("sqlite"), **limits)
+
+    def cleanup() -> None:
+        driver.close()
+
+    return driver, cleanup
+
+
+@factory("postgres")
+def open_postgres(tmp_path, *, channel: str | None = None, **limits: int):
+    return _open_db(POSTGRES_URL, "PostgreSQL", "PUBQ_TEST_POSTGRES_URL", channel, **limits)
+
+
+@factory("mysql")
+def open_mysql(tmp_path, *, channel: str | None = None, **limits: int):
+    return _open_db(MYSQL_URL, "MySQL/MariaDB", "PUBQ_TEST_MYSQL_URL", channel, **limits)

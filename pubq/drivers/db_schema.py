@@ -1,0 +1,352 @@
+"""Tables, URLs and migrations of the ``db`` driver (Peewee; SQLite, PostgreSQL, MySQL/MariaDB).
+
+Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channel)::
+
+    <prefix>jobs        one row per job that is waiting, delayed, reserved or in the failed registry
+        id            autoincrement PK (SQLite AUTOINCREMENT: ids are never reused, also after clear)
+        channel       the queue
+        state         'waiting' | 'delayed' | 'reserved' | 'failed'
+        payload       opaque bytes (LONGBLOB on MySQL)
+        ttr, priority, attempt (reserves so far), pushed_at
+        retried_attempt  waiting/delayed after retry_later(attempt) and not reserved since: that attempt
+                      (an afterError handler may still turn the retry into the final failure); else 0
+        due_at        waiting/delayed: when the job is due ('delayed' rows are promoted to 'waiting' by
+                      reserve once due_at <= now); failed: when it failed (orders the registry)
+        deadline      reserved: now + ttr at reserve (the Reservation's deadline, part of its guard)
+        expires_at    reserved: deadline + grace (reclaim after it); failed: settle deadline while the
+                      entry is unsettled, NULL once settled; NULL otherwise
+        error_class, error_message, error_traceback, error_code   failed only
+    <prefix>counters    per (channel, shard): n_waiting, n_delayed, n_reserved, n_failed (current sizes by
+                        stored state), done, failed_total, follow_up_total; a queue's counts are the sum over its
+                        shards (at most SHARDS rows), so counts() is O(1) and workers do not queue up
+                        behind one hot counter row
+    <prefix>follow_ups  raising afterExec/afterError handlers (bounded per channel)
+    <prefix>schema      one row: the schema version this code migrated to
+
+Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delayed rows, yii2-queue #280):
+    <prefix>jobs_ready  (channel, state, priority, id)  reserve: first waiting row in priority/push order
+    <prefix>jobs_due    (channel, state, due_at, id)    promote due delayed rows; failed registry order
+    <prefix>jobs_expiry (channel, expires_at)           reclaim (partial: expires_at IS NOT NULL, where the
+                                                        database has partial indexes)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import zlib
+from dataclasses import dataclass
+from types import SimpleNamespace
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee as pw
+
+from pubq.errors import ConfigError
+
+#: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
+SCHEMA_VERSION = 1
+#: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
+SHARDS = 16
+#: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
+MIGRATE_LOCK_TIMEOUT = 60
+
+_PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What the connected server can do; filled in on first connect."""
+
+    name: str  # "sqlite" | "postgres" | "mysql"
+    skip_locked: bool = False
+    insert_returning: bool = False
+    mariadb: bool = False
+
+    @property
+    def shards(self) -> int:
+        return 1 if self.name == "sqlite" else SHARDS
+
+
+# -- URLs --------------------------------------------------------------------------------------
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, fit for error messages and logs."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _need(module: str, extra: str, scheme: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{scheme}:// URLs need the {module} package: pip install pubq[{extra}]")
+
+
+def open_database(url: str) -> pw.Database:
+    """A Peewee database (not connected) for ``sqlite:///rel.db``, ``sqlite:////abs.db``,
+    ``postgresql://user@host:port/db`` (or ``postgres://``) and ``mysql://user:pw@host:port/db``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(f"not a database URL: {url!r} (use sqlite:///file.db, postgresql://…, mysql://…)")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        rest = url.split("://", 1)[1]
+        path, _, query = rest.partition("?")
+        if not path.startswith("/"):
+            raise ConfigError(
+                f"sqlite URL needs three slashes: sqlite:///relative.db or sqlite:////abs.db, got {url!r}"
+            )
+        path = unquote(path[1:])
+        if not path:
+            raise ConfigError(f"sqlite URL has no file name: {url!r}")
+        opts = dict(parse_qsl(query))
+        timeout = float(opts.pop("timeout", 30))
+        if opts:
+            raise ConfigError(f"unknown sqlite URL option(s) {', '.join(sorted(opts))} in {url!r}")
+        # WAL lets readers run beside the one writer; NORMAL sync is durable across process crashes
+        # (only an OS crash can lose the last commits). The busy timeout queues writers instead of
+        # failing them with "database is locked".
+        return pw.SqliteDatabase(
+            path,
+            timeout=timeout,
+            pragmas={"journal_mode": "wal", "synchronous": "normal", "busy_timeout": int(timeout * 1000)},
+        )
+    if scheme in ("postgresql", "postgres"):
+        if importlib.util.find_spec("psycopg2") is None:
+            _need("psycopg", "postgres", scheme)
+        dsn = "postgresql://" + url.split("://", 1)[1]
+        return pw.PostgresqlDatabase(dsn)
+    if scheme in ("mysql", "mariadb", "mysql+pymysql"):
+        _need("pymysql", "mysql", scheme)
+        parts = urlsplit(url)
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ConfigError(f"mysql URL has no database name: {redact(url)}")
+        kw: dict[str, object] = {"host": parts.hostname or "127.0.0.1", "port": parts.port or 3306}
+        if parts.username:
+            kw["user"] = unquote(parts.username)
+        if parts.password:
+            kw["password"] = unquote(parts.password)
+        for key, value in parse_qsl(parts.query):
+            kw[key] = int(value) if value.isdigit() else value
+        kw.setdefault("connect_timeout", 10)
+        return pw.MySQLDatabase(name, **kw)
+    raise ConfigError(f"unsupported database URL scheme {scheme!r} (use sqlite, postgresql or mysql)")
+
+
+def dialect_name(db: pw.Database) -> str:
+    if isinstance(db, pw.SqliteDatabase):
+        return "sqlite"
+    if isinstance(db, pw.PostgresqlDatabase):
+        return "postgres"
+    if isinstance(db, pw.MySQLDatabase):
+        return "mysql"
+    raise ConfigError(f"unsupported Peewee database {type(db).__name__} (SQLite, PostgreSQL, MySQL only)")
+
+
+def detect_dialect(db: pw.Database, conn: object) -> Dialect:
+    """Feature detection on a live connection (SKIP LOCKED, INSERT … RETURNING)."""
+    name = dialect_name(db)
+    if name == "sqlite":
+        return Dialect("sqlite", insert_returning=pw.__sqlite_version__ >= (3, 35, 0))
+    if name == "postgres":
+        return Dialect("postgres", skip_locked=(db.server_version or 0) >= 90500, insert_returning=True)
+    info = conn.get_server_info() if hasattr(conn, "get_server_info") else ""  # type: ignore[attr-defined]
+    mariadb = "mariadb" in str(info).lower()
+    version = tuple(db.server_version or (0, 0, 0))
+    if mariadb:
+        return Dialect(
+            "mysql", skip_locked=version >= (10, 6), insert_returning=version >= (10, 5), mariadb=True
+        )
+    return Dialect("mysql", skip_locked=version >= (8, 0, 1))
+
+
+# -- models ----------------------------------------------------------------------------------------
+
+
+class _AutoIncrementField(pw.AutoField):
+    """SQLite ``INTEGER PRIMARY KEY AUTOINCREMENT``: without it SQLite may reuse the ids of deleted rows."""
+
+    def ddl(self, ctx):  # type: ignore[no-untyped-def]
+        return pw.NodeList((super().ddl(ctx), pw.SQL("AUTOINCREMENT")))
+
+
+class _LongBlobField(pw.BlobField):
+    field_type = "LONGBLOB"  # MySQL's BLOB stops at 64 KiB (yii2-queue #257)
+
+
+class _LongTextField(pw.TextField):
+    field_type = "LONGTEXT"
+
+
+def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
+    """Model classes bound to ``db``, built per driver instance (no module-level database)."""
+    if not _PREFIX_RE.match(prefix):
+        raise ConfigError(f"table_prefix must be letters, digits and _ (at most 40), got {prefix!r}")
+    kind = dialect_name(db)
+    id_field = _AutoIncrementField if kind == "sqlite" else pw.BigAutoField
+    blob = _LongBlobField if kind == "mysql" else pw.BlobField
+    text = _LongTextField if kind == "mysql" else pw.TextField
+
+    class Base(pw.Model):
+        class Meta:
+            database = db
+
+    class Job(Base):
+        id = id_field()
+        channel = pw.CharField(max_length=255)
+        state = pw.CharField(max_length=8)
+        payload = blob()
+        ttr = pw.IntegerField()
+        priority = pw.IntegerField()
+        attempt = pw.IntegerField(default=0)
+        retried_attempt = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+        pushed_at = pw.DoubleField()
+        due_at = pw.DoubleField()
+        deadline = pw.DoubleField(null=True)
+        expires_at = pw.DoubleField(null=True)
+        error_class = pw.CharField(max_length=255, null=True)
+        error_message = text(null=True)
+        error_traceback = text(null=True)
+        error_code = pw.CharField(max_length=64, null=True)
+
+        class Meta:
+            table_name = f"{prefix}jobs"
+
+    def counter() -> pw.BigIntegerField:
+        return pw.BigIntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+
+    class Counter(Base):
+        channel = pw.CharField(max_length=255)
+        shard = pw.SmallIntegerField()
+        n_waiting = counter()
+        n_delayed = counter()  # "delayed" is a reserved word in MySQL
+        n_reserved = counter()
+        n_failed = counter()
+        done = counter()
+        failed_total = counter()
+        follow_up_total = counter()
+
+        class Meta:
+            table_name = f"{prefix}counters"
+            primary_key = pw.CompositeKey("channel", "shard")
+
+    class FollowUp(Base):
+        seq = id_field()
+        channel = pw.CharField(max_length=255)
+        job_id = pw.BigIntegerField()
+        attempt = pw.IntegerField()
+        event = pw.CharField(max_length=32)
+        handler = pw.CharField(max_length=255)
+        error_class = pw.CharField(max_length=255)
+        message = text()
+        traceback = text()
+        at = pw.DoubleField()
+
+        class Meta:
+            table_name = f"{prefix}follow_ups"
+
+    class SchemaVersion(Base):
+        name = pw.CharField(max_length=64, primary_key=True)
+        version = pw.IntegerField()
+
+        class Meta:
+            table_name = f"{prefix}schema"
+
+    partial = kind != "mysql"  # MySQL/MariaDB have no partial indexes
+    expiry = pw.ModelIndex(Job, (Job.channel, Job.expires_at), name=f"{prefix}jobs_expiry")
+    if partial:
+        expiry = expiry.where(Job.expires_at.is_null(False))
+    indexes = [
+        pw.ModelIndex(Job, (Job.channel, Job.state, Job.priority, Job.id), name=f"{prefix}jobs_ready"),
+        pw.ModelIndex(Job, (Job.channel, Job.state, Job.due_at, Job.id), name=f"{prefix}jobs_due"),
+        expiry,
+        pw.ModelIndex(FollowUp, (FollowUp.channel, FollowUp.seq), name=f"{prefix}follow_ups_channel"),
+    ]
+    return SimpleNamespace(
+        Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes
+    )
+
+
+# -- migrations --------------------------------------------------------------------------------
+
+
+def _index_names(db: pw.Database, table: str) -> set[str]:
+    return {ix.name for ix in db.get_indexes(table)}
+
+
+def _step_1(db: pw.Database, models: SimpleNamespace) -> None:
+    """Create the tables and indexes (each only if missing, so a half-applied step can be re-run)."""
+    for model in (models.Job, models.Counter, models.FollowUp):
+        if not db.table_exists(model._meta.table_name):
+            model.create_table(safe=False)
+    for index in models.indexes:
+        table = index._table.__name__
+        if index._name not in _index_names(db, table):
+            db.execute(index)
+
+
+#: version → step; every step is additive (new tables, columns, indexes), never a drop.
+_STEPS = {1: _step_1}
+
+
+def current_version(db: pw.Database, models: SimpleNamespace) -> int:
+    if not db.table_exists(models.SchemaVersion._meta.table_name):
+        return 0
+    row = (
+        models.SchemaVersion.select(models.SchemaVersion.version)
+        .where(models.SchemaVersion.name == "jobs")
+        .first()
+    )
+    return row.version if row else 0
+
+
+def migrate(db: pw.Database, models: SimpleNamespace, prefix: str) -> tuple[int, int]:
+    """Bring the schema to ``SCHEMA_VERSION``; idempotent and safe to run from many processes at once.
+
+    Returns ``(version_before, version_after)``. PostgreSQL and SQLite run the whole migration in one
+    transaction (their DDL is transactional) under a lock; MySQL serializes with ``GET_LOCK`` and each
+    step is written so that re-running it after a crash completes it.
+    """
+    kind = dialect_name(db)
+    before = current_version(db, models)
+    if before >= SCHEMA_VERSION:
+        return before, before
+    cursor = db.cursor()
+    lock_name = f"pubq_migrate:{prefix}"
+    if kind == "mysql":
+        cursor.execute("SELECT GET_LOCK(%s, %s)", (lock_name[:64], MIGRATE_LOCK_TIMEOUT))
+        if cursor.fetchone()[0] != 1:
+            raise pw.OperationalError(
+                f"could not take the migration lock {lock_name!r} within {MIGRATE_LOCK_TIMEOUT} s"
+            )
+    else:
+        cursor.execute("BEGIN IMMEDIATE" if kind == "sqlite" else "BEGIN")
+        if kind == "postgres":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(lock_name.encode()),))
+    try:
+        version = current_version(db, models)  # again, under the lock
+        before = min(before, version)
+        if not db.table_exists(models.SchemaVersion._meta.table_name):
+            models.SchemaVersion.create_table(safe=False)
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            _STEPS[step](db, models)
+            (
+                models.SchemaVersion.insert(name="jobs", version=step)
+                .on_conflict(
+                    conflict_target=[models.SchemaVersion.name], update={models.SchemaVersion.version: step}
+                )
+                .execute()
+                if kind != "mysql"
+                else models.SchemaVersion.insert(name="jobs", version=step).on_conflict_replace().execute()
+            )
+        if kind != "mysql":
+            cursor.execute("COMMIT")
+    except BaseException:
+        if kind != "mysql":
+            try:
+                cursor.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+        raise
+    finally:
+        if kind == "mysql":
+            cursor.execute("SELECT RELEASE_LOCK(%s)", (lock_name[:64],))
+    return before, SCHEMA_VERSION
