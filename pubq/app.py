@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from .config import Config, make_callable
 from .drivers import driver_class
+from .drivers.resilient import ResilientDriver
 from .errors import ConfigError
 from .events import EventBus
 from .job import JobRegistry
@@ -62,7 +63,9 @@ class App:
             driver = cls(qc.channel, failed_limit=qc.failed_limit)
             driver.runs_inline = qc.driver == "sync"
             return driver
-        return cls(qc.url, qc.channel, failed_limit=qc.failed_limit)
+        # One-shot commands retry an unreachable backend for 10 s, then exit 1 (spec §5.10);
+        # a worker widens this for its own lifetime.
+        return ResilientDriver(cls(qc.url, qc.channel, failed_limit=qc.failed_limit), give_up_after=10.0)
 
     def extension(self, key: str, factory: Callable[[App], T]) -> T:
         """A per-app service built on first use (publishing state, HTTP clients…)."""

@@ -97,8 +97,12 @@ class Worker:
     def _work(self, *, listen: bool, timeout: int) -> int:
         queue = self.queue
         inner = queue.driver
-        deadline_budget = None if listen else (self.max_seconds or self.give_up_after)
-        queue.driver = ResilientDriver(inner, give_up_after=deadline_budget, abort=lambda: self.stopping)
+        budget = None if listen else (self.max_seconds or self.give_up_after)
+        if isinstance(inner, ResilientDriver):
+            saved = (inner.give_up_after, inner.abort)
+            inner.give_up_after, inner.abort = budget, (lambda: self.stopping)
+        else:
+            queue.driver = ResilientDriver(inner, give_up_after=budget, abort=lambda: self.stopping)
         wevent = ev.WorkerEvent(queue=queue, pid=os.getpid())
         if self.install_signals:
             self._install()
@@ -116,6 +120,8 @@ class Worker:
             return wevent.exit_code if wevent.exit_code is not None else self.exit_code
         finally:
             queue.driver = inner
+            if isinstance(inner, ResilientDriver):
+                inner.give_up_after, inner.abort = saved
             if self.install_signals:
                 self._restore()
 
@@ -156,7 +162,8 @@ class Worker:
             return True
         if self.max_seconds is not None and self.clock() - self._started >= self.max_seconds:
             return True
-        if self.memory_limit_mib is not None and rss_mib() > self.memory_limit_mib:
+        # Checked after a job (not before the first): the limit is for jobs that leak.
+        if self.memory_limit_mib is not None and self.jobs and rss_mib() > self.memory_limit_mib:
             log.warning("memory limit of %s MiB reached (%.1f MiB); worker stops", self.memory_limit_mib, rss_mib())
             return True
         return False

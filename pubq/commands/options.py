@@ -66,8 +66,13 @@ class CliState:
     def config(self) -> Any:
         if self._config is None:
             from ..config import load_config
+            from ..logs import configure_logging
 
             self._config = load_config(self.config_path)
+            # One-shot commands keep stderr to their one line unless a log file is configured;
+            # workers switch to the configured level when they start.
+            log = self._config.log
+            configure_logging(log, level=None if log.file else "ERROR")
         return self._config
 
     @property
