@@ -7,6 +7,7 @@ error rebuilt from ``cls(message)`` (e.g. across the isolate pipe) keeps its cod
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from ..errors import PermanentError, RetryableError
@@ -39,6 +40,12 @@ class BizCoded:
     """Mixin: a stable integer ``biz_code`` and a user-facing message built from its template."""
 
     biz_code: ClassVar[int] = 35000
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The stable string code kept in the failed registry: lets describe() recover the
+        # business code from a stored failure record (RecordedError.error_code).
+        cls.code = f"biz_{cls.biz_code}"
 
     @classmethod
     def make(cls, **params: Any) -> BizCoded:
@@ -164,7 +171,13 @@ def describe(error: BaseException | None, **params: Any) -> tuple[int, str]:
     code = getattr(error, "biz_code", None)
     if isinstance(code, int) and code in MESSAGES and error is not None and error.args:
         return code, str(error.args[0])
+    recorded = _RECORDED.match(str(getattr(error, "error_code", "") or ""))
+    if recorded and int(recorded.group(1)) in MESSAGES:
+        return int(recorded.group(1)), str(error)
     return 35000, _format(MESSAGES[35000], params)
+
+
+_RECORDED = re.compile(r"^biz_(\d+)$")
 
 
 class _Defaults(dict):

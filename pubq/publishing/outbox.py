@@ -21,11 +21,12 @@ from .settings import QueueNames
 
 log = logging.getLogger("pubq.publishing")
 
-#: (queue name, job name, JSON args) → job id. Supplied by the jobs layer (it knows the classes).
+#: (queue name, registered job name, JSON args) → job id; with an app it is ``queue.push_name``.
 Dispatcher = Callable[[str, str, dict[str, Any]], "int | None"]
 
+#: Registered names of the pipeline jobs (pubq.jobs); the outbox stores them, never classes.
 COPY_JOB, UPLOAD_JOB, ARTICLE_JOB, CALLBACK_JOB = (
-    "CopyAssetJob", "UploadAssetJob", "PubArticleJob", "SourceCallbackJob")
+    "pubq.jobs.CopyAssetJob", "pubq.jobs.UploadAssetJob", "pubq.jobs.PubArticleJob", "pubq.jobs.SourceCallbackJob")
 
 #: A ``pushing`` claim older than this (seconds) is treated as lost and pushed again by flush.
 STALE_CLAIM_SECONDS = 300

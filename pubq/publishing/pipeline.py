@@ -27,11 +27,16 @@ from .codes import (
 from .copying import copy_asset
 from .models import FAILED, PENDING, PUBLISHED, REJECTED, RELEASING, REVIEW, STATUS_NAMES, from_us, now_us
 from .outbox import ARTICLE_JOB, UPLOAD_JOB
-from .service import PublishingService, iso
+from .service import PublishingService, iso, service_for
 from .transitions import JobRef
 
 log = logging.getLogger("pubq.publishing")
 REVIEW_TO_STATUS = {"published": PUBLISHED, "rejected": REJECTED}
+
+
+def pipeline_for(app: Any) -> Pipeline:
+    """The app's pipeline (one per process, built on first use)."""
+    return app.extension("publishing.pipeline", lambda a: Pipeline(service_for(a)))
 
 
 class Pipeline:
@@ -154,7 +159,8 @@ class Pipeline:
         return {"channel_app_task_id": cat_id, "media": len(media)}
 
     def push_follow_ups(self, cat_id: int) -> list[int]:
-        """afterExec of upload-asset / pub-article: push this row's recorded, unpushed follow-ups."""
+        """afterExec of upload-asset / pub-article: push this row's recorded, unpushed follow-ups
+        (next job, callbacks). Steps never push themselves: they may run in an isolated child."""
         Ob = self.m.Outbox
         ids = [r.id for r in Ob.select(Ob.id).where(Ob.channel_app_task == cat_id, Ob.state == "pending").order_by(Ob.id)]
         return self.s.dispatch(ids)
@@ -195,7 +201,6 @@ class Pipeline:
         if not result.accepted:
             raise StepRejectedError.make(account=cat.account, task_id=task.id,
                                          status=STATUS_NAMES.get(result.found, "?"))
-        self.s.dispatch([result.callback_id])
         return {"channel_app_task_id": cat_id, "item_id": item_id}
 
     # -- final failures of upload-asset / pub-article -------------------------------------------------

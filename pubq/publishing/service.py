@@ -25,7 +25,7 @@ from .models import FAILED, PENDING, STATUS_NAMES, Models, build_models, from_us
 from .outbox import COPY_JOB, UPLOAD_JOB, Dispatcher, Outbox
 from .ratelimit import RateLimiter
 from .request import PublishRequest, validate_request
-from .settings import PublishingSettings
+from .settings import PublishingSettings, load_settings
 from .transitions import OPERATOR, JobRef, Transitions
 
 log = logging.getLogger("pubq.publishing")
@@ -263,9 +263,29 @@ class PublishingService:
         } for e in E.select().where(E.task == task_id).order_by(E.at, E.id)]
 
 
+def service_for(app: Any) -> PublishingService:
+    """The app's publishing service, built once per app from ``database`` and ``publishing:``.
+
+    Follow-up jobs are pushed by registered name to the app's queues (``Queue.push_name``).
+    """
+    return app.extension("publishing", _build_for_app)
+
+
+def _build_for_app(app: Any) -> PublishingService:
+    config = app.config
+    settings = load_settings(config.publishing, config.base_dir)
+    return PublishingService(config.database, settings, base_dir=config.base_dir,
+                             dispatcher=lambda queue, name, args: app.queue(queue).push_name(name, args))
+
+
+def migrate_publishing(app: Any) -> list[int]:
+    """``pubq db migrate``: create or upgrade the publish-state tables."""
+    return service_for(app).migrate()
+
+
 def iso(value: Any) -> str | None:
     """µs-precise ISO-8601 UTC text for display and JSON."""
     return None if value is None else value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-__all__ = ["PublishingService", "RetryResult", "from_us", "iso"]
+__all__ = ["PublishingService", "RetryResult", "from_us", "iso", "migrate_publishing", "service_for"]

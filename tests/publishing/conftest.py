@@ -49,7 +49,7 @@ class FakeQueues:
             return next(self._ids)
 
     def jobs(self, name: str) -> list[dict[str, Any]]:
-        return [args for _, job, args in self.pushed if job == name]
+        return [args for _, job, args in self.pushed if job.rsplit(".", 1)[-1] == name]
 
 
 def douyin(tmp_path: Path, *, fail: list[str] | None = None, review: str = "review") -> dict[str, Any]:

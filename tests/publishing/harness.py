@@ -37,6 +37,7 @@ class MiniWorker:
     def run(self, job_id: int) -> Outcome:
         """Run the pushed job with this id (ids are 1-based push order)."""
         queue, job, args = self.q.pushed[job_id - 1]
+        job = job.rsplit(".", 1)[-1]
         ref = JobRef(queue, job_id, 1)
         try:
             result = self._execute(job, args, ref)

@@ -23,7 +23,7 @@ def worker(service, queues) -> MiniWorker:
 
 
 def job_id(queues, job: str, **args) -> int:
-    ids = [i + 1 for i, (_, name, a) in enumerate(queues.pushed) if name == job and a == args]
+    ids = [i + 1 for i, (_, name, a) in enumerate(queues.pushed) if name.rsplit(".", 1)[-1] == job and a == args]
     assert len(ids) == 1, (job, args, queues.pushed)
     return ids[0]
 
@@ -166,7 +166,7 @@ def test_steps_are_idempotent_when_rerun(service, queues, worker, tmp_path) -> N
 def test_stale_job_on_a_failed_row_is_rejected_and_names_task_retry(service, queues, worker, tmp_path) -> None:
     task_id = service.submit(request_doc(tmp_path, accounts=["a1"]))
     worker.run(1)
-    upload = queues.pushed.index(("upload-asset", "UploadAssetJob", queues.jobs("UploadAssetJob")[0])) + 1
+    upload = job_id(queues, "UploadAssetJob", **queues.jobs("UploadAssetJob")[0])
     assert not worker.run(upload).ok  # fails: row → 3
 
     again = worker.run(upload)  # e.g. `failed retry` of the old job

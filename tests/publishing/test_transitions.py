@@ -106,7 +106,7 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
 
     result = service.transitions.move(cat.id, REVIEW, reason="item created")
     row = Ob.get_by_id(result.callback_id)
-    assert (row.kind, row.state, row.job, row.args) == ("callback", "pending", "SourceCallbackJob",
+    assert (row.kind, row.state, row.job, row.args) == ("callback", "pending", "pubq.jobs.SourceCallbackJob",
                                                         {"event_id": row.event_id})
 
 

@@ -1,0 +1,18 @@
+"""upload-asset: push the recorded PubArticleJob after success; fail only that account finally."""
+
+from __future__ import annotations
+
+from ..events import ExecEvent
+from .base import arg, is_final, pipeline, ref
+
+
+class UploadAssetEventHandler:
+    def after_exec(self, event: ExecEvent) -> None:
+        cat_id = arg(event, "channel_app_task_id")
+        if cat_id is not None:
+            pipeline(event).push_follow_ups(cat_id)
+
+    def after_error(self, event: ExecEvent) -> None:
+        cat_id = arg(event, "channel_app_task_id")
+        if cat_id is not None and is_final(event):
+            pipeline(event).row_failed(cat_id, event.error, ref(event))

@@ -1,0 +1,73 @@
+"""The publishing pipeline's jobs. Thin: each one calls a step of :mod:`pubq.publishing.pipeline`.
+
+Steps only record outcomes and follow-ups in publish state; pushing the follow-ups is left to the
+queue's afterExec handler (pubq.handlers), which runs in the worker process, never in an isolated
+child.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PermanentError
+from ..job import Job
+from ..publishing.pipeline import Pipeline, pipeline_for
+from ..publishing.transitions import JobRef
+from ..queue import JobContext
+
+
+class PublishingJob(Job):
+    """Shared plumbing: the app's pipeline and this attempt's identity."""
+
+    abstract = True
+
+    @staticmethod
+    def pipeline(ctx: JobContext) -> Pipeline:
+        if ctx.app is None:
+            raise PermanentError("publishing jobs need a queue built by pubq.app.App (no app attached)")
+        return pipeline_for(ctx.app)
+
+    @staticmethod
+    def ref(ctx: JobContext) -> JobRef:
+        return JobRef(ctx.queue.name, ctx.job_id, ctx.attempt)
+
+
+@dataclass
+class CopyAssetJob(PublishingJob):
+    """Copy the task's enabled assets into the publish directory (35020 when there are none)."""
+
+    task_id: int
+
+    def execute(self, ctx: JobContext) -> Any:
+        return self.pipeline(ctx).copy_assets(self.task_id, self.ref(ctx))
+
+
+@dataclass
+class UploadAssetJob(PublishingJob):
+    """Upload the assets for one channel app task (one account)."""
+
+    channel_app_task_id: int
+
+    def execute(self, ctx: JobContext) -> Any:
+        return self.pipeline(ctx).upload(self.channel_app_task_id, self.ref(ctx))
+
+
+@dataclass
+class PubArticleJob(PublishingJob):
+    """Create the item on the platform for one channel app task."""
+
+    channel_app_task_id: int
+
+    def execute(self, ctx: JobContext) -> Any:
+        return self.pipeline(ctx).publish_article(self.channel_app_task_id, self.ref(ctx))
+
+
+@dataclass
+class SourceCallbackJob(PublishingJob):
+    """POST the task's per-account results to the source, signed; ``event_id`` names the outbox row."""
+
+    event_id: str
+
+    def execute(self, ctx: JobContext) -> Any:
+        return self.pipeline(ctx).send_callback(self.event_id, self.ref(ctx))
