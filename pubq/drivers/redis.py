@@ -60,8 +60,10 @@ KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
     "failed", "failinfo", "unsettled", "followups", "wake",
 )
-#: Jobs per push script call in push_many (bounded script time, bounded argument list).
+#: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
+#: ... and payload bytes per call, so big payloads do not build one huge command.
+PUSH_CHUNK_BYTES = 4 * 1024 * 1024
 #: Shortest BLPOP wait (s): below this the reserve script is simply called again.
 MIN_WAIT = 0.001
 
@@ -161,13 +163,18 @@ class RedisDriver(BaseDriver):
         return int(self._run("push", *self._item(payload, ttr, delay, priority)))
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
-        """One script call per chunk of :data:`PUSH_CHUNK` jobs; ids are consecutive per chunk."""
+        """One script call per chunk (:data:`PUSH_CHUNK` jobs or :data:`PUSH_CHUNK_BYTES`); ids in order."""
         rows = [self._item(i.payload, i.ttr, i.delay, i.priority) for i in items]  # a bad item stores nothing
         ids: list[int] = []
-        for start in range(0, len(rows), PUSH_CHUNK):
-            chunk = rows[start:start + PUSH_CHUNK]
-            first = int(self._run("push", *(value for row in chunk for value in row)))
-            ids.extend(range(first, first + len(chunk)))
+        start = 0
+        while start < len(rows):
+            end, size = start, 0
+            while end < len(rows) and end - start < PUSH_CHUNK and (size < PUSH_CHUNK_BYTES or end == start):
+                size += len(rows[end][0])
+                end += 1
+            first = int(self._run("push", *(value for row in rows[start:end] for value in row)))
+            ids.extend(range(first, first + end - start))
+            start = end
         return ids
 
     @staticmethod
