@@ -42,8 +42,8 @@ class BenchNoop(Job):
         return None
 
 
-def open_driver(kind: str, url: str | None):
-    channel = f"pubq-bench:{uuid.uuid4().hex[:8]}"
+def open_driver(kind: str, url: str | None, channel: str | None = None):
+    channel = channel or f"pubq-bench:{uuid.uuid4().hex[:8]}"
     if kind == "redis":
         from pubq.drivers.redis import RedisDriver
 
@@ -93,23 +93,40 @@ def bench_drain(q: Queue, n: int, isolate: bool) -> dict:
             "rss_before_mib": round(rss_before, 1), "rss_after_mib": round(rss_mib(), 1)}
 
 
-def bench_pickup(q: Queue, per_second: float, count: int) -> dict:
-    """An idle listening worker; push at a fixed rate; latency = push → job start."""
-    starts: dict[int, float] = {}
+def bench_pickup(q: Queue, per_second: float, count: int, reopen) -> dict:
+    """An idle worker in its own process; push at a fixed rate; latency = push → job start.
+
+    The worker must be a separate process: as a thread it would wait for the pusher's GIL.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker process, with its own connection
+        os.close(read_fd)
+        wq = make_queue(reopen())
+        starts: list[tuple[int, float]] = []
+        wq.bus.on("beforeExec", lambda e: starts.append((e.id, time.time())))
+        Worker(wq, isolate=False, install_signals=False, max_jobs=count).listen(5)
+        os.write(write_fd, json.dumps(starts).encode())
+        os._exit(0)
+    os.close(write_fd)
+    time.sleep(0.5)
     pushed: dict[int, float] = {}
-    q.bus.on("beforeExec", lambda e: starts.__setitem__(e.id, time.perf_counter()))
-    worker = Worker(q, isolate=False, install_signals=False, max_jobs=count)
-    th = threading.Thread(target=worker.listen, args=(5,), daemon=True)
-    th.start()
-    time.sleep(0.3)
     gap = 1.0 / per_second
     for i in range(count):
-        t = time.perf_counter()
-        job_id = q.push(BenchNoop(i))
-        pushed[job_id] = t
-        time.sleep(max(0.0, gap - (time.perf_counter() - t)))
-    th.join(30)
-    lat = sorted((starts[j] - pushed[j]) * 1000 for j in pushed if j in starts)
+        t0 = time.perf_counter()
+        stamp = time.time()
+        pushed[q.push(BenchNoop(i))] = stamp
+        time.sleep(max(0.0, gap - (time.perf_counter() - t0)))
+    chunks = []
+    while True:
+        data = os.read(read_fd, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    os.close(read_fd)
+    starts_by_id = dict(json.loads(b"".join(chunks) or b"[]"))
+    lat = sorted((starts_by_id[j] - pushed[j]) * 1000 for j in pushed if j in starts_by_id)
     q.driver.clear()
     if not lat:
         return {"rate": per_second, "error": "no job picked up"}
@@ -126,13 +143,19 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     url = args.url or ("postgresql://postgres@127.0.0.1:5432/test" if args.driver == "postgres" else None)
+    if args.driver == "sqlite" and url is None:
+        url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     q = make_queue(open_driver(args.driver, url))
+
+    def reopen():
+        return open_driver(args.driver, url, q.driver.channel)
+
     results = {"driver": args.driver, "python": sys.version.split()[0], "cpus": os.cpu_count()}
     results.update(bench_push(q, min(args.n, 5000)))
     results["drain_no_isolate"] = bench_drain(q, args.n, isolate=False)
     results["drain_isolate"] = bench_drain(q, args.n_isolate, isolate=True)
-    results["pickup_25_per_s"] = bench_pickup(q, 25, 100)
-    results["pickup_200_per_s"] = bench_pickup(q, 200, 400)
+    results["pickup_25_per_s"] = bench_pickup(q, 25, 100, reopen)
+    results["pickup_200_per_s"] = bench_pickup(q, 200, 400, reopen)
     results["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     q.driver.clear()
     print(json.dumps(results, indent=2))

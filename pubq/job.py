@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 BUILTIN_JOB_MODULES: tuple[str, ...] = ("pubq.jobs",)
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
+#: Compact JSON that refuses NaN/Infinity and non-JSON types (checked by json itself, at C speed).
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class Job:
@@ -62,9 +64,16 @@ class Job:
         return f"{module}.{cls.__qualname__}"
 
     def to_args(self) -> dict[str, Any]:
-        if dataclasses.is_dataclass(self):
-            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {}
+        return {name: getattr(self, name) for name in _arg_names(type(self))}
+
+
+def _arg_names(cls: type) -> tuple[str, ...]:
+    """Dataclass field names, cached on the class (push_many calls this per job)."""
+    names = cls.__dict__.get("_pubq_arg_names")
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
+        cls._pubq_arg_names = names  # type: ignore[attr-defined]
+    return names
 
 
 def _check_json(value: Any, path: str) -> None:
@@ -167,12 +176,15 @@ class JobRegistry:
         name = job.job_name()
         if self._by_name.get(name) is not type(job):
             raise UnknownJobError(f"job class {type(job).__qualname__} is not registered (name {name!r})")
-        args = job.to_args()
         try:
-            _check_json(args, "args")
-        except ValueError as exc:
-            raise UsageError(f"{name}: {exc}") from None
-        return json.dumps({"job": name, "args": args}, separators=(",", ":"), ensure_ascii=False).encode()
+            text = _dumps({"job": name, "args": job.to_args()})
+        except (TypeError, ValueError):
+            try:  # find the offending field for the message
+                _check_json(job.to_args(), "args")
+            except ValueError as exc:
+                raise UsageError(f"{name}: {exc}") from None
+            raise UsageError(f"{name}: arguments are not JSON-serializable") from None
+        return text.encode()
 
     def decode(self, payload: bytes) -> Job:
         """Payload bytes → job. Anything wrong raises :class:`InvalidJobError` with a clear reason."""

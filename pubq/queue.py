@@ -148,6 +148,8 @@ class Queue:
         self, jobs: Iterable[Job], *, delay: float = 0, ttr: int | None = None, priority: int | None = None
     ) -> list[int | None]:
         """Push many jobs in as few round trips as the driver allows; None for cancelled ones."""
+        if not (self.bus.has(ev.BEFORE_PUSH) or self.bus.has(ev.AFTER_PUSH)):
+            return self._push_many_fast(list(jobs), delay, ttr, priority)  # type: ignore[return-value]
         pending: list[tuple[int, PushEvent, bytes]] = []
         ids: list[int | None] = []
         for job in jobs:
@@ -163,6 +165,25 @@ class Queue:
             ids[index] = job_id
             self.bus.trigger(ev.AFTER_PUSH, event)
         if self.runs_inline and stored:
+            self._run_inline()
+        return ids
+
+    def _push_many_fast(self, jobs: list[Job], delay: float, ttr: int | None, priority: int | None) -> list[int]:
+        """No push handlers: validate the shared options once, then encode and store in bulk."""
+        items = []
+        checked: set[int] = set()
+        for job in jobs:
+            job_ttr = ttr or job.ttr or self.config.ttr
+            if job_ttr not in checked:
+                event = self._before_push(job, delay, job_ttr, priority)
+                assert event is not None  # no beforePush handlers
+                checked.add(job_ttr)
+            elif not isinstance(job, Job):
+                raise UsageError(f"push() takes a pubq.Job instance, not {type(job).__name__}")
+            items.append(PushItem(self._encode(job), ttr=job_ttr, delay=delay,
+                                  priority=DEFAULT_PRIORITY if priority is None else priority))
+        ids = self.driver.push_many(items) if items else []
+        if self.runs_inline and ids:
             self._run_inline()
         return ids
 
