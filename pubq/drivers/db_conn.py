@@ -1,0 +1,465 @@
+"""Connections, transactions, retries and fork safety of the ``db`` driver.
+
+* Every driver method is one transaction (``_write``) or one autocommit statement (``_read``); on
+  PostgreSQL the hot paths are one round trip of prepared statements (``_pg``).
+* Deadlocks, lock timeouts and ``SQLITE_BUSY`` roll the transaction back and it is run again (for up to
+  ``RETRY_BUDGET`` s). A lost connection is dropped, so the next call reconnects; the error surfaces as
+  :class:`~pubq.errors.DriverError` with the database error as its cause. Reads are retried once on a
+  fresh connection (a server restart leaves a stale one); writes are not, since a COMMIT whose answer
+  was lost may have happened.
+* A forked child forgets its parent's connections without closing them (see ``abandon``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import select
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import peewee as pw
+
+from pubq.drivers import db_schema
+from pubq.drivers.db_sql import NOW_SQL, PgStatement
+from pubq.errors import ConfigError, DriverError
+
+T = TypeVar("T")
+
+#: How long one operation keeps retrying deadlocks / lock timeouts / SQLITE_BUSY (seconds).
+RETRY_BUDGET = 30.0
+#: Counter deltas a transaction collects, by name → column of <prefix>counters.
+COUNTERS = {
+    "waiting": "n_waiting",
+    "delayed": "n_delayed",  # "delayed" is a reserved word in MySQL
+    "reserved": "n_reserved",
+    "failed": "n_failed",
+    "done": "done",
+    "failed_total": "failed_total",
+    "follow_up_total": "follow_up_total",
+}
+
+# -- errors -------------------------------------------------------------------------------------
+
+#: MySQL/MariaDB: lock wait timeout, deadlock. PostgreSQL: serialization failure, deadlock, lock not available.
+_MYSQL_RETRY = {1205, 1213}
+#: PostgreSQL "prepared statement does not exist" (26000, the session was reset under us, e.g. by
+#: DISCARD ALL or a pooler) is retried too, after preparing again.
+_PG_NO_STATEMENT = "26000"
+_PG_RETRY = {"40001", "40P01", "55P03", _PG_NO_STATEMENT}
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The DB-API exception under a Peewee wrapper."""
+    if type(exc).__module__ == "peewee":
+        if exc.args and isinstance(exc.args[0], BaseException):
+            return exc.args[0]
+        if exc.__context__ is not None:
+            return exc.__context__
+    return exc
+
+
+def is_db_error(exc: BaseException) -> bool:
+    """An error raised by the database layer (DB-API module or Peewee), as opposed to a bug."""
+    if isinstance(exc, sqlite3.Error) or type(exc).__module__ == "peewee":
+        return True
+    return (type(exc).__module__ or "").startswith(("psycopg", "pymysql", "MySQLdb"))
+
+
+def _pgcode(exc: BaseException) -> str | None:
+    return getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)
+
+
+def classify(exc: BaseException) -> str:
+    """``"retry"`` (rolled back; run it again), ``"lost"`` (drop the connection) or ``""``."""
+    exc = unwrap(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        msg = str(exc).lower()
+        return "retry" if "locked" in msg or "busy" in msg else ""
+    module = type(exc).__module__ or ""
+    if module.startswith("psycopg"):
+        code = _pgcode(exc)
+        if code in _PG_RETRY:
+            return "retry"
+        if code is None and type(exc).__name__ in ("OperationalError", "InterfaceError"):
+            return "lost"  # "server closed the connection unexpectedly", "connection already closed"
+        return "lost" if code and (code.startswith("08") or code.startswith("57P")) else ""
+    if module.startswith(("pymysql", "MySQLdb")):
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        if code in _MYSQL_RETRY:
+            return "retry"
+        if type(exc).__name__ == "InterfaceError" or code == 0 or (code is not None and 2000 <= code < 3000):
+            return "lost"  # client errors: 2003 can't connect, 2006 gone away, 2013 lost during query
+    return ""
+
+
+def first_line(exc: BaseException) -> str:
+    exc = unwrap(exc)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# -- fork safety --------------------------------------------------------------------------------
+# A child must neither use nor close its parent's connections: closing a psycopg2 connection sends
+# a Terminate message on the shared socket and ends the parent's session. After fork the child
+# forgets them; their sockets are pointed at /dev/null so that a late close writes nowhere, and the
+# objects are kept alive so that they are not closed at all while the child runs.
+
+_DRIVERS: weakref.WeakSet[Any] = weakref.WeakSet()
+_ABANDONED: list[Any] = []
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def _socket_fd(conn: Any) -> int | None:
+    try:
+        if hasattr(conn, "fileno"):  # psycopg2 / psycopg
+            return int(conn.fileno())
+        sock = getattr(conn, "_sock", None)  # PyMySQL
+        return int(sock.fileno()) if sock is not None else None
+    except Exception:  # noqa: BLE001 - closed or unusual connection: nothing to neutralize
+        return None
+
+
+def abandon(conn: Any) -> None:
+    """Forget an inherited connection in a forked child without touching the parent's session."""
+    if conn is None:
+        return
+    fd = _socket_fd(conn)
+    if fd is not None and fd >= 0:
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        except OSError:
+            pass
+    _ABANDONED.append(conn)
+
+
+def _after_fork_in_child() -> None:
+    for driver in list(_DRIVERS):
+        try:
+            driver._forget_connections()
+        except Exception:  # noqa: BLE001 - never break a fork
+            pass
+
+
+def _track(driver: Any) -> None:
+    global _hook_installed
+    with _hook_lock:
+        if not _hook_installed:  # one hook for all drivers; they are found through a WeakSet
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _hook_installed = True
+        _DRIVERS.add(driver)
+
+
+# -- transactions -------------------------------------------------------------------------------
+
+
+class Tx:
+    """One open write transaction: ``now`` is fixed for it; counter deltas are flushed before COMMIT."""
+
+    __slots__ = ("d", "cur", "now", "delta")
+
+    def __init__(self, conn: DbConnection, cur: Any, now: float) -> None:
+        self.d, self.cur, self.now = conn, cur, now
+        self.delta = dict.fromkeys(COUNTERS, 0)
+
+    def x(self, sql: str, params: Sequence[Any] = (), ids: Sequence[int] = ()) -> Any:
+        self.cur.execute(self.d._q(sql, len(ids)), (*params, *ids))
+        return self.cur
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.x(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self.x(sql, params).fetchall())
+
+    def add(self, **deltas: int) -> None:
+        for key, value in deltas.items():
+            self.delta[key] += value
+
+    def flush(self) -> None:
+        """Apply the counter deltas: last in the transaction, so the counter row is locked last."""
+        if any(self.delta.values()):
+            sets = ", ".join(f"{c} = {c} + ?" for c in COUNTERS.values())
+            self.x(
+                f"UPDATE {{C}} SET {sets} WHERE channel = ? AND shard = ?",
+                (*self.delta.values(), self.d.channel, self.d._shard),
+            )
+            self.delta = dict.fromkeys(COUNTERS, 0)
+
+
+class DbConnection:
+    """The database side of a DbDriver: per-thread connection, setup, transactions, LISTEN."""
+
+    channel: str
+
+    def __init__(self, database: str | pw.Database, table_prefix: str) -> None:
+        if isinstance(database, str):
+            self.url = db_schema.redact(database)
+            self.db = db_schema.open_database(database)
+            self._owns_db = True
+        elif isinstance(database, pw.Database):
+            self.url = f"{type(database).__name__}({database.database!r})"
+            self.db, self._owns_db = database, False
+        else:
+            raise ConfigError(f"database must be a URL or a Peewee Database, not {type(database).__name__}")
+        self.table_prefix = table_prefix
+        self.kind = db_schema.dialect_name(self.db)
+        self.models = db_schema.build_models(self.db, table_prefix)
+        q = "`" if self.kind == "mysql" else '"'
+        self._tables = {
+            k: f"{q}{table_prefix}{n}{q}" for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"))
+        }
+        self._dialect: db_schema.Dialect | None = None
+        self._sql: dict[tuple[str, int], str] = {}
+        self._migrated = False
+        self._shard = 0
+        self._local = threading.local()  # .conn: connection set up for this thread; .prepared: its statements
+        self._listener: Any = None
+        self._pg_fast = False  # psycopg2: multi-statement round trips of prepared statements
+        self._pg_prepare = True
+        self._pg_resets = 0
+        _track(self)
+
+    # -- SQL templates (see db_sql) ---------------------------------------------------------------
+
+    def _q(self, template: str, n_ids: int = 0) -> str:
+        key = (template, n_ids)
+        sql = self._sql.get(key)
+        if sql is None:
+            d = self._dialect or db_schema.Dialect(self.kind)
+            lock = "" if self.kind == "sqlite" else " FOR UPDATE"
+            skip = " FOR UPDATE SKIP LOCKED" if d.skip_locked else lock
+            ids = ", ".join("?" * n_ids)
+            sql = template.format(LOCK=lock, SKIP=skip, NOW=NOW_SQL[self.kind], IDS=ids, **self._tables)
+            if self.kind != "sqlite":
+                sql = sql.replace("?", "%s")
+            self._sql[key] = sql
+        return sql
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def _cursor(self) -> Any:
+        """A cursor on this thread's connection, connecting and setting it up when needed."""
+        db = self.db
+        if db.is_closed():
+            try:
+                db.connect()
+            except Exception as exc:
+                raise DriverError(
+                    f"cannot connect to the queue database {self.url}: {first_line(exc)}"
+                ) from exc
+        conn = db.connection()
+        if getattr(self._local, "conn", None) is not conn:
+            self._setup(conn)
+        return conn.cursor()
+
+    def _setup(self, conn: Any) -> None:
+        try:
+            cur = conn.cursor()
+            if self.kind == "mysql":
+                # READ COMMITTED: locking reads take no gap locks, so reserve and push do not deadlock (#245).
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            elif self.kind == "sqlite":
+                conn.create_function("pubq_now", 0, time.time)
+                if not self._owns_db:
+                    cur.execute("PRAGMA journal_mode = wal")
+                    cur.execute("PRAGMA busy_timeout = 30000")
+            if self._dialect is None:
+                self._dialect = db_schema.detect_dialect(self.db, conn)
+                self._sql.clear()
+                self._shard = random.randrange(self._dialect.shards)
+            self._pg_fast = self.kind == "postgres" and type(conn).__module__.startswith("psycopg2")
+            if not self._migrated:
+                db_schema.migrate(self.db, self.models, self.table_prefix)
+                self._migrated = True
+            self._on_connect(cur)
+        except DriverError:
+            raise
+        except Exception as exc:
+            self._drop_connection()
+            raise DriverError(f"cannot set up the queue database {self.url}: {first_line(exc)}") from exc
+        self._local.conn, self._local.prepared = conn, set()
+
+    def _on_connect(self, cur: Any) -> None:
+        """Per-connection setup of the driver (its counter row)."""
+
+    def _drop_connection(self) -> None:
+        self._local.conn = None
+        try:
+            self.db.close()
+        except Exception:  # noqa: BLE001 - the connection is broken already
+            self.db._state.reset()
+
+    def _forget_connections(self) -> None:
+        """In a forked child: drop the parent's connections without closing them."""
+        state = self.db._state
+        abandon(state.conn)
+        state.reset()
+        if hasattr(self.db, "_lock"):
+            self.db._lock = threading.Lock()  # another parent thread may have held it at fork
+        abandon(self._listener)
+        self._listener = None
+        self._local = threading.local()
+
+    def close(self) -> None:
+        self._close_listener()
+        self._local.conn = None
+        if self._owns_db and not self.db.is_closed():
+            try:
+                self.db.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                self.db._state.reset()
+
+    def migrate(self) -> tuple[int, int]:
+        """Create or upgrade the tables (idempotent; never drops data). Returns (version before, after)."""
+
+        def run(cur: Any) -> tuple[int, int]:
+            result = db_schema.migrate(self.db, self.models, self.table_prefix)
+            self._migrated = True
+            return result
+
+        return self._retrying(run)
+
+    # -- running statements -----------------------------------------------------------------------
+
+    def _retrying(self, fn: Callable[[Any], T], *, idempotent: bool = False) -> T:
+        """Run ``fn(cursor)``; retry deadlocks and busy errors, map the rest to DriverError."""
+        give_up = time.monotonic() + RETRY_BUDGET
+        pause = 0.002
+        reconnected = False
+        while True:
+            cur = self._cursor()
+            try:
+                return fn(cur)
+            except Exception as exc:
+                if not is_db_error(exc):
+                    raise
+                kind = classify(exc)
+                if kind != "lost" and (self.kind != "sqlite" or cur.connection.in_transaction):
+                    try:
+                        cur.execute("ROLLBACK")
+                    except Exception:  # noqa: BLE001 - the link is gone
+                        kind = "lost"
+                if kind == "retry" and time.monotonic() < give_up:
+                    time.sleep(pause * (1 + random.random()))
+                    pause = min(pause * 2, 0.1)
+                    continue
+                if kind == "lost":
+                    self._drop_connection()
+                    if idempotent and not reconnected:  # a stale connection (server restarted)
+                        reconnected = True
+                        continue
+                raise DriverError(f"queue database error ({self.url}): {first_line(exc)}") from unwrap(exc)
+
+    def _write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one write transaction (SQLite: BEGIN IMMEDIATE takes the write lock at once)."""
+
+        def run(cur: Any) -> T:
+            cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
+            if self.kind == "sqlite":
+                now = time.time()
+            else:
+                cur.execute(f"SELECT {NOW_SQL[self.kind]}")
+                now = float(cur.fetchone()[0])
+            tx = Tx(self, cur, now)
+            result = fn(tx)
+            tx.flush()
+            cur.execute("COMMIT")
+            return result
+
+        return self._retrying(run)
+
+    def _read(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> Any:
+        def run(cur: Any) -> Any:
+            cur.execute(self._q(sql), params)
+            return cur.fetchall() if many else cur.fetchone()
+
+        return self._retrying(run, idempotent=True)
+
+    def _pg(self, *calls: tuple[PgStatement, Sequence[Any]]) -> list[Any]:
+        """PostgreSQL: run the statements in one round trip — one simple query, which the server runs
+        as one implicit transaction — and return the last one's rows. Each statement is prepared once
+        per connection (planning these CTEs costs more than running them)."""
+
+        def run(cur: Any) -> list[Any]:
+            if not self._pg_prepare:
+                parts, params = [], {}
+                for k, (stmt, args) in enumerate(calls):
+                    parts.append(re.sub(r"\$(\d+)", rf"%(s{k}p\1)s", self._q(stmt.sql)))
+                    params.update({f"s{k}p{i + 1}": v for i, v in enumerate(args)})
+                cur.execute(";\n".join(parts), params)
+                return cur.fetchall()
+            prepared = self._local.prepared
+            names = []
+            for stmt, _ in calls:
+                text = self._q(stmt.sql)
+                name = "pubq_" + hashlib.md5(text.encode()).hexdigest()[:20]
+                if name not in prepared:
+                    try:
+                        cur.execute(f"PREPARE {name} ({', '.join(stmt.types)}) AS {text}")
+                    except Exception as exc:
+                        if _pgcode(unwrap(exc)) != "42P05":  # already there (another driver, same connection)
+                            raise
+                    prepared.add(name)
+                names.append(name)
+            sql = "; ".join(
+                f"EXECUTE {n}({', '.join(['%s'] * len(a))})" for n, (_, a) in zip(names, calls, strict=True)
+            )
+            try:
+                cur.execute(sql, [v for _, args in calls for v in args])
+            except Exception as exc:
+                if _pgcode(unwrap(exc)) == _PG_NO_STATEMENT:  # the session was reset: prepare again,
+                    prepared.clear()  # and after a second time (a transaction pooler) stop preparing
+                    self._pg_resets += 1
+                    self._pg_prepare = self._pg_resets < 2
+                raise
+            return cur.fetchall()
+
+        return self._retrying(run)
+
+    # -- LISTEN (PostgreSQL) --------------------------------------------------------------------
+
+    def _listen(self, name: str) -> Any:
+        """The LISTENing connection (PostgreSQL with psycopg2), or None to poll."""
+        if not self._pg_fast:
+            return None
+        if self._listener is None:
+            try:
+                conn = self.db._connect()  # a connection of its own, outside Peewee's state
+                conn.autocommit = True
+                conn.cursor().execute(f'LISTEN "{name}"')
+                self._listener = conn
+            except Exception:  # noqa: BLE001 - fall back to polling; the next reserve reports outages
+                return None
+        return self._listener
+
+    def _wait_notify(self, timeout: float) -> bool:
+        """Sleep until a NOTIFY or ``timeout``; False if the listener broke (the caller polls)."""
+        conn = self._listener
+        try:
+            if select.select([conn], [], [], timeout)[0]:
+                conn.poll()
+            conn.notifies.clear()
+            return True
+        except Exception:  # noqa: BLE001 - a broken listener: drop it
+            self._close_listener()
+            return False
+
+    def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
