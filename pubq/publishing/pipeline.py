@@ -235,11 +235,11 @@ class Pipeline:
         row = self.s.outbox.callback_row(event_id)
         if row is None:
             raise StepRejectedError(f"callback event {event_id} does not exist")
-        if row.state == "sent":
-            return {"event_id": event_id, "skipped": "already sent"}
+        if row.state in ("sent", "skipped"):
+            return {"event_id": event_id, "skipped": f"already {row.state}"}
         task = self.s.task(row.task_id)
         if not task.callback_url:
-            self.s.outbox.mark_callback(event_id, "sent", "no callback_url: nothing to send")
+            self.s.outbox.mark_callback(event_id, "skipped", "the task has no callback_url")
             return {"event_id": event_id, "skipped": "task has no callback_url"}
         payload = {
             "event_id": event_id, "event": row.reason,

@@ -17,6 +17,7 @@ from typing import Any
 
 import peewee as pw
 
+from ..errors import ConfigError
 from .adapters.base import ChannelTypeService, resolve_adapter
 from .codes import ChannelAppTaskNotFoundError, DuplicateTaskError, TaskNotFoundError
 from .database import forget_connection, open_database, run_in_transaction
@@ -273,7 +274,10 @@ def service_for(app: Any) -> PublishingService:
 
 def _build_for_app(app: Any) -> PublishingService:
     config = app.config
-    settings = load_settings(config.publishing, config.base_dir)
+    try:
+        settings = load_settings(config.publishing, config.base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from None
     return PublishingService(config.database, settings, base_dir=config.base_dir,
                              dispatcher=lambda queue, name, args: app.queue(queue).push_name(name, args))
 
