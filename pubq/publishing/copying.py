@@ -67,6 +67,8 @@ def write_atomically(chunks: Iterator[bytes], publish_root: Path, ext: str, max_
             raise SourceNotAllowedError.make(reason="target leaves the publish directory", **params)
         if not target.exists():
             break
+    else:  # pragma: no cover - five random 14-digit collisions in one second
+        raise AssetFetchError.make(reason="no free file name in the publish directory", **params)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
     digest = hashlib.sha256()

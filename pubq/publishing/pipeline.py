@@ -104,12 +104,19 @@ class Pipeline:
 
     def fail_task(self, task_id: int, error: BaseException | None, job: JobRef, *, stage: str) -> list[int]:
         """copy-asset finally failed (or its follow-up raised): every enabled pending/releasing row → 3
-        (one guarded transition each), one pub_log row per row and one callback for the task."""
-        C, Ob = self.m.ChannelAppTask, self.m.Outbox
-        task = self.s.task(task_id)
+        (one guarded transition each), one pub_log row per row and one callback for the task.
+        Replaying the same event key changes nothing."""
+        C, Ob, P = self.m.ChannelAppTask, self.m.Outbox, self.m.PubLog
+        task = self.m.Task.get_or_none(self.m.Task.id == task_id)
+        if task is None:
+            log.warning("copy-asset %s of task %s: the task does not exist, nothing to fail", stage, task_id)
+            return []
         code, message = describe(error, task_id=task_id)
+        key = f"{job.dedup()}:{stage}"
 
         def unit() -> list[int]:
+            if P.select().where(P.task == task_id, P.dedup_key.startswith(f"{key}:")).exists():
+                return []  # this event was handled already
             rows = list(C.select().where(C.task == task_id, C.enabled == True).order_by(C.id))  # noqa: E712
             logged = 0
             for cat in rows:
@@ -118,11 +125,11 @@ class Pipeline:
                 if stage == "follow-up" and Ob.select().where(
                         Ob.dedup_key == f"job:upload:{cat.id}:{cat.round}").exists():
                     continue  # its upload was queued before the follow-up broke; it carries on
-                logged += self._fail_row(cat.id, error, job, f"{job.dedup()}:{stage}:{cat.id}",
-                                         callback=False, code=code, message=message)
+                logged += self._fail_row(cat.id, error, job, f"{key}:{cat.id}", callback=False, code=code,
+                                         message=message)
             if logged == 0:  # no row could carry the message: keep it on the task
                 self.s.write_pub_log(task_id, None, status="error", code=code, message=message,
-                                     data=_job_data(job), dedup_key=f"{job.dedup()}:{stage}:task")
+                                     data=_job_data(job), dedup_key=f"{key}:task")
             return [self.s.outbox.add_callback(task_id=task_id, cat_id=None,
                                                dedup_key=f"callback:copy:{task_id}:{task.copy_round}:{stage}",
                                                reason=f"copy-asset {stage} failed")]

@@ -110,6 +110,9 @@ def test_35020_when_no_asset_is_enabled(service, queues, worker, tmp_path) -> No
     errors = logs(service, task_id)
     assert [e["code"] for e in errors] == [35020, 35020]
     assert len(queues.jobs("SourceCallbackJob")) == 1  # once per task
+    # afterError replayed for the same event key (a reclaim after a crash): nothing new.
+    worker._after_error("CopyAssetJob", {"task_id": task_id}, JobRef("copy-asset", 1, 1), outcome.error)
+    assert len(logs(service, task_id)) == 2 and len(queues.jobs("SourceCallbackJob")) == 1
 
 
 def test_35021_when_no_channel_app_task_is_enabled(service, queues, worker, tmp_path) -> None:
@@ -122,6 +125,8 @@ def test_35021_when_no_channel_app_task_is_enabled(service, queues, worker, tmp_
     assert outcome.ok and isinstance(outcome.follow_up_error, NoChannelAppTasksError)
     errors = logs(service, task_id)
     assert [(e["code"], e["channel_app_task_id"]) for e in errors] == [(35021, None)]
+    worker.p.fail_task(task_id, outcome.follow_up_error, JobRef("copy-asset", 1, 1), stage="follow-up")
+    assert len(logs(service, task_id)) == 1  # replay of the same event key writes nothing
     assert "list of enabled channel app tasks is empty" in errors[0]["message"]
     assert len(queues.jobs("SourceCallbackJob")) == 1 and not queues.jobs("UploadAssetJob")
 
