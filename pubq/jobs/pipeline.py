@@ -8,13 +8,15 @@ child.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PermanentError
 from ..job import Job
-from ..publishing.pipeline import Pipeline, pipeline_for
-from ..publishing.transitions import JobRef
-from ..queue import JobContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..publishing.pipeline import Pipeline
+    from ..publishing.transitions import JobRef
+    from ..queue import JobContext
 
 
 class PublishingJob(Job):
@@ -24,12 +26,18 @@ class PublishingJob(Job):
 
     @staticmethod
     def pipeline(ctx: JobContext) -> Pipeline:
+        # Imported here: every job registry loads pubq.jobs, and a worker of an unrelated queue
+        # should not pay for peewee, tenacity and the publishing package.
+        from ..publishing.pipeline import pipeline_for
+
         if ctx.app is None:
             raise PermanentError("publishing jobs need a queue built by pubq.app.App (no app attached)")
         return pipeline_for(ctx.app)
 
     @staticmethod
     def ref(ctx: JobContext) -> JobRef:
+        from ..publishing.transitions import JobRef
+
         return JobRef(ctx.queue.name, ctx.job_id, ctx.attempt)
 
 
