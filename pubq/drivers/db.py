@@ -79,6 +79,17 @@ PG_PUSH_CHUNK = 5000
 
 Row = tuple[bytes, int, float, int]  # payload, ttr, delay, priority
 
+#: Reserve on SQLite/MySQL (PostgreSQL: db_sql.PG_PROMOTE / PG_RESERVE): due delayed rows, via jobs_due …
+DUE_SQL = (
+    "SELECT id FROM {J} WHERE channel = ? AND state = 'delayed' AND due_at <= ?"
+    f" ORDER BY due_at LIMIT {PROMOTE_BATCH}"
+)
+#: … then the first waiting row in priority and push order, via jobs_ready.
+PICK_SQL = (
+    "SELECT id, payload, attempt, ttr, priority, pushed_at FROM {J}"
+    " WHERE channel = ? AND state = 'waiting' ORDER BY priority, id LIMIT 1{SKIP}"
+)
+
 
 class DbDriver(DbConnection, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema)."""
@@ -227,20 +238,15 @@ class DbDriver(DbConnection, BaseDriver):
 
     def _reserve_tx(self, tx: Tx, grace: float) -> tuple[Reservation | None, float | None]:
         ch = self.channel
-        due = f"SELECT id FROM {{J}} WHERE channel = ? AND state = 'delayed' AND due_at <= ? ORDER BY due_at LIMIT {PROMOTE_BATCH}"
         if self.kind == "sqlite":
-            moved = tx.x(f"UPDATE {{J}} SET state = 'waiting' WHERE id IN ({due})", (ch, tx.now)).rowcount
+            moved = tx.x(f"UPDATE {{J}} SET state = 'waiting' WHERE id IN ({DUE_SQL})", (ch, tx.now)).rowcount
         else:  # MySQL has no LIMIT in an IN subquery
-            ids = [row[0] for row in tx.all(due + "{SKIP}", (ch, tx.now))]
+            ids = [row[0] for row in tx.all(DUE_SQL + "{SKIP}", (ch, tx.now))]
             moved = (
                 tx.x("UPDATE {J} SET state = 'waiting' WHERE id IN ({IDS})", (), ids).rowcount if ids else 0
             )
         tx.add(waiting=moved, delayed=-moved)
-        row = tx.one(
-            "SELECT id, payload, attempt, ttr, priority, pushed_at FROM {J}"
-            " WHERE channel = ? AND state = 'waiting' ORDER BY priority, id LIMIT 1{SKIP}",
-            (ch,),
-        )
+        row = tx.one(PICK_SQL, (ch,))
         if row is None:
             nxt = tx.one("SELECT min(due_at) FROM {J} WHERE channel = ? AND state = 'delayed'", (ch,))[0]
             return None, (None if nxt is None else float(nxt) - tx.now)

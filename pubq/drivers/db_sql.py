@@ -14,7 +14,9 @@ retried (the transaction was rolled back, so running it again is safe).
 
 PostgreSQL's hot paths (push, reserve, ack, ack + reserve) are the statements at the bottom: ``$n``
 parameters, prepared once per connection, several sent in one round trip. A counter row is updated by
-at most one CTE per statement (two updates of one row in one statement would lose one).
+at most one CTE per statement (two updates of one row in one statement would lose one). Rows are
+updated by ``id = (subquery)`` / ``id = ANY(ARRAY(subquery))``, never by a join: the planner cannot
+estimate ``due_at <= now()`` and would otherwise hash-join the whole table on every reserve.
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ PG_NOTIFY = PgStatement("SELECT pg_notify($1, '')", ("text",))
 #: Due delayed jobs become waiting. $1 channel, $2 shard.
 PG_PROMOTE = PgStatement(
     f"""
-WITH d AS (SELECT id FROM {{J}} WHERE channel = $1 AND state = 'delayed' AND due_at <= {_PG_NOW}
-           ORDER BY due_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED),
-p AS (UPDATE {{J}} AS j SET state = 'waiting' FROM d WHERE j.id = d.id RETURNING 1)
+WITH p AS (
+  UPDATE {{J}} SET state = 'waiting'
+  WHERE id = ANY(ARRAY(SELECT id FROM {{J}} WHERE channel = $1 AND state = 'delayed' AND due_at <= {_PG_NOW}
+                       ORDER BY due_at LIMIT {PROMOTE_BATCH} FOR UPDATE SKIP LOCKED))
+  RETURNING 1)
 UPDATE {{C}} SET n_waiting = n_waiting + (SELECT count(*) FROM p), n_delayed = n_delayed - (SELECT count(*) FROM p)
 WHERE channel = $1 AND shard = $2 AND EXISTS (SELECT 1 FROM p)""",
     ("varchar", "int"),
@@ -94,12 +98,12 @@ PG_ACK_KEEP = PgStatement(
 )
 
 _RESERVE = f"""
-WITH pick AS (SELECT id FROM {{J}} WHERE channel = $1 AND state = 'waiting'
-              ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED),
-r AS (UPDATE {{J}} AS j SET state = 'reserved', attempt = j.attempt + 1, retried_attempt = 0,
-        deadline = {_PG_NOW} + j.ttr, expires_at = {_PG_NOW} + j.ttr + $3
-      FROM pick WHERE j.id = pick.id
-      RETURNING j.id, j.payload, j.attempt, j.ttr, j.deadline, j.priority, j.pushed_at),
+WITH r AS (
+  UPDATE {{J}} SET state = 'reserved', attempt = attempt + 1, retried_attempt = 0,
+    deadline = {_PG_NOW} + ttr, expires_at = {_PG_NOW} + ttr + $3
+  WHERE id = (SELECT id FROM {{J}} WHERE channel = $1 AND state = 'waiting'
+              ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+  RETURNING id, payload, attempt, ttr, deadline, priority, pushed_at),
 c AS (UPDATE {{C}} SET n_waiting = n_waiting - 1, n_reserved = n_reserved + 1
       WHERE channel = $1 AND shard = $2 AND EXISTS (SELECT 1 FROM r))
 SELECT ACKED r.id, r.payload, r.attempt, r.ttr, r.deadline, r.priority, r.pushed_at,

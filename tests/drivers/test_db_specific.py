@@ -1,0 +1,319 @@
+"""What only the ``db`` driver has to prove: schema migrations, worker processes sharing one table,
+index use with many delayed rows, fork safety, errors of unreachable databases, odd rows.
+
+Runs on SQLite (a file in tmp_path), PostgreSQL and MySQL/MariaDB (the URLs of ``backends.py``, the
+session's own table prefix). An unreachable server fails the test, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+import select
+import time
+from typing import Any
+
+import pytest
+
+from pubq.drivers import db_schema
+from pubq.drivers.base import Counts, PushItem
+from pubq.drivers.db import DUE_SQL, PICK_SQL, DbDriver
+from pubq.drivers.db_sql import PG_PROMOTE, PG_RESERVE
+from pubq.errors import ConfigError, DriverError
+from tests.drivers.backends import DB_TABLE_PREFIX, MYSQL_URL, POSTGRES_URL, open_driver, unique_channel
+
+KINDS = ["sqlite", "postgres", "mysql"]
+
+
+def target(kind: str, tmp_path) -> tuple[str, str]:
+    """(URL, table prefix) that the ``kind`` factory of backends.py opens, for other processes."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/queue.db", "pubq_"
+    return (POSTGRES_URL if kind == "postgres" else MYSQL_URL), DB_TABLE_PREFIX
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def opened(kind: str, tmp_path):
+    cleanups = []
+
+    def make(**opts: Any) -> DbDriver:
+        driver, cleanup = open_driver(kind, tmp_path, **opts)
+        cleanups.append(cleanup)
+        return driver
+
+    yield make
+    for cleanup in reversed(cleanups):
+        cleanup()
+
+
+def raw(d: DbDriver, sql: str, params: tuple = ()) -> list[Any]:
+    """One statement on the driver's own connection, with its {J}/{C}/? templating."""
+    cur = d._cursor()
+    cur.execute(d._q(sql), params)
+    return cur.fetchall() if cur.description else []
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent_and_keeps_every_row(opened):
+    d = opened()
+    ids = d.push_many([PushItem(b"job-%d" % i, ttr=30, delay=60 * (i % 2)) for i in range(6)])
+    r = d.reserve(0)
+    assert d.migrate() == (db_schema.SCHEMA_VERSION, db_schema.SCHEMA_VERSION)
+    # As if the version row were lost (or an older pubq had made the tables): every step runs again
+    # over the existing tables and indexes without error and without touching a row.
+    quote = "`" if d.kind == "mysql" else '"'
+    raw(d, f"DELETE FROM {quote}{d.table_prefix}schema{quote}")
+    assert d.migrate() == (0, db_schema.SCHEMA_VERSION)
+    url, prefix = _url_and_prefix(d)
+    again = DbDriver(url, d.channel, table_prefix=prefix)
+    try:
+        assert again.counts() == Counts(waiting=2, delayed=3, reserved=1)
+        assert [again.get(i).payload for i in ids] == [b"job-%d" % i for i in range(6)]
+        assert again.ack(r) is True
+    finally:
+        again.close()
+
+
+def _url_and_prefix(d: DbDriver) -> tuple[str, str]:
+    if d.kind == "sqlite":
+        return f"sqlite:///{d.db.database}", d.table_prefix
+    return (POSTGRES_URL if d.kind == "postgres" else MYSQL_URL), d.table_prefix
+
+
+def test_two_drivers_migrating_at_once_both_succeed(kind, tmp_path):
+    url, _ = target(kind, tmp_path)
+    prefix = f"{DB_TABLE_PREFIX}m{os.getpid() % 1000}_" if kind != "sqlite" else "pubq_race_"
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_migrate_in_child, args=(url, prefix, out)) for _ in range(3)]
+    try:
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        assert results == [("ok", db_schema.SCHEMA_VERSION)] * 3, results
+    finally:
+        for p in procs:
+            p.join(10)
+        if kind != "sqlite":
+            from tests.drivers.backends import drop_session_tables
+
+            drop_session_tables(url, prefix)
+
+
+def _migrate_in_child(url: str, prefix: str, out: Any) -> None:
+    try:
+        d = DbDriver(url, "migrate-race", table_prefix=prefix)
+        out.put(("ok", d.migrate()[1]))
+        d.close()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        out.put(("error", repr(exc)))
+
+
+# -- many worker processes ----------------------------------------------------------------------
+
+
+def _drain_in_child(url: str, channel: str, prefix: str, out: Any) -> None:
+    acked: list[int] = []
+    try:
+        d = DbDriver(url, channel, table_prefix=prefix)
+        r = d.reserve(0)
+        while r is not None:
+            ok, nxt = d.ack_and_reserve(r)
+            if ok:
+                acked.append(r.job_id)
+            r = nxt
+        d.close()
+        out.put(("ok", acked))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@pytest.mark.slow
+def test_four_worker_processes_drain_one_queue_acking_each_job_exactly_once(opened, kind, tmp_path):
+    producer = opened()
+    url, prefix = target(kind, tmp_path)
+    ids: list[int] = []
+    for start in range(0, 5000, 1000):
+        ids += producer.push_many([PushItem(b"%d" % i, ttr=300) for i in range(start, start + 1000)])
+    # fork with the producer's connection open: the children must leave it alone (see db_conn.abandon)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_drain_in_child, args=(url, producer.channel, prefix, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(30)
+    errors = [r[1] for r in results if r[0] == "error"]
+    assert errors == []  # no "database is locked", no deadlock left unretried
+    acked = [job_id for _, got in results for job_id in got]
+    assert len(acked) == len(set(acked)) == 5000
+    assert sorted(acked) == ids
+    assert producer.counts() == Counts(done=5000)  # the sharded counters add up, on the parent's connection
+
+
+def test_a_forked_child_uses_a_connection_of_its_own_and_the_parent_keeps_its_own(opened):
+    d = opened()
+    d.push(b"before fork", ttr=30)
+    assert d.counts().waiting == 1  # the parent's connection is open
+    pid = os.fork()
+    if pid == 0:  # child: must reconnect, and closing must not end the parent's session
+        code = 1
+        try:
+            d.push(b"from the child", ttr=30)
+            d.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert d.counts().waiting == 2  # same connection as before the fork, still usable
+    assert [d.reserve(0).payload, d.reserve(0).payload] == [b"before fork", b"from the child"]
+
+
+# -- indexes: reserve stays O(log n) with many delayed rows (yii2-queue #280) ------------------
+
+
+def _plan(d: DbDriver, sql: str, params: tuple) -> str:
+    if d.kind == "sqlite":
+        return " ".join(str(row[-1]) for row in raw(d, "EXPLAIN QUERY PLAN " + sql, params))
+    if d.kind == "mysql":
+        cur = d._cursor()
+        cur.execute("EXPLAIN " + d._q(sql), params)
+        names = [c[0] for c in cur.description]
+        return " ".join(
+            f"key={row[names.index('key')]} extra={row[names.index('Extra')]}" for row in cur.fetchall()
+        )
+    raise AssertionError(d.kind)
+
+
+def _pg_plan(d: DbDriver, stmt: Any, args: tuple) -> str:
+    """EXPLAIN of a hot-path statement with its parameters inlined (a custom plan, as at first use)."""
+    cur = d._cursor()
+    text = d._q(stmt.sql)
+    for i, value in reversed(list(enumerate(args, start=1))):
+        text = text.replace(f"${i}", cur.mogrify("%s", (value,)).decode())
+    cur.execute("EXPLAIN " + text)
+    return "\n".join(row[0] for row in cur.fetchall())
+
+
+@pytest.mark.slow
+def test_reserve_uses_the_ready_and_due_indexes_with_many_delayed_rows(opened):
+    d = opened()
+    # Delayed rows with the best priority: a reserve that scanned them would have to read them all.
+    for _ in range(4):
+        d.push_many([PushItem(b"later", ttr=60, delay=3600, priority=0) for _ in range(5000)])
+    d.push_many([PushItem(b"now", ttr=60) for _ in range(200)])
+    other = opened()  # another queue in the same table
+    other.push_many([PushItem(b"theirs", ttr=60) for _ in range(2000)])
+    ready, due = f"{d.table_prefix}jobs_ready", f"{d.table_prefix}jobs_due"
+    if d.kind == "postgres":
+        raw(d, f"ANALYZE {d._tables['J']}")
+        pick = _pg_plan(d, PG_RESERVE, (d.channel, 0, 0.0))
+        promote = _pg_plan(d, PG_PROMOTE, (d.channel, 0))
+        assert f"Index Scan using {ready}" in pick, pick
+        assert f"using {due}" in promote, promote
+        assert "Seq Scan" not in pick + promote, pick + promote
+    else:
+        if d.kind == "sqlite":
+            raw(d, "ANALYZE")
+        pick = _plan(d, PICK_SQL, (d.channel,))
+        promote = _plan(d, DUE_SQL, (d.channel, d.now()))
+        assert ready in pick and "TEMP B-TREE" not in pick and "filesort" not in pick, pick
+        assert due in promote, promote
+    r = d.reserve(0)
+    assert r is not None and r.payload == b"now"
+
+
+def test_counts_stay_o1_reads_of_the_counter_rows(opened):
+    d = opened()
+    d.push_many([PushItem(b"x", ttr=60) for _ in range(50)])
+    rows = raw(d, "SELECT count(*) FROM {C} WHERE channel = ?", (d.channel,))
+    assert 1 <= rows[0][0] <= db_schema.SHARDS
+    assert d.counts().waiting == 50
+
+
+# -- errors and odd rows --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://pubq:s3cret@127.0.0.1:1/nowhere",
+        "mysql://pubq:s3cret@127.0.0.1:1/nowhere",
+        "sqlite:////nonexistent-dir/pubq/queue.db",
+    ],
+    ids=["postgres", "mysql", "sqlite"],
+)
+def test_an_unreachable_database_raises_driver_error_naming_it_without_the_password(url):
+    d = DbDriver(url, unique_channel("down"))
+    with pytest.raises(DriverError) as info:
+        d.push(b"x", ttr=1)
+    message = str(info.value)
+    assert "cannot connect to the queue database" in message
+    assert "127.0.0.1:1" in message or "nonexistent-dir" in message
+    assert "s3cret" not in message
+    assert info.value.__cause__ is not None
+    with pytest.raises(DriverError):
+        d.ping()
+    d.close()
+
+
+def test_a_missing_database_package_names_the_extra_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith(("psycopg", "pymysql")) else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match=r"pip install pubq\[postgres\]"):
+        DbDriver("postgresql://postgres@127.0.0.1/test", "c")
+    with pytest.raises(ConfigError, match=r"pip install pubq\[mysql\]"):
+        DbDriver("mysql://root@127.0.0.1/test", "c")
+
+
+@pytest.mark.parametrize("url", ["sqlite://relative.db", "redis://x/0", "nonsense"])
+def test_a_bad_database_url_is_a_config_error(url):
+    with pytest.raises(ConfigError):
+        DbDriver(url, "c")
+
+
+def test_a_row_with_a_garbage_payload_still_round_trips_as_bytes(opened):
+    d = opened()
+    jid = d.push(b"{}", ttr=30)
+    garbage = {
+        # SQLite is dynamically typed: a hand-written row may hold TEXT where the driver writes BLOB
+        "sqlite": ("'not json \u00ff'", "not json \u00ff".encode()),
+        "postgres": ("'\\xff00fe'::bytea", b"\xff\x00\xfe"),
+        "mysql": ("X'FF00FE'", b"\xff\x00\xfe"),
+    }[d.kind]
+    raw(d, f"UPDATE {{J}} SET payload = {garbage[0]} WHERE id = ?", (jid,))
+    assert d.get(jid).payload == garbage[1]
+    r = d.reserve(0)
+    assert type(r.payload) is bytes and r.payload == garbage[1]
+    assert d.ack(r) is True
+
+
+def test_postgres_push_notifies_listeners_of_the_queue(tmp_path):
+    d, cleanup = open_driver("postgres", tmp_path)
+    listener = d.db._connect()
+    try:
+        listener.autocommit = True
+        listener.cursor().execute(f'LISTEN "{d._notify_name}"')
+        d.push(b"wake up", ttr=5)
+        end = time.monotonic() + 5
+        while not listener.notifies and time.monotonic() < end:
+            if select.select([listener], [], [], 0.5)[0]:
+                listener.poll()
+        assert [n.channel for n in listener.notifies] == [d._notify_name]
+    finally:
+        listener.close()
+        cleanup()
