@@ -276,9 +276,11 @@ class DbDriver(DbConnection, BaseDriver):
             state, expires_at = row[0], row[2]
             if not (state == "reserved" or (state == "failed" and expires_at is not None)):
                 return False
-            # From the failed registry this is an afterError handler's change of mind; failed_total
-            # stays (the conformance suite: "failed_total never goes down").
             self._requeue(tx, job_id, state, attempt, delay, retry=True)
+            if state == "failed":
+                # An afterError handler's change of mind: the final failure did not happen after all,
+                # so fail()'s failed_total increment is undone (base.py, Driver.retry_later).
+                tx.add(failed_total=-1)
             return True
 
         return self._write(fn)

@@ -317,3 +317,33 @@ def test_postgres_push_notifies_listeners_of_the_queue(tmp_path):
     finally:
         listener.close()
         cleanup()
+
+
+@pytest.mark.parametrize("server", ["postgres", "mysql"])
+def test_a_killed_server_session_is_replaced_reads_recover_and_a_write_fails_once_then_works(
+    server, tmp_path
+):
+    d, cleanup = open_driver(server, tmp_path)
+    killer, _ = open_driver(server, tmp_path)  # a second connection of the same session tables
+    try:
+        d.push(b"a", ttr=30)
+
+        def kill_my_session() -> None:
+            if server == "postgres":
+                (pid,) = d._read("SELECT pg_backend_pid()")
+                raw(killer, "SELECT pg_terminate_backend(?)", (pid,))
+            else:
+                (pid,) = d._read("SELECT CONNECTION_ID()")
+                raw(killer, f"KILL {int(pid)}")
+
+        kill_my_session()
+        assert d.counts().waiting == 1  # a read reconnects by itself
+        kill_my_session()
+        with pytest.raises(DriverError) as info:  # a write may have landed: reported, not repeated
+            d.push(b"b", ttr=30)
+        assert info.value.__cause__ is not None
+        d.push(b"c", ttr=30)  # the next call has a new connection
+        assert d.counts().waiting == 2
+    finally:
+        killer.close()
+        cleanup()
