@@ -44,6 +44,32 @@ def open_driver(kind: str, tmp_path, **opts: Any):
     return fn(tmp_path, **opts)
 
 
+#: Memory "backend" per test: opening the same channel twice under one tmp_path gives the same instance.
+_MEMORY_BACKENDS: dict[tuple[str, str], Any] = {}
+
+
+@factory("memory")
+def open_memory(tmp_path, *, channel: str | None = None, clock: Callable[[], float] | None = None, **limits: int):
+    """MemoryDriver; ``clock`` (a fake backend clock) is honoured here only, real drivers use the server's.
+
+    Every factory takes ``channel`` (a second handle on the same backend) and ``failed_limit`` /
+    ``follow_up_limit``.
+    """
+    from pubq.drivers.memory import MemoryDriver
+
+    key = (str(tmp_path), channel or unique_channel("mem"))
+    if key not in _MEMORY_BACKENDS:
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        _MEMORY_BACKENDS[key] = MemoryDriver(key[1], **limits, **extra)
+    driver = _MEMORY_BACKENDS[key]
+
+    def cleanup() -> None:
+        driver.close()
+        _MEMORY_BACKENDS.pop(key, None)
+
+    return driver, cleanup
+
+
 @factory("redis")
 def open_redis(tmp_path, *, channel: str | None = None, **limits: int):
     """RedisDriver on ``REDIS_URL``; cleanup clears the queue and deletes its fixed key list only."""

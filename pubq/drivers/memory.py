@@ -1,0 +1,398 @@
+"""In-process driver: the reference implementation of the driver contract, and the ``sync`` driver.
+
+Everything lives in this object behind one lock, so every method is trivially atomic, but nothing is
+shared between processes. Waiting jobs sit in a heap ordered by (priority, enqueue sequence) and delayed
+jobs in a heap ordered by due time; both drop stale entries lazily (an entry is live only while the job's
+state and sequence still match it), which keeps each transition O(log n) and ``counts`` O(1).
+
+A reservation is identified by (job id, attempt, deadline): a LOST reclaim keeps the attempt but sets a
+new deadline, so the dead worker's late ``ack``/``release`` (which carry the whole Reservation) are
+refused, while ``retry_later``/``fail`` (which carry only the attempt) go to whoever writes first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from itertools import islice
+
+from .base import (
+    DEFAULT_FAILED_LIMIT,
+    DEFAULT_PRIORITY,
+    BaseDriver,
+    Counts,
+    FailedJob,
+    FailureInfo,
+    FollowUpFailure,
+    JobInfo,
+    JobStatus,
+    PushItem,
+    Reclaimed,
+    ReclaimKind,
+    Reservation,
+    check_priority,
+)
+
+_WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
+
+
+@dataclass(slots=True)
+class _Job:
+    job_id: int
+    payload: bytes
+    ttr: int
+    priority: int
+    pushed_at: float
+    attempt: int = 0
+    state: JobStatus = _WAITING
+    #: Sequence of the job's one live heap entry; older entries for the same id are stale.
+    seq: int = 0
+    due_at: float = 0.0
+    deadline: float = 0.0
+    grace: float = 0.0
+    #: The attempt whose retry_later put the job back (0 once reserved again): a handler may still fail it.
+    retried: int = 0
+
+
+class MemoryDriver(BaseDriver):
+    """One queue held in this process's memory; safe to share between threads."""
+
+    #: ``driver: sync`` flips this on its instance; the queue then runs jobs inside push().
+    runs_inline: bool = False
+
+    def __init__(
+        self,
+        channel: str,
+        *,
+        failed_limit: int = DEFAULT_FAILED_LIMIT,
+        follow_up_limit: int = DEFAULT_FAILED_LIMIT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.channel = channel
+        self.failed_limit = failed_limit
+        self.follow_up_limit = follow_up_limit
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._last_id = 0
+        self._seq = 0
+        self._jobs: dict[int, _Job] = {}
+        self._held: dict[int, _Job] = {}
+        self._waiting: list[tuple[int, int, int]] = []  # (priority, seq, id)
+        self._delayed: list[tuple[float, int, int]] = []  # (due_at, seq, id)
+        self._sizes = {_WAITING: 0, _DELAYED: 0, _RESERVED: 0}
+        self._done = 0
+        #: Oldest first; re-inserting a key is impossible while it is present (a job is live xor failed).
+        self._failed: OrderedDict[int, FailedJob] = OrderedDict()
+        self._settle_by: dict[int, float] = {}
+        self._failed_total = 0
+        self._follow_ups: deque[FollowUpFailure] = deque(maxlen=max(follow_up_limit, 0))
+        self._follow_up_total = 0
+
+    # -- producing ----------------------------------------------------------------------
+
+    def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
+        return self.push_many([PushItem(payload, ttr, delay, priority)])[0]
+
+    def push_many(self, items: Sequence[PushItem]) -> list[int]:
+        for item in items:  # validate all first: a bad item stores nothing
+            check_priority(item.priority)
+            if not isinstance(item.payload, bytes | bytearray | memoryview):
+                raise TypeError("payload must be bytes")
+        with self._cond:
+            now = self._clock()
+            ids = []
+            for item in items:
+                self._last_id += 1
+                job = _Job(self._last_id, bytes(item.payload), item.ttr, item.priority, now)
+                self._enqueue(job, item.delay, now)
+                ids.append(job.job_id)
+            return ids
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def reserve(self, timeout: float = 0, *, grace: float = 0) -> Reservation | None:
+        # Timeouts run on the monotonic clock; due times on the backend clock (which may be fake).
+        end = time.monotonic() + max(timeout, 0)
+        with self._cond:
+            while True:
+                now = self._clock()
+                r = self._take(now, grace)
+                left = end - time.monotonic()
+                if r is not None or timeout <= 0 or left <= 0:
+                    return r
+                due = self._next_due()
+                if due is not None:
+                    left = min(left, max(due - now, 0.001))
+                self._cond.wait(left)
+
+    def ack(self, r: Reservation) -> bool:
+        with self._cond:
+            return self._ack(r)
+
+    def ack_and_reserve(self, r: Reservation, *, grace: float = 0) -> tuple[bool, Reservation | None]:
+        with self._cond:
+            ok = self._ack(r)
+            return ok, self._take(self._clock(), grace)
+
+    def retry_later(self, job_id: int, attempt: int, delay: float) -> bool:
+        with self._cond:
+            now = self._clock()
+            job = self._holding(job_id, attempt)
+            if job is None:
+                # afterError handler turned a final failure into a retry (spec §5.1).
+                entry = self._failed.get(job_id)
+                if entry is None or not entry.unsettled or entry.attempts != attempt:
+                    return False
+                self._drop_failed(job_id)
+                self._failed_total -= 1  # the final failure did not happen after all
+                job = _Job(job_id, entry.payload, entry.ttr, entry.priority, entry.pushed_at, attempt)
+            else:
+                self._detach(job)
+            job.retried = attempt
+            self._enqueue(job, delay, now)
+            return True
+
+    def fail(self, job_id: int, attempt: int, info: FailureInfo, *, settle_within: float = 60) -> bool:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            # Held with this attempt, or back from retry_later of this attempt and not reserved since
+            # (an afterError handler turned the retry into a final failure, spec §5.1).
+            if job is None or attempt < 1 or job.attempt != attempt:
+                return False
+            if job.state is not _RESERVED and job.retried != attempt:
+                return False
+            now = self._clock()
+            self._detach(job)
+            self._failed[job_id] = FailedJob(
+                job_id=job_id, payload=job.payload, attempts=attempt, error_class=info.error_class,
+                message=info.message, traceback=info.traceback, code=info.code, pushed_at=job.pushed_at,
+                failed_at=now, ttr=job.ttr, priority=job.priority, unsettled=True,
+            )
+            self._settle_by[job_id] = now + settle_within
+            self._failed_total += 1
+            while len(self._failed) > max(self.failed_limit, 0):
+                self._drop_failed(next(iter(self._failed)))
+            return True
+
+    def settle(self, job_id: int, attempt: int) -> bool:
+        with self._cond:
+            entry = self._failed.get(job_id)
+            if entry is None or not entry.unsettled or entry.attempts != attempt:
+                return False
+            self._failed[job_id] = replace(entry, unsettled=False)
+            del self._settle_by[job_id]
+            return True
+
+    def release(self, r: Reservation) -> bool:
+        with self._cond:
+            job = self._holding(r.job_id, r.attempt, r.deadline)
+            if job is None:
+                return False
+            self._detach(job)
+            job.attempt -= 1  # a hard stop is not an attempt (spec §5.8)
+            self._enqueue(job, 0, self._clock())
+            return True
+
+    def reclaim_expired(self, limit: int = 100, *, hold: float = 60) -> list[Reclaimed]:
+        with self._cond:
+            now = self._clock()
+            lost = sorted(
+                (j for j in self._held.values() if now > j.deadline + j.grace), key=lambda j: j.deadline
+            )
+            out: list[Reclaimed] = []
+            for job in lost[: max(limit, 0)]:
+                overdue = now - job.deadline
+                job.deadline, job.grace = now + hold, 0.0  # the new holder is the reclaimer
+                out.append(Reclaimed(ReclaimKind.LOST, self._reservation(job), overdue=overdue))
+            pending = sorted((by, i) for i, by in self._settle_by.items() if now > by)
+            for _, job_id in pending[: max(limit - len(out), 0)]:
+                entry = self._failed[job_id]
+                self._settle_by[job_id] = now + hold
+                r = Reservation(
+                    job_id, entry.payload, entry.attempts, entry.ttr, now + hold, entry.priority, entry.pushed_at
+                )
+                out.append(Reclaimed(ReclaimKind.UNSETTLED, r, failure=entry))
+            return out
+
+    # -- inspection and maintenance ------------------------------------------------------
+
+    def get(self, job_id: int) -> JobInfo | None:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                extra: dict[str, object] = {"pushed_at": job.pushed_at}
+                if job.state is _DELAYED:
+                    extra["due_at"] = job.due_at
+                elif job.state is _RESERVED:
+                    extra["deadline"] = job.deadline
+                return JobInfo(job_id, job.state, job.payload, job.attempt, job.ttr, job.priority, extra)
+            entry = self._failed.get(job_id)
+            if entry is None:
+                return None
+            extra = {
+                "pushed_at": entry.pushed_at, "failed_at": entry.failed_at, "error_class": entry.error_class,
+                "message": entry.message, "unsettled": entry.unsettled,
+            }
+            return JobInfo(job_id, JobStatus.FAILED, entry.payload, entry.attempts, entry.ttr, entry.priority, extra)
+
+    def counts(self) -> Counts:
+        with self._cond:
+            return Counts(
+                waiting=self._sizes[_WAITING], delayed=self._sizes[_DELAYED], reserved=self._sizes[_RESERVED],
+                done=self._done, failed=len(self._failed), failed_total=self._failed_total,
+                follow_up_failed=self._follow_up_total,
+            )
+
+    def remove(self, job_id: int) -> bool:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._detach(job)
+                return True
+            if job_id in self._failed:
+                self._drop_failed(job_id)
+                return True
+            return False
+
+    def clear(self) -> int:
+        """Drop live jobs, failed entries and follow-ups; returns the live jobs dropped.
+
+        The id sequence and the done/failed_total/follow_up_failed counters are kept (totals since creation).
+        """
+        with self._cond:
+            gone = len(self._jobs)
+            self._jobs.clear()
+            self._held.clear()
+            self._waiting.clear()
+            self._delayed.clear()
+            self._sizes = dict.fromkeys(self._sizes, 0)
+            self._failed.clear()
+            self._settle_by.clear()
+            self._follow_ups.clear()
+            return gone
+
+    def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
+        with self._cond:
+            offset = max(offset, 0)
+            return list(islice(reversed(self._failed.values()), offset, offset + max(limit, 0)))
+
+    def failed_get(self, job_id: int) -> FailedJob | None:
+        with self._cond:
+            return self._failed.get(job_id)
+
+    def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
+        with self._cond:
+            entry = self._failed.get(job_id)
+            if entry is None:
+                return False
+            self._drop_failed(job_id)
+            attempt = 0 if reset_attempts else entry.attempts
+            job = _Job(job_id, entry.payload, entry.ttr, entry.priority, entry.pushed_at, attempt)
+            self._enqueue(job, delay, self._clock())
+            return True
+
+    def failed_purge(self) -> int:
+        with self._cond:
+            gone = len(self._failed)
+            self._failed.clear()
+            self._settle_by.clear()
+            return gone
+
+    def record_follow_up(self, failure: FollowUpFailure) -> None:
+        """Keep the record newest first with ``seq`` = its 1-based number since the driver was created."""
+        with self._cond:
+            self._follow_up_total += 1
+            self._follow_ups.appendleft(replace(failure, seq=self._follow_up_total))
+
+    def follow_up_list(self, offset: int = 0, limit: int = 50) -> list[FollowUpFailure]:
+        with self._cond:
+            offset = max(offset, 0)
+            return list(islice(self._follow_ups, offset, offset + max(limit, 0)))
+
+    def now(self) -> float:
+        return self._clock()
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    # -- internals (caller holds the lock) -----------------------------------------------
+
+    def _enqueue(self, job: _Job, delay: float, now: float) -> None:
+        """Make a detached job waiting (delay <= 0) or delayed, and wake blocked reserves."""
+        self._seq += 1
+        job.seq = self._seq
+        if delay > 0:
+            job.state, job.due_at = _DELAYED, now + delay
+            heapq.heappush(self._delayed, (job.due_at, job.seq, job.job_id))
+        else:
+            job.state = _WAITING
+            heapq.heappush(self._waiting, (job.priority, job.seq, job.job_id))
+        self._sizes[job.state] += 1
+        self._jobs[job.job_id] = job
+        self._cond.notify_all()
+
+    def _detach(self, job: _Job) -> None:
+        """Take a live job out of every structure; its heap entries go stale."""
+        self._sizes[job.state] -= 1
+        del self._jobs[job.job_id]
+        self._held.pop(job.job_id, None)
+
+    def _live(self, seq: int, job_id: int, state: JobStatus) -> _Job | None:
+        job = self._jobs.get(job_id)
+        return job if job is not None and job.state is state and job.seq == seq else None
+
+    def _next_due(self) -> float | None:
+        while self._delayed and self._live(self._delayed[0][1], self._delayed[0][2], _DELAYED) is None:
+            heapq.heappop(self._delayed)
+        return self._delayed[0][0] if self._delayed else None
+
+    def _take(self, now: float, grace: float) -> Reservation | None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, seq, job_id = heapq.heappop(self._delayed)
+            job = self._live(seq, job_id, _DELAYED)
+            if job is not None:
+                self._detach(job)
+                self._enqueue(job, 0, now)
+        while self._waiting:
+            _, seq, job_id = heapq.heappop(self._waiting)
+            job = self._live(seq, job_id, _WAITING)
+            if job is None:
+                continue
+            self._sizes[_WAITING] -= 1
+            self._sizes[_RESERVED] += 1
+            job.state, job.attempt, job.deadline, job.grace = _RESERVED, job.attempt + 1, now + job.ttr, grace
+            job.retried = 0
+            self._held[job_id] = job
+            return self._reservation(job)
+        return None
+
+    def _holding(self, job_id: int, attempt: int, deadline: float | None = None) -> _Job | None:
+        job = self._held.get(job_id)
+        if job is None or job.attempt != attempt or (deadline is not None and job.deadline != deadline):
+            return None
+        return job
+
+    def _ack(self, r: Reservation) -> bool:
+        job = self._holding(r.job_id, r.attempt, r.deadline)
+        if job is None:
+            return False
+        self._detach(job)
+        self._done += 1
+        return True
+
+    def _drop_failed(self, job_id: int) -> None:
+        del self._failed[job_id]
+        self._settle_by.pop(job_id, None)
+
+    @staticmethod
+    def _reservation(job: _Job) -> Reservation:
+        return Reservation(
+            job.job_id, job.payload, job.attempt, job.ttr, job.deadline, job.priority, job.pushed_at
+        )
