@@ -17,7 +17,7 @@ from ..errors import UsageError
 YII_BOOLEANS = ("verbose", "isolate", "color", "interactive", "debug", "json", "yes")
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
-_YII_RE = re.compile(r"^--(%s)=(.*)$" % "|".join(YII_BOOLEANS))
+_YII_RE = re.compile(r"^--({})=(.*)$".format("|".join(YII_BOOLEANS)))
 
 
 def parse_bool(name: str, value: str) -> bool:
