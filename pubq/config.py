@@ -92,10 +92,17 @@ class Config:
 
 def default_pipeline_queues() -> dict[str, Any]:
     """The four publishing queues, as a config mapping (used with no config file and by ``init``)."""
+    # Every pipeline worker also re-sends outbox rows whose push was lost (e.g. Redis was down).
+    outbox = {
+        "workerStart": "pubq.handlers.outbox:OutboxHandler.flush",
+        "workerLoop": "pubq.handlers.outbox:OutboxHandler.worker_loop",
+    }
+
     def handlers(module: str, cls: str) -> dict[str, str]:
         return {
             "afterExec": f"pubq.handlers.{module}:{cls}.after_exec",
             "afterError": f"pubq.handlers.{module}:{cls}.after_error",
+            **outbox,
         }
 
     return {
@@ -107,7 +114,8 @@ def default_pipeline_queues() -> dict[str, Any]:
                         "on": handlers("pub_article", "PubArticleEventHandler"), "behaviors": ["log"]},
         "source-callback": {"channel": "cpa:queue:source:callback", "ttr": 120, "attempts": 5,
                             "retry": {"backoff": "exponential", "delay": 10, "max_delay": 600, "jitter": True},
-                            "on": {"afterError": "pubq.handlers.source_callback:SourceCallbackEventHandler.after_error"},
+                            "on": {"afterError": "pubq.handlers.source_callback:SourceCallbackEventHandler.after_error",
+                                   **outbox},
                             "behaviors": ["log"]},
     }
 
