@@ -48,6 +48,7 @@ class ResilientDriver:
             return self._call(name, target, args, kwargs)
 
         call.__name__ = name
+        self.__dict__[name] = call  # built once per method, not per call (the worker's hot path)
         return call
 
     def __setattr__(self, name: str, value: Any) -> None:
