@@ -115,8 +115,12 @@ def current_queue() -> Any:
 def console(color: bool, *, stderr: bool = False) -> Any:
     from rich.console import Console
 
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output has no width to respect: do not cut table cells at rich's default 80 columns.
+    tty = bool(getattr(stream, "isatty", lambda: False)())
     return Console(
-        file=sys.stderr if stderr else sys.stdout,
+        file=stream,
+        width=None if tty or os.environ.get("COLUMNS") else 200,
         force_terminal=color,
         no_color=not color,
         color_system="standard" if color else None,
