@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .config import Config, make_callable
+from .config import Config, make_callable, resolve_reference
 from .drivers import driver_class
 from .drivers.resilient import ResilientDriver
 from .errors import ConfigError
@@ -48,8 +48,7 @@ class App:
         bus = EventBus()
         q = Queue(qc, driver, self.registry, app=self, bus=bus)
         for ref in qc.behaviors:
-            behavior = make_callable_behavior(ref, self._instances)
-            behavior.attach(q)
+            make_behavior(ref).attach(q)
         for event, refs in qc.on.items():
             for ref in refs:
                 bus.on(event, make_callable(ref, self._instances), label=ref)
@@ -90,11 +89,9 @@ class App:
         self._extensions.clear()
 
 
-def make_callable_behavior(ref: str, instances: dict[type, Any]) -> Any:
-    from .config import resolve_reference
-
+def make_behavior(ref: str) -> Any:
+    """Behaviours hold per-queue state, so each queue gets its own instance."""
     cls = resolve_reference(ref)
     if not isinstance(cls, type) or not hasattr(cls, "attach"):
         raise ConfigError(f"behavior {ref!r} must be a class with attach(queue)")
-    # Behaviours hold per-queue state, so each queue gets its own instance.
     return cls()

@@ -163,9 +163,13 @@ class Worker:
         if self.max_seconds is not None and self.clock() - self._started >= self.max_seconds:
             return True
         # Checked after a job (not before the first): the limit is for jobs that leak.
-        if self.memory_limit_mib is not None and self.jobs and rss_mib() > self.memory_limit_mib:
-            log.warning("memory limit of %s MiB reached (%.1f MiB); worker stops", self.memory_limit_mib, rss_mib())
-            return True
+        if self.memory_limit_mib is not None and self.jobs:
+            rss = rss_mib()
+            if rss > self.memory_limit_mib:
+                if not self.stopping:
+                    log.warning("memory limit of %s MiB reached (%.1f MiB); worker stops", self.memory_limit_mib, rss)
+                self.stopping = True
+                return True
         return False
 
     def _reserve(self, timeout: float) -> Reservation | None:

@@ -89,6 +89,16 @@ local function to_delayed(id, m, due)
   if first[2] == nil or due < tonumber(first[2]) then wake(1) end
 end
 
+-- Back to waiting now (waking one worker) or to delayed after `delay` seconds.
+local function reschedule(id, m, delay)
+  if delay > 0 then
+    to_delayed(id, m, clock() + delay)
+  else
+    to_waiting(id, m)
+    wake(1)
+  end
+end
+
 -- Take a job out of whatever structure holds it (its payload and meta stay).
 local function detach(id, m)
   if m.state == 'w' then

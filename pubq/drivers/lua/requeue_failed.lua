@@ -9,11 +9,5 @@ detach(id, m)
 if ARGV[5] == '1' then m.attempt = 0 end
 m.retried = 0
 next_seq(m)
-local delay = tonumber(ARGV[6])
-if delay > 0 then
-  to_delayed(id, m, clock() + delay)
-else
-  to_waiting(id, m)
-  wake(1)
-end
+reschedule(id, m, tonumber(ARGV[6]))
 return 1

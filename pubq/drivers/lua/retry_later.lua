@@ -18,11 +18,5 @@ detach(id, m)
 -- an afterError handler may still turn this retry into the final failure (fail.lua)
 m.retried = m.attempt
 next_seq(m)
-local delay = tonumber(ARGV[6])
-if delay > 0 then
-  to_delayed(id, m, clock() + delay)
-else
-  to_waiting(id, m)
-  wake(1)
-end
+reschedule(id, m, tonumber(ARGV[6]))
 return 1
