@@ -237,7 +237,16 @@ class Queue:
     def begin(self, r: Reservation) -> ExecEvent:
         """Decode a reservation and fire beforeExec. ``event.error`` is set for an invalid job."""
         event = ExecEvent(queue=self, id=r.job_id, job=None, ttr=r.ttr, attempt=r.attempt, payload=r.payload)
+        limit = self.config.max_payload_bytes
         try:
+            if len(r.payload) > limit:
+                # The limit holds on pop too (spec §3: validated on push and on pop): a payload
+                # stored past push's check (another producer, a lowered limit) is an invalid job and
+                # is never decoded. The soak of issue #6 saw a 10 MB body run as a normal job.
+                raise InvalidJobError(
+                    f"payload is {len(r.payload)} bytes; queue {self.name} accepts at most {limit} "
+                    f"(max_payload_bytes)"
+                )
             event.job = self.registry.decode(r.payload)
             event.job_name = event.job.job_name()
         except InvalidJobError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pubq import events as ev
@@ -160,6 +162,21 @@ def test_a_malformed_payload_fails_at_once_with_a_reason_and_the_worker_goes_on(
     assert entry.payload == payload and entry.attempts == 1
     assert ("afterError", bad, 1, False, "InvalidJobError") in seen
     assert len(read_lines(str(tmp_path / "ok"))) == 1
+
+
+def test_a_stored_payload_over_max_payload_bytes_is_an_invalid_job_and_never_runs(driver, tmp_path):
+    # Issue #6 soak: a 10 MB body written below the queue's push check ran as a normal job.
+    q = make_queue(driver, attempts=3)
+    seen = record_events(q)
+    ran = str(tmp_path / "ran")
+    big = json.dumps({"job": "tests.Record", "args": {"path": ran, "tag": "x" * (2 * 1024 * 1024)}}).encode()
+    bad = q.driver.push(big, ttr=30)
+    assert drain(q) == 0
+    entry = q.driver.failed_get(bad)
+    assert entry.error_class == "InvalidJobError" and "max_payload_bytes" in entry.message
+    assert entry.attempts == 1 and entry.payload == big
+    assert ("afterError", bad, 1, False, "InvalidJobError") in seen
+    assert read_lines(ran) == []
 
 
 def test_a_before_exec_handler_can_skip_a_job(driver, tmp_path):
