@@ -1,9 +1,16 @@
-"""Isolate mode: run one job in a child forked from the (already imported) worker.
+"""Isolate mode: run every job in a child forked from the (already imported) worker.
 
 The child only runs ``execute`` and reports the outcome through a pipe; the parent fires every
-event and does every driver write (spec §5.2), so afterError can never fire in both. Exit codes:
-0 done, 3 retry (a RetryableError), anything else (exception, signal, crash) is a failed attempt.
-A child still running at its TTR is killed and the attempt fails with TtrExceededError.
+event and does every driver write (spec §5.2), so afterError can never fire in both. A child still
+running at its TTR is killed and the attempt fails with TtrExceededError; one that dies without a
+complete report is a crashed attempt (JobCrashedError naming the signal or exit code).
+
+One child is forked *ahead* (the standby) while the current job runs, and waits for the next job
+on a pipe. A fork of a 40 MiB interpreter and the child's exit cost milliseconds of CPU; forked
+ahead, that cost runs on the other core beside the parent's bookkeeping instead of in series with
+it. Every job still gets a process of its own that ran nothing before. The standby is a fork of the
+worker as it was before the job's ``beforeExec`` handlers ran: state a handler sets in the worker
+does not reach the job (pass it in the job instead). A job that won't pickle is forked directly.
 """
 
 from __future__ import annotations
@@ -13,8 +20,11 @@ import pickle
 import resource
 import select
 import signal
+import struct
 import time
 import traceback as tb
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import JobCrashedError, RetryableError, TtrExceededError
@@ -26,35 +36,83 @@ if TYPE_CHECKING:  # pragma: no cover
 EXIT_DONE = 0
 EXIT_RETRY = 3
 EXIT_ERROR = 1
-#: Signals a worker stops on; the child ignores them so Ctrl-C on the terminal's process group
+#: Signals a worker stops on; children ignore them so Ctrl-C on the terminal's process group
 #: does not kill the job under the parent, which decides (finish, or kill on a second signal).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+_LEN = struct.Struct("!Q")
 
 
 class HardStop(BaseException):
     """Raised in the worker by a second stop signal: abandon the job and put it back."""
 
 
+@dataclass
+class _Child:
+    pid: int
+    #: Parent's end of the report pipe.
+    report_fd: int
+    #: Parent's end of the job pipe (standby children only; -1 once the job is sent).
+    job_fd: int = -1
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _child(queue: Queue, event: ExecEvent, write_fd: int) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_to_eof(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _fork(close_in_child: list[int]) -> int:
+    """fork() with stop signals blocked across it, so none is handled by the worker's handler in the child."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+            for fd in close_in_child:
+                _close(fd)
+        return pid
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _execute_and_report(queue: Queue, event: ExecEvent, report_fd: int) -> None:
+    """Child side: run the job, send a length-prefixed pickled outcome, exit. Never returns."""
     code = EXIT_ERROR
     try:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
         outcome = queue.execute(event)
         outcome.memory_mib = _peak_rss_mib()
         if outcome.ok:
             code = EXIT_DONE
         elif isinstance(outcome.error, RetryableError):
             code = EXIT_RETRY
-        report = _dumps(outcome)
-        view = memoryview(report)
-        while view:
-            n = os.write(write_fd, view)
-            view = view[n:]
+        body = _dumps(outcome)
+        _write_all(report_fd, _LEN.pack(len(body)) + body)
     except BaseException:  # noqa: BLE001 - the child must always exit, never return into the worker
         try:
             os.write(2, tb.format_exc().encode(errors="replace"))
@@ -63,6 +121,21 @@ def _child(queue: Queue, event: ExecEvent, write_fd: int) -> None:
         code = EXIT_ERROR
     finally:
         os._exit(code)
+
+
+def _standby_main(queue: Queue, job_fd: int, report_fd: int) -> None:
+    """Standby child: wait for one job on the pipe (EOF without one: the worker is gone), run it."""
+    from .events import ExecEvent
+
+    try:
+        data = _read_to_eof(job_fd)
+        if not data:
+            os._exit(0)
+        job, job_id, attempt, ttr = pickle.loads(data)
+        event = ExecEvent(queue=queue, id=job_id, job=job, ttr=ttr, attempt=attempt)
+    except BaseException:  # noqa: BLE001
+        os._exit(EXIT_ERROR)
+    _execute_and_report(queue, event, report_fd)
 
 
 def _dumps(outcome: Outcome) -> bytes:
@@ -87,64 +160,150 @@ def _dumps(outcome: Outcome) -> bytes:
         return pickle.dumps(plain)
 
 
-def run_isolated(queue: Queue, event: ExecEvent, ttr: int) -> Outcome:
-    """Fork, run the job in the child, wait up to ``ttr`` seconds, and return its outcome."""
-    from .queue import Outcome
+class Isolator:
+    """Runs jobs in child processes for one worker; ``close()`` when the worker stops.
 
-    read_fd, write_fd = os.pipe()
-    started = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, measured by the parent's tests
-        os.close(read_fd)
-        _child(queue, event, write_fd)
-    os.close(write_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + ttr
-    timed_out = False
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select([read_fd], [], [], left)
-            if not ready:
-                continue
-            data = os.read(read_fd, 65536)
-            if not data:
-                break
-            chunks.append(data)
-        if timed_out:
-            _kill(pid)
-        _, status = os.waitpid(pid, 0)
-    except HardStop:
-        _kill(pid)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(read_fd)
-    elapsed = time.perf_counter() - started
-    if timed_out:
-        return Outcome(ok=False, error=TtrExceededError(f"job exceeded its TTR of {ttr} s and was killed"),
-                       duration=elapsed)
-    code = os.waitstatus_to_exitcode(status)
-    if chunks:
+    ``keep_ahead`` says whether another job is likely (the worker is not stopping): only then is
+    a standby child forked.
+    """
+
+    def __init__(self, queue: Queue, *, keep_ahead: Callable[[], bool] | None = None) -> None:
+        self.queue = queue
+        self.keep_ahead = keep_ahead
+        self._standby: _Child | None = None
+        self._exiting: list[int] = []  # children that reported and are exiting; reaped lazily
+
+    def run(self, event: ExecEvent, ttr: int) -> Outcome:
+        """Run ``event``'s job in a fresh child, wait up to ``ttr`` seconds, and return its outcome."""
+        self._reap(block=False)
+        started = time.perf_counter()
+        child = None
         try:
-            outcome: Outcome = pickle.loads(b"".join(chunks))
-        except Exception:  # noqa: BLE001 - a truncated report is a crash
-            outcome = None  # type: ignore[assignment]
-        if outcome is not None and code in (EXIT_DONE, EXIT_RETRY, EXIT_ERROR):
-            return outcome
-    if code < 0:
-        reason = f"killed by signal {signal.Signals(-code).name}"
-    else:
-        reason = f"exited with code {code}"
-    return Outcome(ok=False, error=JobCrashedError(f"isolated job process {reason} without reporting"),
-                   duration=elapsed)
+            child = self._dispatch(event, ttr)
+            if self.keep_ahead is not None and self.keep_ahead():
+                self._standby = self._fork_standby(busy=child)
+            return self._collect(child, ttr, started)
+        except HardStop:
+            if child is not None:
+                _kill(child.pid)
+                _close(child.report_fd)
+                os.waitpid(child.pid, 0)
+            raise
+
+    def close(self) -> None:
+        """Stop the standby child and reap every child (they have all reported, or been killed)."""
+        if self._standby is not None:
+            standby, self._standby = self._standby, None
+            _close(standby.job_fd)  # EOF: the standby exits on its own
+            _close(standby.report_fd)
+            self._exiting.append(standby.pid)
+        self._reap(block=True)
+
+    # -- children ------------------------------------------------------------------------
+
+    def _dispatch(self, event: ExecEvent, ttr: int) -> _Child:
+        """Hand the job to the standby child, or fork one for it when there is none or it won't pickle."""
+        standby, self._standby = self._standby, None
+        if self.keep_ahead is not None:
+            try:
+                message = pickle.dumps((event.job, event.id, event.attempt, ttr))
+            except Exception:  # noqa: BLE001 - a job that won't pickle is forked with the event in memory
+                message = None
+            if message is not None:
+                if standby is None:
+                    standby = self._fork_standby(busy=None)
+                try:
+                    _write_all(standby.job_fd, message)
+                    _close(standby.job_fd)
+                    standby.job_fd = -1
+                    return standby
+                except OSError:  # the standby died while waiting: fork directly instead
+                    self._discard(standby)
+                    standby = None
+        if standby is not None:
+            self._discard(standby)
+        return self._fork_direct(event)
+
+    def _fork_direct(self, event: ExecEvent) -> _Child:
+        read_fd, write_fd = os.pipe()
+        pid = _fork([read_fd])
+        if pid == 0:  # pragma: no cover - child
+            _execute_and_report(self.queue, event, write_fd)
+        os.close(write_fd)
+        return _Child(pid, read_fd)
+
+    def _fork_standby(self, busy: _Child | None) -> _Child:
+        job_r, job_w = os.pipe()
+        report_r, report_w = os.pipe()
+        inherited = [job_w, report_r] + ([busy.report_fd] if busy is not None else [])
+        pid = _fork(inherited)
+        if pid == 0:  # pragma: no cover - child
+            _standby_main(self.queue, job_r, report_w)
+        os.close(job_r)
+        os.close(report_w)
+        return _Child(pid, report_r, job_w)
+
+    def _discard(self, child: _Child) -> None:
+        _kill(child.pid)
+        _close(child.job_fd)
+        _close(child.report_fd)
+        self._exiting.append(child.pid)
+
+    def _collect(self, child: _Child, ttr: int, started: float) -> Outcome:
+        from .queue import Outcome
+
+        buf = bytearray()
+        need: int | None = None
+        deadline = time.monotonic() + ttr
+        try:
+            while need is None or len(buf) < need:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _kill(child.pid)
+                    os.waitpid(child.pid, 0)
+                    return Outcome(ok=False, duration=time.perf_counter() - started,
+                                   error=TtrExceededError(f"job exceeded its TTR of {ttr} s and was killed"))
+                ready, _, _ = select.select([child.report_fd], [], [], left)
+                if not ready:
+                    continue
+                data = os.read(child.report_fd, 1 << 20)
+                if not data:
+                    break
+                buf += data
+                if need is None and len(buf) >= _LEN.size:
+                    need = _LEN.size + _LEN.unpack_from(buf)[0]
+        finally:
+            _close(child.report_fd)
+        if need is not None and len(buf) >= need:
+            try:
+                outcome: Outcome = pickle.loads(bytes(buf[_LEN.size:need]))
+            except Exception:  # noqa: BLE001 - an unreadable report is a crash
+                outcome = None  # type: ignore[assignment]
+            if outcome is not None:
+                self._exiting.append(child.pid)
+                return outcome
+        _, status = os.waitpid(child.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        reason = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        return Outcome(ok=False, error=JobCrashedError(f"isolated job process {reason} without reporting"),
+                       duration=time.perf_counter() - started)
+
+    def _reap(self, *, block: bool) -> None:
+        still = []
+        for pid in self._exiting:
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if not done:
+                still.append(pid)
+        self._exiting = still
 
 
-def _kill(pid: int) -> None:
+def run_isolated(queue: Queue, event: ExecEvent, ttr: int) -> Outcome:
+    """Fork one child for one job (no standby), wait up to ``ttr`` seconds, and return its outcome."""
+    isolator = Isolator(queue)
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        return isolator.run(event, ttr)
+    finally:
+        isolator.close()

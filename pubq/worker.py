@@ -18,7 +18,7 @@ from . import events as ev
 from .drivers.base import Reservation
 from .drivers.resilient import ResilientDriver
 from .errors import BackendUnavailableError, DriverError
-from .isolate import STOP_SIGNALS, HardStop, run_isolated
+from .isolate import STOP_SIGNALS, HardStop, Isolator
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queue import Queue
@@ -73,6 +73,7 @@ class Worker:
         self._started = clock()
         self._last_reclaim = float("-inf")
         self._previous_handlers: dict[int, Any] = {}
+        self._isolator: Isolator | None = None
         self.exit_code = 0
 
     # -- public entry points -----------------------------------------------------------
@@ -106,6 +107,8 @@ class Worker:
         wevent = ev.WorkerEvent(queue=queue, pid=os.getpid())
         if self.install_signals:
             self._install()
+        if self.isolate:
+            self._isolator = Isolator(queue, keep_ahead=self._more_jobs_expected)
         try:
             queue.bus.trigger(ev.WORKER_START, wevent)
             if wevent.exit_code is not None:
@@ -119,6 +122,9 @@ class Worker:
                 queue.bus.trigger(ev.WORKER_STOP, wevent)
             return wevent.exit_code if wevent.exit_code is not None else self.exit_code
         finally:
+            if self._isolator is not None:
+                self._isolator.close()
+                self._isolator = None
             queue.driver = inner
             if isinstance(inner, ResilientDriver):
                 inner.give_up_after, inner.abort = saved
@@ -172,6 +178,10 @@ class Worker:
                 return True
         return False
 
+    def _more_jobs_expected(self) -> bool:
+        """Whether to fork a standby child ahead: not when the worker is about to stop."""
+        return not self.stopping and (self.max_jobs is None or self.jobs < self.max_jobs)
+
     def _reserve(self, timeout: float) -> Reservation | None:
         self._state = "idle"
         try:
@@ -209,8 +219,8 @@ class Worker:
             return self._ack(r)
         self._state = "job"
         try:
-            if self.isolate:
-                outcome = run_isolated(queue, event, r.ttr)
+            if self._isolator is not None:
+                outcome = self._isolator.run(event, r.ttr)
             else:
                 outcome = queue.execute(event)
         except HardStop:

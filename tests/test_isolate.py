@@ -1,0 +1,153 @@
+"""Isolate mode's child processes: a fresh process per job, the standby forked ahead, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from pubq import Job
+from pubq.drivers.memory import MemoryDriver
+from pubq.isolate import Isolator
+from pubq.job import JobRegistry
+from pubq.queue import Queue
+from pubq.worker import Worker
+from tests.helpers import make_queue, wait_until
+from tests.sample_jobs import RecordJob, read_lines
+
+
+def no_children_left() -> bool:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return pid == 0 and not _children_of(os.getpid())
+
+
+def _children_of(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path) as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_every_job_gets_a_process_of_its_own_and_none_is_left_behind(tmp_path):
+    q = make_queue(MemoryDriver("iso"))
+    log = str(tmp_path / "runs")
+    for i in range(6):
+        q.push(RecordJob(path=log, tag=f"j{i}"))
+    assert Worker(q, isolate=True, install_signals=False).run() == 0
+    pids = [int(line.split()[3]) for line in read_lines(log)]
+    assert [line.split()[0] for line in read_lines(log)] == [f"j{i}" for i in range(6)]
+    assert len(set(pids)) == 6 and os.getpid() not in pids
+    assert no_children_left()
+
+
+def test_a_standby_that_died_before_its_job_is_replaced(tmp_path):
+    q = make_queue(MemoryDriver("iso"))
+    log = str(tmp_path / "runs")
+    isolator = Isolator(q, keep_ahead=lambda: True)
+    try:
+        for tag in ("a", "b"):
+            q.push(RecordJob(path=log, tag=tag))
+        first = q.begin(q.driver.reserve(0, grace=5))
+        assert isolator.run(first, 10).ok
+        standby = isolator._standby
+        assert standby is not None and _alive(standby.pid)
+        os.kill(standby.pid, signal.SIGKILL)
+        wait_until(lambda: not _alive(standby.pid), message="standby killed")
+        second = q.begin(q.driver.reserve(0, grace=5))
+        outcome = isolator.run(second, 10)
+        assert outcome.ok and outcome.result == "b"
+    finally:
+        isolator.close()
+    assert [line.split()[0] for line in read_lines(log)] == ["a", "b"]
+    assert no_children_left()
+
+
+def test_a_job_that_will_not_pickle_still_runs_in_a_child(tmp_path):
+    @dataclass
+    class LocalJob(Job):  # defined in a function: pickle can't name it
+        name = "tests.Local"
+        path: str = ""
+
+        def execute(self, ctx):
+            with open(self.path, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+            return "local"
+
+    base = make_queue(MemoryDriver("iso"))
+    q = Queue(base.config, base.driver, JobRegistry([LocalJob]))
+    log = tmp_path / "runs"
+    q.push(LocalJob(path=str(log)))
+    q.push(LocalJob(path=str(log)))
+    assert Worker(q, isolate=True, install_signals=False).run() == 0
+    pids = [int(p) for p in log.read_text().split()]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert q.driver.counts().done == 2
+    assert no_children_left()
+
+
+def test_the_standby_of_a_killed_worker_exits_on_its_own(tmp_path):
+    """A SIGKILLed worker cannot stop its standby child; the child sees the pipe close and exits."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {os.getcwd()!r})
+        from pubq.drivers.memory import MemoryDriver
+        from pubq.worker import Worker
+        from tests.helpers import make_queue
+        from tests.sample_jobs import RecordJob
+        q = make_queue(MemoryDriver("iso"))
+        q.push(RecordJob(path={str(tmp_path / "runs")!r}, tag="one"))
+        print("ready", flush=True)
+        Worker(q, isolate=True, install_signals=False).listen(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        wait_until(lambda: (tmp_path / "runs").exists() and _children_of(proc.pid), timeout=20,
+                   message="job run and standby forked")
+        standby = _children_of(proc.pid)
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in standby) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in standby), f"standby {standby} outlived its worker"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("max_jobs", [1, 3])
+def test_no_standby_is_forked_for_a_job_that_will_not_come(tmp_path, monkeypatch, max_jobs):
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork():
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    q = make_queue(MemoryDriver("iso"))
+    for i in range(5):
+        q.push(RecordJob(path=str(tmp_path / "runs"), tag=f"j{i}"))
+    Worker(q, isolate=True, install_signals=False, max_jobs=max_jobs).run()
+    assert len(read_lines(str(tmp_path / "runs"))) == max_jobs
+    assert len(forks) == max_jobs  # the standby forked during the last job would run nothing
+    assert no_children_left()
