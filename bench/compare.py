@@ -97,13 +97,17 @@ def measure_row(row: str, r: Any, cfg: Any, args: argparse.Namespace) -> tuple[d
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
     try:
-        def single_and_drain() -> dict[str, Any]:
+        def single() -> dict[str, Any]:
             reset(r, adapter)
-            out: dict[str, Any] = {"push_single": timed_push(adapter, args.n, bulk=False)}
-            d = drain(r, cfg, "drain", args.n, drain_timeout)
-            return out | {("drain" if k == "jobs_per_s" else k): v for k, v in d.items()}
+            return {"push_single": timed_push(adapter, args.n, bulk=False)}
 
-        attempt("push+drain", single_and_drain)
+        def drain_prefilled() -> dict[str, Any]:
+            d = drain(r, cfg, "drain", args.n, drain_timeout)
+            return {("drain" if k == "jobs_per_s" else k): v for k, v in d.items()}
+
+        attempt("push single", single)
+        if "push_single" in values:
+            attempt("drain", drain_prefilled)
         if cls.bulk:
             def bulk() -> dict[str, Any]:
                 reset(r, adapter)
@@ -116,7 +120,9 @@ def measure_row(row: str, r: Any, cfg: Any, args: argparse.Namespace) -> tuple[d
             def fork() -> dict[str, Any]:
                 reset(r, adapter)
                 timed_push(adapter, args.n_fork, bulk=cls.bulk)
-                return {"fork": drain(r, cfg, "fork", args.n_fork, 60 + args.n_fork / 5)["jobs_per_s"]}
+                d = drain(r, cfg, "fork", args.n_fork, 60 + args.n_fork / 5)
+                return {"fork": d["jobs_per_s"], "fork_cpu_us_per_job": d["cpu_us_per_job"],
+                        "fork_peak_rss_mib": d["peak_rss_mib"]}
 
             attempt("fork", fork)
 

@@ -1,4 +1,4 @@
-"""arq 0.28: ``enqueue_job`` on an ArqRedis pool; a burst (drain) or polling (listen) Worker, max_jobs=1."""
+"""arq 0.28: ``enqueue_job`` on an ArqRedis pool; a burst (drain) or polling (listen) Worker."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ async def incr(ctx: dict[str, Any], ts: float | None = None) -> None:
 
 
 class ArqAdapter(Adapter):
-    label = "arq 0.28.0 (max_jobs=1)"
+    label = "arq 0.28.0 (default max_jobs=10)"
 
     def __init__(self, cfg: Cfg) -> None:
         super().__init__(cfg)
@@ -40,5 +40,5 @@ class ArqAdapter(Adapter):
     @classmethod
     def work(cls, mode: str, cfg: Cfg) -> None:
         worker = Worker(functions=[func(incr, name="incr")], redis_settings=settings(cfg.redis_url),
-                        burst=mode != "listen", max_jobs=1, handle_signals=False)
+                        burst=mode != "listen", handle_signals=False)
         worker.run()

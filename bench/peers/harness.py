@@ -85,11 +85,19 @@ class WorkerProc:
         except subprocess.TimeoutExpired:
             pass
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            # the worker first, so GNU time outlives it and reports its peak RSS; then any stragglers
+            for pid, kill in ((self.pid, os.kill), (self.proc.pid, os.killpg)):
+                try:
+                    kill(pid, signal.SIGKILL)
+                    self.proc.wait(timeout=5)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    continue
+                break
         self.proc.wait(timeout=15)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # forked job children, if any are left
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def peak_rss_mib(self) -> float | None:
         try:

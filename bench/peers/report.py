@@ -70,7 +70,9 @@ def markdown(rows: list[str], results: dict[str, dict[str, Any]], meta: dict[str
         f"Medians of {s['runs']} runs; n = {s['n']} jobs per push/drain, {s['n_fork']} per fork-per-job drain; "
         f"round trips from one counting run of {s['n_count']} jobs through a TCP proxy. Every drain and "
         "latency run verified the shared counter (exactly n: none lost, none run twice). Cmds and round trips "
-        "per job include the job body's own INCR. One job at a time in every worker.",
+        "per job include the job body's own INCR; Redis counts commands run inside Lua scripts too. One job "
+        "at a time in every worker (arq: its default max_jobs=10 asyncio tasks, the body blocks the loop). "
+        "Latency: an idle worker in listen mode (RQ: SimpleWorker), push time → job start.",
         "",
         "| system | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
