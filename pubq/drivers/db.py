@@ -71,6 +71,8 @@ from pubq.errors import ConfigError
 POLL_MIN = 0.01
 POLL_MAX = 0.2
 LISTEN_POLL = 1.0
+#: How long a draining reserve keeps trying for a waiting row that ``SKIP LOCKED`` hid from it.
+HIDDEN_ROW_PATIENCE = 1.0
 #: Rows per batch when clearing or purging (keeps transactions and their locks short).
 DELETE_BATCH = 1000
 #: Rows per INSERT statement of push_many (SQLite/MySQL), per statement on PostgreSQL.
@@ -170,7 +172,9 @@ class DbDriver(DbConnection, BaseDriver):
 
     def reserve(self, timeout: float = 0, *, grace: float = 0) -> Reservation | None:
         r, due_in = self._reserve_once(None, grace)[1:]
-        if r is not None or timeout <= 0:
+        if r is None and timeout <= 0:
+            return self._reserve_past_locks(grace)
+        if r is not None:
             return r
         end = time.monotonic() + timeout
         pause = POLL_MIN
@@ -194,6 +198,24 @@ class DbDriver(DbConnection, BaseDriver):
                 listener = None  # the listener broke: poll from now on
             r, due_in = self._reserve_once(None, grace)[1:]
         return r
+
+    def _reserve_past_locks(self, grace: float) -> Reservation | None:
+        """``SKIP LOCKED`` also skips a waiting row that a sibling's reserve merely scanned (InnoDB locks
+        what it reads). A draining worker would then exit with that job still waiting; while a plain
+        read still sees a due waiting row, try again for up to ``HIDDEN_ROW_PATIENCE`` seconds."""
+        if self._dialect is None or not self._dialect.skip_locked:
+            return None
+        end = time.monotonic() + HIDDEN_ROW_PATIENCE
+        pause = 0.002
+        while self._read("SELECT 1 FROM {J} WHERE channel = ? AND state = 'waiting' LIMIT 1", (self.channel,)):
+            if time.monotonic() >= end:
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            r = self._reserve_once(None, grace)[1]
+            if r is not None:
+                return r
+        return None
 
     def ack(self, r: Reservation) -> bool:
         self._cursor()

@@ -11,6 +11,7 @@ import importlib.util
 import multiprocessing
 import os
 import select
+import threading
 import time
 from typing import Any
 
@@ -155,17 +156,35 @@ def test_four_worker_processes_drain_one_queue_acking_each_job_exactly_once(open
     errors = [r[1] for r in results if r[0] == "error"]
     assert errors == []  # no "database is locked", no deadlock left unretried
     acked = [job_id for _, got in results for job_id in got]
-    # A draining worker exits when SKIP LOCKED hides the last rows behind a sibling's open
-    # transaction; such jobs are still waiting (not lost). The parent drains them, and the
-    # exactly-once assertion below covers them too. A refused ack or a job stuck reserved fails.
+    # SKIP LOCKED can hide the last rows behind a sibling's open transaction; a draining reserve
+    # waits such rows out (DbDriver._reserve_past_locks), so the workers leave nothing waiting.
     leftovers = [r.job_id for r in iter(lambda: producer.reserve(0), None) if producer.ack(r)]
     missing = sorted(set(ids) - set(acked) - set(leftovers))
     acked += leftovers
-    print(f"four workers acked {len(acked) - len(leftovers)}, the parent drained {len(leftovers)} left waiting")
+    assert leftovers == [], f"draining workers exited with {len(leftovers)} jobs still waiting"
     assert len(acked) == len(set(acked)) == 5000, (
         f"missing {missing}: {[producer.get(m) for m in missing]}; counts {producer.counts()}")
     assert sorted(acked) == ids
     assert producer.counts() == Counts(done=5000)  # the sharded counters add up, on the parent's connection
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_draining_reserve_waits_out_a_row_that_skip_locked_hid(opened, kind, tmp_path):
+    d = opened()
+    job_id = d.push(b"hidden for a moment", ttr=30)
+    url, prefix = target(kind, tmp_path)
+    holder = DbDriver(url, d.channel, table_prefix=prefix)
+    cur = holder._cursor()
+    cur.execute("BEGIN")
+    cur.execute(holder._q("SELECT id FROM {J} WHERE id = ? FOR UPDATE"), (job_id,))
+    release = threading.Timer(0.3, lambda: cur.execute("ROLLBACK"))
+    release.start()
+    try:
+        r = d.reserve(0)  # a `run` worker: without waiting, it would exit with the job waiting
+    finally:
+        release.join()
+        holder.close()
+    assert r is not None and r.job_id == job_id
 
 
 def test_a_forked_child_uses_a_connection_of_its_own_and_the_parent_keeps_its_own(opened):
