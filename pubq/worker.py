@@ -153,7 +153,13 @@ class Worker:
                 r = self._process(r)
             except HardStop:
                 log.warning("second stop signal: job put back, worker stops")
+                r = None
                 break
+        if r is not None:
+            # A stop (signal, --max-seconds) landed during the fused ack-and-reserve: the next job
+            # is held but will not run. Put it back now, uncounted, instead of leaving it reserved
+            # until its TTR passes (issue #6 soak).
+            queue.driver.release(r)
 
     def _wait_for(self, timeout: int) -> float:
         if self.max_seconds is None:

@@ -179,6 +179,25 @@ def test_a_stored_payload_over_max_payload_bytes_is_an_invalid_job_and_never_run
     assert read_lines(ran) == []
 
 
+def test_a_stop_landing_during_the_fused_ack_and_reserve_puts_the_next_job_back_at_once(driver):
+    # Issue #6 soak: a SIGTERM during ack_and_reserve left the next job reserved until its TTR passed.
+    q = make_queue(driver, ttr=600)
+    q.push(NoopJob())
+    second = q.push(NoopJob())
+    worker = Worker(q, isolate=False, install_signals=False)
+    fused = q.driver.ack_and_reserve
+
+    def stop_during(r, **kw):
+        worker.stopping = True  # what the signal handler does, mid round trip
+        return fused(r, **kw)
+
+    q.driver.ack_and_reserve = stop_during
+    assert worker.listen(1) == 0
+    counts = q.driver.counts()
+    assert (counts.done, counts.reserved, counts.waiting) == (1, 0, 1)
+    assert q.driver.get(second).attempt == 0  # put back uncounted, like a hard stop
+
+
 def test_a_before_exec_handler_can_skip_a_job(driver, tmp_path):
     q = make_queue(driver)
     q.bus.on(ev.BEFORE_EXEC, lambda e: setattr(e, "handled", True))
