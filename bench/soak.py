@@ -245,11 +245,14 @@ class Workers:
     """``n`` CLI worker processes; killed ones are replaced, unexpected exits are recorded."""
 
     def __init__(self, n: int, config: Path, workdir: Path) -> None:
-        self.cmd = [sys.executable, "-m", "pubq", "--config", str(config), QUEUE, "listen", "1"]
+        # --verbose: "Worker is started" tells stop() the signal handlers are in place.
+        self.cmd = [sys.executable, "-m", "pubq", "--config", str(config), QUEUE, "listen", "1",
+                    "--verbose", "--color=0"]
         self.env = worker_env(workdir)
         self.logdir = workdir / "workers"
         self.logdir.mkdir(exist_ok=True)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
         self.all_procs: list[subprocess.Popen[bytes]] = []
         self.started = 0
         self.kills: list[tuple[int, float]] = []
@@ -259,11 +262,13 @@ class Workers:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started += 1
-        log = open(self.logdir / f"worker-{self.started}.log", "wb")  # noqa: SIM115 - owned by the child
+        path = self.logdir / f"worker-{self.started}.log"
+        log = open(path, "wb")  # noqa: SIM115 - owned by the child
         try:
             proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                     cwd=repo_root(), start_new_session=True)
             self.all_procs.append(proc)
+            self.logs[proc.pid] = path
             return proc
         finally:
             log.close()
@@ -307,7 +312,16 @@ class Workers:
         return sum(1 for p in self.procs if p.poll() is None)
 
     def stop(self, timeout: float = 30) -> list[int | None]:
-        """SIGTERM (finish the job, exit 0); SIGKILL what is left after ``timeout``."""
+        """SIGTERM (finish the job, exit 0); SIGKILL what is left after ``timeout``.
+
+        A worker just started by the chaos loop may still be importing, where SIGTERM's default
+        action ends any Python program; so first wait until each one says it has started.
+        """
+        end = time.monotonic() + timeout
+        for p in self.procs:
+            while p.poll() is None and time.monotonic() < end and b"Worker is started" not in self.logs[
+                    p.pid].read_bytes()[:4096]:
+                time.sleep(0.05)
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -399,7 +413,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                      "failed": {e.job_id: (e.error_class, e.message, e.attempts, e.unsettled)
                                 for e in queue.driver.failed_list(0, 1_000_000)}}
         rec, offset = read_records(records_path, offset, rec)
-        report = check(pushed, rec, final, workers.kills, refused_ack_ids(str(workdir / "system.log")))
+        report = check(pushed, rec, final, workers.kills, refused_ack_ids(str(workdir / "system.log")),
+                       args.ttr)
         if alive != args.workers:
             report["problems"].append(f"only {alive} of {args.workers} workers alive at the end")
         if workers.unexpected:
@@ -417,7 +432,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "exit_codes_on_sigterm": codes,
             "leftover_processes": leftover,
             "kills": len(workers.kills),
-            "killed_pids": [pid for pid, _ in workers.kills],
+            "killed": [[pid, round(t, 6)] for pid, t in workers.kills],
             "outages": outages,
             "push_seconds": round(push_s, 2),
             "chaos_seconds": round(chaos_s, 2),

@@ -79,30 +79,43 @@ class Pushed:
         return sorted([*self.ok, *self.failing, *self.malformed])
 
 
-def explain_twice(job_id: int, runs: list[tuple[int, bool, int, int, float]],
-                  kills: list[tuple[int, float]], refused_acks: set[int]) -> str | None:
+def explain_twice(job_id: int, runs: list[tuple[int, bool, int, int, float]], rec: Records,
+                  kills: list[tuple[int, float]], refused_acks: set[int], ttr: float) -> str | None:
     """Why a job's body succeeded more than once, or None when nothing explains it.
 
     Every successful run but the last must belong to a worker (the pid, or the ppid of an
-    isolated child) that was SIGKILLed after that run started (an isolated child finishes its run
-    even when its worker was killed under it), or whose ack was refused (logged).
+    isolated child) that was SIGKILLed while it held the job: after its afterExec for that
+    attempt, or, when it never got to afterExec, no earlier than ``ttr`` before the run started
+    (a held job runs within its TTR of the reserve; an isolated child finishes its run even when
+    its worker was killed under it). A logged refused ack explains it too.
     """
     killed_at = {pid: t for pid, t in kills}
     reasons = []
     for attempt, _ok, pid, ppid, t in sorted(runs, key=lambda r: r[4])[:-1]:
-        worker = next((p for p in (ppid, pid) if p in killed_at and killed_at[p] >= t), None)
-        if worker is not None:
-            reasons.append(f"attempt {attempt} ran under worker {worker}, SIGKILLed "
-                           f"{killed_at[worker] - t:.3f} s after the run started, before its ack")
-        elif job_id in refused_acks:
-            reasons.append(f"attempt {attempt}: late ack refused (logged by the worker)")
-        else:
+        why = None
+        for worker in (ppid, pid):
+            if worker not in killed_at:
+                continue
+            kill = killed_at[worker]
+            seen = [a for a in rec.after_exec.get(job_id, []) if a[0] == attempt and a[1] == worker]
+            if seen and seen[0][2] <= kill:
+                why = (f"attempt {attempt}: worker {worker} ran afterExec, then was SIGKILLed "
+                       f"{kill - seen[0][2]:.3f} s later, before its ack")
+            elif not seen and kill >= t - ttr:
+                why = (f"attempt {attempt}: worker {worker} was SIGKILLed holding it "
+                       f"({kill - t:+.3f} s from the run's start), before afterExec and ack")
+            if why:
+                break
+        if why is None and job_id in refused_acks:
+            why = f"attempt {attempt}: late ack refused (logged by the worker)"
+        if why is None:
             return None
+        reasons.append(why)
     return "; ".join(reasons)
 
 
 def check(pushed: Pushed, rec: Records, final: dict[str, Any], kills: list[tuple[int, float]],
-          refused_acks: set[int]) -> dict[str, Any]:
+          refused_acks: set[int], ttr: float) -> dict[str, Any]:
     """The figures of one soak and the list of broken invariants (empty when all hold).
 
     ``final`` holds ``counts`` (the driver's Counts as a dict) and ``failed`` (job id ->
@@ -133,7 +146,7 @@ def check(pushed: Pushed, rec: Records, final: dict[str, Any], kills: list[tuple
     twice: dict[int, str] = {}
     for j, runs in ok_runs.items():
         if len(runs) > 1:
-            why = explain_twice(j, runs, kills, refused_acks)
+            why = explain_twice(j, runs, rec, kills, refused_acks, ttr)
             twice[j] = why or "UNEXPLAINED"
             if why is None:
                 problems.append(f"job {j} succeeded {len(runs)} times with no kill or refused ack to explain it")
