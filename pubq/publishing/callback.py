@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from .codes import CallbackFailedError, CallbackNotAllowedError, CallbackRejectedError
-from .netpolicy import NotAllowed, check_url
+from .netpolicy import NotAllowed, check_url, pinned
 from .settings import CallbackSettings
 
 log = logging.getLogger("pubq.publishing")
@@ -64,7 +64,8 @@ class CallbackSender:
         if self.settings.secret is None:
             raise CallbackNotAllowedError.make(task_id=task_id, reason="publishing.callback.secret is not configured")
         try:
-            check_url(url, schemes=self.settings.schemes, allow_hosts=self.settings.allow_hosts)
+            target, host_header, extensions = pinned(
+                check_url(url, schemes=self.settings.schemes, allow_hosts=self.settings.allow_hosts))
         except NotAllowed as exc:
             raise CallbackNotAllowedError.make(task_id=task_id, reason=str(exc)) from None
         body = canonical_json(payload)
@@ -72,6 +73,7 @@ class CallbackSender:
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(body, self.settings.secret.reveal()),
             EVENT_HEADER: str(payload.get("event_id", "")),
+            **host_header,
         }
         import httpx  # only the source-callback worker needs it
 
@@ -87,16 +89,16 @@ class CallbackSender:
         )
         with httpx.Client(timeout=httpx.Timeout(self.settings.timeout), follow_redirects=False) as client:
             try:
-                return retrying(self._post, client, url, body, headers)
+                return retrying(self._post, client, target, body, headers, extensions)
             except _Transient as exc:
                 raise CallbackFailedError.make(reason=str(exc)) from None
 
     @staticmethod
-    def _post(client: Any, url: str, body: bytes, headers: dict[str, str]) -> int:
+    def _post(client: Any, url: str, body: bytes, headers: dict[str, str], extensions: dict[str, str]) -> int:
         import httpx
 
         try:
-            response = client.post(url, content=body, headers=headers)
+            response = client.post(url, content=body, headers=headers, extensions=extensions)
         except httpx.TimeoutException:
             raise _Transient("timed out") from None
         except httpx.HTTPError as exc:

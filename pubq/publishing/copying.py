@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from .codes import AssetFetchError, AssetMissingError, AssetTooLargeError, SourceNotAllowedError
-from .netpolicy import NotAllowed, check_url
+from .netpolicy import NotAllowed, check_url, pinned
 from .request import is_url, local_source
 from .settings import SourcePolicy
 
@@ -119,10 +119,11 @@ def _http_chunks(url: str, policy: SourcePolicy, params: dict[str, int]) -> Iter
     try:
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                check_url(url, schemes=policy.schemes, allow_hosts=policy.allow_hosts)
+                target, headers, extensions = pinned(
+                    check_url(url, schemes=policy.schemes, allow_hosts=policy.allow_hosts))
             except NotAllowed as exc:
                 raise SourceNotAllowedError.make(reason=str(exc), **params) from None
-            request = client.build_request("GET", url)
+            request = client.build_request("GET", target, headers=headers, extensions=extensions)
             try:
                 response = client.send(request, stream=True)
             except httpx.HTTPError as exc:

@@ -2,7 +2,9 @@
 
 Source URLs and callback URLs come from requests, i.e. from other systems: a URL naming a private,
 loopback, link-local or otherwise non-public address is refused unless the host (or its network) is
-listed in ``allow_hosts``. Every address a name resolves to is checked.
+listed in ``allow_hosts``. Every address a name resolves to is checked, and the request is then
+sent to the checked address (:func:`pinned`), so a name that resolves differently a moment later
+(DNS rebinding) cannot steer the connection to an address that was never checked.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 
 class NotAllowed(ValueError):
@@ -44,8 +47,39 @@ def _allowed(host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     return False
 
 
-def check_url(url: str, *, schemes: Iterable[str], allow_hosts: Iterable[str]) -> None:
-    """Raise :class:`NotAllowed` unless ``url`` uses an allowed scheme and a permitted host."""
+@dataclass(frozen=True)
+class Checked:
+    """A URL that passed :func:`check_url`, and the address it was checked at (None: allowed by name)."""
+
+    url: str
+    address: str | None = None
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+def pinned(checked: Checked) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL naming the checked address, Host header, httpx request extensions) for one request.
+
+    The Host header and TLS server name stay the original host, so virtual hosting and certificate
+    checks work as if the name had been connected to.
+    """
+    if checked.address is None:
+        return checked.url, {}, {}
+    parts = urlsplit(checked.url)
+    ip = ipaddress.ip_address(checked.address)
+    literal = f"[{ip}]" if ip.version == 6 else str(ip)
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    if "@" in parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme.lower() == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, extensions
+
+
+def check_url(url: str, *, schemes: Iterable[str], allow_hosts: Iterable[str]) -> Checked:
+    """Raise :class:`NotAllowed` unless ``url`` uses an allowed scheme and a permitted host.
+
+    Returns the address to connect to: the first one the name resolved to (all were checked).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in set(schemes):
@@ -55,7 +89,7 @@ def check_url(url: str, *, schemes: Iterable[str], allow_hosts: Iterable[str]) -
         raise NotAllowed("URL has no host")
     allow = tuple(allow_hosts)
     if _allowed(host, None, allow):
-        return
+        return Checked(url)
     literal = _ip(host)
     if literal is not None:
         addresses = [literal]
@@ -69,6 +103,9 @@ def check_url(url: str, *, schemes: Iterable[str], allow_hosts: Iterable[str]) -
         except OSError:
             raise NotAllowed(f"host {host} cannot be resolved") from None
         addresses = [a for a in (_ip(info[4][0]) for info in infos) if a is not None]
+    if not addresses:
+        raise NotAllowed(f"host {host} cannot be resolved")
     for address in addresses:
         if not is_public(address) and not _allowed(host, address, allow):
             raise NotAllowed(f"host {host} is a private or loopback address")
+    return Checked(url, None if literal is not None else str(addresses[0]))

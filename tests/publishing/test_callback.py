@@ -86,3 +86,18 @@ def test_pipeline_callback_reports_every_account_once_per_event(service, queues,
     # Re-running a sent callback job sends nothing again.
     event_id = bodies[0]["event_id"]
     assert Pipeline(service).send_callback(event_id, None)["skipped"] == "already sent"
+
+
+def test_a_callback_goes_to_the_address_that_was_checked(tmp_path, monkeypatch) -> None:
+    import socket
+
+    from .test_copying import Rebinding
+
+    resolver = Rebinding(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    with ScriptedServer(lambda r: Reply(204)) as srv:
+        port = srv.httpd.server_address[1]
+        status = sender(tmp_path, allow_hosts=["127.0.0.0/8"]).send(
+            f"http://rebind.test:{port}/cb", {"event_id": "e"}, task_id=1)
+    assert status == 204 and resolver.lookups == 1
+    assert srv.requests[0].headers["host"] == f"rebind.test:{port}"

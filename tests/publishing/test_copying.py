@@ -155,3 +155,34 @@ def test_netpolicy_allows_listed_networks_and_refuses_schemes() -> None:
     check_url("http://8.8.8.8/x", schemes={"http"}, allow_hosts=())
     with pytest.raises(NotAllowed, match="scheme 'ftp'"):
         check_url("ftp://8.8.8.8/x", schemes={"http"}, allow_hosts=())
+
+
+class Rebinding:
+    """getaddrinfo for ``rebind.test``: loopback on the first lookup, an unchecked address after."""
+
+    def __init__(self, real) -> None:
+        self.real, self.lookups = real, 0
+
+    def __call__(self, host, port, *args, **kwargs):
+        if host != "rebind.test":
+            return self.real(host, port, *args, **kwargs)
+        self.lookups += 1
+        address = "127.0.0.1" if self.lookups == 1 else "192.0.2.1"  # TEST-NET-1: never checked
+        return self.real(address, port, *args, **kwargs)
+
+
+def test_a_source_is_fetched_from_the_address_that_was_checked_not_a_second_lookup(tmp_path, policy,
+                                                                                   monkeypatch) -> None:
+    import dataclasses
+    import socket
+
+    resolver = Rebinding(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    policy = dataclasses.replace(policy, allow_hosts=("127.0.0.0/8",), timeout=2)
+    with ScriptedServer(lambda r: Reply(200, b"pinned")) as srv:
+        port = srv.httpd.server_address[1]
+        copied = copy_asset(f"http://rebind.test:{port}/a.png", "image", policy, tmp_path / "publish",
+                            task_id=1, index=0)
+    assert copied.size == len(b"pinned")
+    assert resolver.lookups == 1
+    assert srv.requests[0].headers["host"] == f"rebind.test:{port}"
