@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -163,6 +164,10 @@ def main() -> None:
     from bench.peers.pubq_peer import fresh_pg_database
     from bench.peers.report import machine_info, write_reports
 
+    # Started in the background, SIGINT may be ignored: make both signals unwind (drop the PG database,
+    # stop the private redis-server and the workers) instead of orphaning them.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = select_rows(args.systems)
     command = "python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     pin_self(CLIENT_CPU)

@@ -1,8 +1,13 @@
-"""The redis-py floor: LPUSH; LMOVE/BLMOVE into a processing list + LREM ack; pipelined bulk push."""
+"""The redis-py floor: LPUSH; LMOVE/BLMOVE into a processing list + LREM ack; pipelined bulk push.
+
+Its fork mode is the fork-per-job floor: the worker forks a child per job, the child runs the body
+(a new connection, as any forked job has) and exits (``os._exit``); the worker waits for it and acks.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 
 import redis
 
@@ -16,6 +21,7 @@ BULK_CHUNK = 1000
 class RawAdapter(Adapter):
     label = "raw redis-py (LPUSH; BLMOVE+LREM)"
     bulk = True
+    fork = True
 
     def __init__(self, cfg: Cfg) -> None:
         super().__init__(cfg)
@@ -47,5 +53,15 @@ class RawAdapter(Adapter):
                 raw = r.lmove(QUEUE, PROCESSING, "RIGHT", "LEFT")
                 if raw is None:
                     return
-            body.run(json.loads(raw)["ts"])
+            ts = json.loads(raw)["ts"]
+            if mode == "fork":
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        body.run(ts)
+                    finally:
+                        os._exit(0)
+                os.waitpid(pid, 0)
+            else:
+                body.run(ts)
             r.lrem(PROCESSING, 1, raw)
