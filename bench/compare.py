@@ -172,6 +172,7 @@ def main() -> None:
     command = "python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     pin_self(CLIENT_CPU)
     started = time.monotonic()
+    load_start = [round(x, 2) for x in os.getloadavg()]
     results: dict[str, dict[str, Any]] = {row: {"runs": {}, "errors": []} for row in rows}
     drop_pg = None
     with PrivateRedis() as server:
@@ -223,6 +224,8 @@ def main() -> None:
         "command": command,
         "seconds": round(time.monotonic() - started),
         "machine": machine_info(redis_version),
+        # other work on the box shows here: the pinning keeps our processes apart, not everyone else's
+        "load_average_start_end": [load_start, [round(x, 2) for x in os.getloadavg()]],
         "settings": {"runs": args.runs, "n": args.n, "n_fork": args.n_fork, "n_count": args.n_count,
                      "latency_rates_and_seconds": args.rates},
     }

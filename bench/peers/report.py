@@ -65,7 +65,9 @@ def markdown(rows: list[str], results: dict[str, dict[str, Any]], meta: dict[str
         "",
         f"Machine: {m['cpu_model']}, {m['cpus']} CPUs, Python {m['python']}, redis-server {m['redis_server']} "
         f"(private, pinned to CPU 0; clients on CPU 1), {m.get('postgres', 'PostgreSQL ?')}. "
-        + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + (f". Load average (1/5/15 min) at start {meta['load_average_start_end'][0]}, at end "
+           f"{meta['load_average_start_end'][1]}" if "load_average_start_end" in meta else ""),
         "",
         f"Medians of {s['runs']} runs; n = {s['n']} jobs per push/drain, {s['n_fork']} per fork-per-job drain; "
         f"round trips from one counting run of {s['n_count']} jobs through a TCP proxy. Every drain and "
