@@ -15,12 +15,15 @@ does not reach the job (pass it in the job instead). A job that won't pickle is 
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import pickle
 import resource
 import select
 import signal
 import struct
+import sys
 import time
 import traceback as tb
 from collections.abc import Callable
@@ -86,12 +89,36 @@ def _kill(pid: int) -> None:
         pass
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl (Linux), looked up once in the worker rather than in every child."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def _fork(close_in_child: list[int]) -> int:
-    """fork() with stop signals blocked across it, so none is handled by the worker's handler in the child."""
+    """fork() with stop signals blocked across it, so none is handled by the worker's handler in the child.
+
+    The child dies with the worker (SIGKILL on parent death, Linux): a job whose worker was killed
+    has no one to report to, and will be reclaimed and run again, so it must not run on beside that.
+    """
+    prctl = _prctl()
+    parent = os.getpid()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
+            if prctl is not None:
+                prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != parent:  # the worker died before the line above took effect
+                os._exit(EXIT_ERROR)
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
             for fd in close_in_child:

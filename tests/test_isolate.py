@@ -132,6 +132,34 @@ def test_the_standby_of_a_killed_worker_exits_on_its_own(tmp_path):
             proc.kill()
 
 
+def test_a_running_job_dies_with_its_killed_worker(tmp_path):
+    """Nobody is left to report a killed worker's job to, and it will be reclaimed and run again."""
+    runs = tmp_path / "runs"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from pubq.drivers.memory import MemoryDriver
+        from pubq.worker import Worker
+        from tests.helpers import make_queue
+        from tests.sample_jobs import SleepJob
+        q = make_queue(MemoryDriver("iso"))
+        q.push(SleepJob(seconds=60, path={str(runs)!r}))
+        Worker(q, isolate=True, install_signals=False).run()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        wait_until(lambda: runs.exists() and runs.read_text().startswith("start"), timeout=20,
+                   message="job started")
+        job_pid = int(read_lines(str(runs))[0].split()[3])
+        assert job_pid != proc.pid and _alive(job_pid)
+        proc.kill()
+        proc.wait(timeout=10)
+        wait_until(lambda: not _alive(job_pid), timeout=10, message="the job's process to die with its worker")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.parametrize("max_jobs", [1, 3])
 def test_no_standby_is_forked_for_a_job_that_will_not_come(tmp_path, monkeypatch, max_jobs):
     forks: list[int] = []
