@@ -344,9 +344,13 @@ class Queue:
         r = item.reservation
         if item.kind is ReclaimKind.LOST:
             event = self.begin_quiet(r)
-            error = TtrExceededError(
+            error: BaseException = TtrExceededError(
                 f"TTR exceeded / worker lost: no outcome within the job's TTR of {r.ttr} s"
             )
+            if event.job is None:
+                # An invalid payload whose worker died before failing it: record why it can never
+                # run, not the lost worker (issue #6 soak, a wrong-args payload shown as a TTR).
+                error = self.begin(r).error or error
             self.failed(event, error, "")
             return
         failure: FailedJob | None = item.failure

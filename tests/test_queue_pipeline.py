@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -196,6 +197,20 @@ def test_a_stop_landing_during_the_fused_ack_and_reserve_puts_the_next_job_back_
     counts = q.driver.counts()
     assert (counts.done, counts.reserved, counts.waiting) == (1, 0, 1)
     assert q.driver.get(second).attempt == 0  # put back uncounted, like a hard stop
+
+
+def test_a_reclaimed_invalid_payload_is_failed_with_its_own_reason_not_a_ttr(driver):
+    # Issue #6 soak: a worker killed holding a wrong-args payload left it to a reclaimer, which
+    # stored "TTR exceeded / worker lost" as the reason.
+    q = make_queue(driver, ttr=1, attempts=3)
+    seen = record_events(q)
+    bad = q.driver.push(b'{"job": "tests.Record", "args": {"nope": 1}}', ttr=1)
+    assert q.driver.reserve(0).job_id == bad  # the worker holding it dies here
+    time.sleep(1.2)
+    assert drain(q) == 0
+    entry = q.driver.failed_get(bad)
+    assert entry.error_class == "InvalidJobError" and "unknown argument(s): nope" in entry.message
+    assert [s for s in seen if s[0] == "afterError"] == [("afterError", bad, 1, False, "InvalidJobError")]
 
 
 def test_a_before_exec_handler_can_skip_a_job(driver, tmp_path):
