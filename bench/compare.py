@@ -169,7 +169,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = select_rows(args.systems)
-    command = "python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = " ".join(["python bench/compare.py", *(shlex.quote(a) for a in sys.argv[1:])])
     pin_self(CLIENT_CPU)
     started = time.monotonic()
     load_start = [round(x, 2) for x in os.getloadavg()]

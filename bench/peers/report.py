@@ -94,7 +94,7 @@ def markdown(rows: list[str], results: dict[str, dict[str, Any]], meta: dict[str
             cells = []
             for key, _, _ in COLUMNS:
                 a, b = base.get(key), med.get(row, {}).get(key)
-                cells.append(f"{a / b:.2f}" if a is not None and b else "—")
+                cells.append("—" if a is None or not b else f"{a / b:.2f}" if a / b >= 0.1 else f"{a / b:.2g}")
             out.append(f"| {label(row)} | " + " | ".join(cells) + " |")
     errors = [(row, e) for row in rows for e in results[row]["errors"]]
     if errors:
