@@ -73,6 +73,15 @@ POLL_MAX = 0.2
 LISTEN_POLL = 1.0
 #: How long a draining reserve keeps trying for a waiting row that ``SKIP LOCKED`` hid from it.
 HIDDEN_ROW_PATIENCE = 1.0
+#: The counters, plus delayed rows already due (they count as waiting). The count runs only when the
+#: earliest delayed row (one index lookup) is due: on its own it lets PostgreSQL's planner, which
+#: can't tell that delayed rows are the future ones, scan every delayed row on each ``info``.
+COUNTS_SQL = (
+    "SELECT " + ", ".join(f"coalesce(sum({c}), 0)" for c in COUNTERS.values())
+    + ", CASE WHEN (SELECT min(due_at) FROM {J} WHERE channel = ? AND state = 'delayed') <= {NOW}"
+    " THEN (SELECT count(*) FROM {J} WHERE channel = ? AND state = 'delayed' AND due_at <= {NOW})"
+    " ELSE 0 END FROM {C} WHERE channel = ?"
+)
 #: Rows per batch when clearing or purging (keeps transactions and their locks short).
 DELETE_BATCH = 1000
 #: Rows per INSERT statement of push_many (SQLite/MySQL), per statement on PostgreSQL.
@@ -424,12 +433,7 @@ class DbDriver(DbConnection, BaseDriver):
         return JobInfo(row[0], _status(state, due_at <= now), as_bytes(row[2]), row[3], row[4], row[5], extra)
 
     def counts(self) -> Counts:
-        sums = ", ".join(f"coalesce(sum({c}), 0)" for c in COUNTERS.values())
-        row = self._read(
-            f"SELECT {sums}, (SELECT count(*) FROM {{J}} WHERE channel = ? AND state = 'delayed' AND due_at <= {{NOW}})"
-            " FROM {C} WHERE channel = ?",
-            (self.channel, self.channel),
-        )
+        row = self._read(COUNTS_SQL, (self.channel, self.channel, self.channel))
         waiting, delayed, reserved, failed, done, failed_total, follow_ups, due = (int(v) for v in row)
         return Counts(waiting + due, delayed - due, reserved, done, failed, failed_total, follow_ups)
 
