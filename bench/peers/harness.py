@@ -27,7 +27,8 @@ from bench.peers import COUNTER, DONE, LATENCIES, STAMP, Adapter, Cfg
 from bench.peers.proxy import CountingProxy
 
 GNU_TIME = "/usr/bin/time"
-LOG_DIR = Path(tempfile.mkdtemp(prefix="pubq-compare-logs-"))
+#: Worker logs of this run (made on first use, removed by cleanup_logs).
+LOG_DIR = Path(tempfile.gettempdir()) / f"pubq-compare-logs-{os.getpid()}"
 
 
 class RunFailed(Exception):
@@ -47,6 +48,7 @@ class WorkerProc:
     time_file: Path = field(default_factory=Path)
 
     def start(self) -> WorkerProc:
+        LOG_DIR.mkdir(mode=0o700, exist_ok=True)
         tag = f"{self.cfg.row}-{self.mode}-{time.monotonic_ns()}"
         self.log = LOG_DIR / f"{tag}.log"
         self.time_file = LOG_DIR / f"{tag}.time"
