@@ -18,7 +18,7 @@ from . import events as ev
 from .drivers.base import Reservation
 from .drivers.resilient import ResilientDriver
 from .errors import BackendUnavailableError, DriverError
-from .isolate import STOP_SIGNALS, HardStop, Isolator
+from .isolate import STOP_SIGNALS, HardStop, Isolator, standby_pays_off
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queue import Queue
@@ -108,7 +108,8 @@ class Worker:
         if self.install_signals:
             self._install()
         if self.isolate:
-            self._isolator = Isolator(queue, keep_ahead=self._more_jobs_expected)
+            ahead = self._more_jobs_expected if standby_pays_off() else None
+            self._isolator = Isolator(queue, keep_ahead=ahead)
         try:
             queue.bus.trigger(ev.WORKER_START, wevent)
             if wevent.exit_code is not None:

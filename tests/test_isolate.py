@@ -106,10 +106,12 @@ def test_the_standby_of_a_killed_worker_exits_on_its_own(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {os.getcwd()!r})
+        import pubq.worker
         from pubq.drivers.memory import MemoryDriver
         from pubq.worker import Worker
         from tests.helpers import make_queue
         from tests.sample_jobs import RecordJob
+        pubq.worker.standby_pays_off = lambda: True  # also when this test runs pinned to one CPU
         q = make_queue(MemoryDriver("iso"))
         q.push(RecordJob(path={str(tmp_path / "runs")!r}, tag="one"))
         print("ready", flush=True)
@@ -160,8 +162,7 @@ def test_a_running_job_dies_with_its_killed_worker(tmp_path):
             proc.kill()
 
 
-@pytest.mark.parametrize("max_jobs", [1, 3])
-def test_no_standby_is_forked_for_a_job_that_will_not_come(tmp_path, monkeypatch, max_jobs):
+def count_forks(monkeypatch) -> list[int]:
     forks: list[int] = []
     real_fork = os.fork
 
@@ -172,6 +173,28 @@ def test_no_standby_is_forked_for_a_job_that_will_not_come(tmp_path, monkeypatch
         return pid
 
     monkeypatch.setattr(os, "fork", counting_fork)
+    return forks
+
+
+@pytest.mark.parametrize(("cpus", "expected_forks"), [({0, 1}, 4), ({0}, 3)])
+def test_the_standby_is_forked_ahead_only_when_the_worker_has_more_than_one_cpu(
+        tmp_path, monkeypatch, cpus, expected_forks):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus)
+    forks = count_forks(monkeypatch)
+    q = make_queue(MemoryDriver("iso"))
+    for i in range(3):
+        q.push(RecordJob(path=str(tmp_path / "runs"), tag=f"j{i}"))
+    Worker(q, isolate=True, install_signals=False).run()
+    assert len(read_lines(str(tmp_path / "runs"))) == 3
+    # two CPUs: a child for the first job, then one forked ahead during each job (the last unused)
+    assert len(forks) == expected_forks
+    assert no_children_left()
+
+
+@pytest.mark.parametrize("max_jobs", [1, 3])
+def test_no_standby_is_forked_for_a_job_that_will_not_come(tmp_path, monkeypatch, max_jobs):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    forks = count_forks(monkeypatch)
     q = make_queue(MemoryDriver("iso"))
     for i in range(5):
         q.push(RecordJob(path=str(tmp_path / "runs"), tag=f"j{i}"))
