@@ -3,6 +3,7 @@
     python bench/compare.py                      # full: 3 runs, ~10-15 min
     python bench/compare.py --quick              # 1 run, fewer jobs, ~2 min
     python bench/compare.py --systems pubq,rq --runs 3 --n 3000
+    python bench/compare.py --scale              # the whole suite: also bench/scale.py (~35 min)
 
 Creates (once) the bench's own venv ``bench/.venv-peers`` with pinned peers and pubq from this repo,
 and re-executes itself inside it, so every system uses the same redis-py. One private redis-server
@@ -56,6 +57,8 @@ def parse_args() -> argparse.Namespace:
                     "dramatiq,huey,arq,raw (default all)")
     ap.add_argument("--quick", action="store_true", help="1 run and fewer jobs (~2 min), for a smoke check")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for latest.md/json")
+    ap.add_argument("--scale", action="store_true",
+                    help="then run bench/scale.py too (worker scaling, RSS over 100k jobs, info at 1M waiting)")
     args = ap.parse_args()
     q = args.quick
     args.runs = args.runs or (1 if q else 3)
@@ -169,6 +172,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = select_rows(args.systems)
+    all_cpus = os.sched_getaffinity(0)
     command = " ".join(["python bench/compare.py", *(shlex.quote(a) for a in sys.argv[1:])])
     pin_self(CLIENT_CPU)
     started = time.monotonic()
@@ -232,6 +236,18 @@ def main() -> None:
     md, js = write_reports(Path(args.out), rows, results, meta)
     print(md.read_text())
     print(f"wrote {md} and {js}")
+    if args.scale:
+        run_scale(args, Path(args.out), all_cpus)
+
+
+def run_scale(args: argparse.Namespace, out: Path, cpus: set[int]) -> None:
+    """bench/scale.py with this run's settings; it pins its own processes, so it starts unpinned."""
+    cmd = [sys.executable, str(ROOT / "bench" / "scale.py"), "--runs", str(args.runs),
+           "--json", str(out / "scale-latest.json"), "--markdown", str(out / "scale-latest.md")]
+    if args.quick:
+        cmd.append("--quick")
+    print("running " + " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, timeout=3600, preexec_fn=lambda: os.sched_setaffinity(0, cpus))
 
 
 if __name__ == "__main__":
