@@ -380,3 +380,36 @@ def test_a_killed_server_session_is_replaced_reads_recover_and_a_write_fails_onc
     finally:
         killer.close()
         cleanup()
+
+
+def test_sqlite_writers_queue_on_the_lock_file_and_a_forked_child_has_its_own(tmp_path):
+    import fcntl
+
+    d, cleanup = open_driver("sqlite", tmp_path)
+    try:
+        d.push(b"first", ttr=30)  # opens the gate
+        gate = tmp_path / "queue.db-pubq.lock"
+        assert gate.exists()
+        holder = os.open(gate, os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process's writer in the middle of its transaction
+        done = threading.Event()
+        pusher = threading.Thread(target=lambda: (d.push(b"second", ttr=30), done.set()))
+        pusher.start()
+        assert not done.wait(0.3), "the write did not wait for the gate"
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        assert done.wait(10)
+        pusher.join()
+        os.close(holder)
+        # a child forked while the parent's descriptor is open must not share the parent's lock
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                d.push(b"from the child", ttr=30)
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert d.counts().waiting == 3
+    finally:
+        cleanup()
