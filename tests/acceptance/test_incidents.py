@@ -140,4 +140,4 @@ def test_demo_runs_in_its_own_directory_and_again(pipeline: Pipeline, tmp_path) 
         assert "Published to 2 of 3 account(s)" in out.stdout
         assert "demo-3" in out.stdout and "35040" in out.stdout
     assert sorted(p.name for p in target.iterdir()) == [
-        "platform", "publish", "pubq.log", "pubq.yaml", "queues.db", "sources", "state.db"]
+        "platform", "publish", "pubq.log", "pubq.yaml", "queues.db", "queues.db-pubq.lock", "sources", "state.db"]
