@@ -112,6 +112,7 @@ def _fork(close_in_child: list[int]) -> int:
     """
     prctl = _prctl()
     parent = os.getpid()
+    _flush_stdio()  # else the child holds a copy of the worker's buffered output and writes it again
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         pid = os.fork()
@@ -148,7 +149,17 @@ def _execute_and_report(queue: Queue, event: ExecEvent, report_fd: int) -> None:
             pass
         code = EXIT_ERROR
     finally:
+        _flush_stdio()  # what the job printed; os._exit skips Python's own flush
         os._exit(code)
+
+
+def _flush_stdio() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _standby_main(queue: Queue, job_fd: int, report_fd: int) -> None:

@@ -202,3 +202,41 @@ def test_no_standby_is_forked_for_a_job_that_will_not_come(tmp_path, monkeypatch
     assert len(read_lines(str(tmp_path / "runs"))) == max_jobs
     assert len(forks) == max_jobs  # the standby forked during the last job would run nothing
     assert no_children_left()
+
+
+def test_what_a_job_prints_is_written_once_and_the_worker_output_is_not_repeated():
+    script = textwrap.dedent(f"""
+        import sys
+        from dataclasses import dataclass
+        sys.path.insert(0, {os.getcwd()!r})
+        import pubq.worker
+        from pubq import Job
+        from pubq.drivers.memory import MemoryDriver
+        from pubq.job import JobRegistry
+        from pubq.queue import Queue
+        from pubq.worker import Worker
+        from tests.helpers import make_queue
+
+        @dataclass
+        class PrintJob(Job):
+            name = "tests.Print"
+            tag: str = ""
+
+            def execute(self, ctx):
+                print("job", self.tag)
+
+        pubq.worker.standby_pays_off = lambda: True
+        base = make_queue(MemoryDriver("iso"))
+        q = Queue(base.config, base.driver, JobRegistry([PrintJob]))
+        for tag in "abc":
+            q.push(PrintJob(tag=tag))
+        print("worker output before the jobs")
+        Worker(q, isolate=True, install_signals=False).run()
+        print("after")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # block-buffered, as when piped
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert sorted(lines) == sorted(["worker output before the jobs", "job a", "job b", "job c", "after"]), lines
+    assert lines[0] == "worker output before the jobs" and lines[-1] == "after"
