@@ -473,7 +473,9 @@ def summary(r: dict[str, Any]) -> str:
         f"({r['pushed_valid']} valid, {r['malformed']} malformed), {r['workers']} workers (listen, isolate)",
         f"  done {r['done']}  lost {r['lost']}  run twice {twice}",
         f"  failed {r['failed']} (on purpose {r['failed_on_purpose']}, malformed {r['malformed_registered']})"
-        f"  final afterError calls {r['final_after_error_calls']}  (all afterError calls {r['after_error_calls']})",
+        f"  final afterError calls {r['final_after_error_calls']} ({r['final_after_error_repeats']} repeated by a"
+        f" reclaimer after a kill before settle, {r['final_after_error_repeats_explained']} explained)"
+        f"  (all afterError calls {r['after_error_calls']})",
         f"  malformed registered {r['malformed_registered']}/{r['malformed']} {r['malformed_by_kind']}",
         f"  kills {r['kills']}  outages {len(r['outages'])}  workers alive {r['workers_alive_at_end']}/"
         f"{r['workers']}  exit codes {r['exit_codes_on_sigterm']}  leftover processes {r['leftover_processes']}",

@@ -114,6 +114,28 @@ def explain_twice(job_id: int, runs: list[tuple[int, bool, int, int, float]], re
     return "; ".join(reasons)
 
 
+def explain_final_repeat(calls: list[tuple[int, bool, int, str, float]],
+                         kills: list[tuple[int, float]], settle_within: float = 60.0) -> str | None:
+    """Why a job got more than one final afterError, or None when nothing explains it.
+
+    A final failure is written, then its afterError handlers run, then it is settled. A worker
+    SIGKILLed after its handlers ran but before its settle landed leaves the failure unsettled, and
+    the worker that reclaims it runs the handlers again (at least once, like afterExec before an
+    ack). So every final call but the last must come from a worker killed after that call, within
+    the settle window.
+    """
+    killed_at = {pid: t for pid, t in kills}
+    finals = sorted((c for c in calls if not c[1]), key=lambda c: c[4])
+    reasons = []
+    for _attempt, _retry, pid, _error, t in finals[:-1]:
+        kill = killed_at.get(pid)
+        if kill is None or not (t <= kill <= t + settle_within):
+            return None
+        reasons.append(f"worker {pid} ran the final afterError, then was SIGKILLed {kill - t:.3f} s later, "
+                       "before its settle; the reclaimer ran the handlers again")
+    return "; ".join(reasons)
+
+
 def check(pushed: Pushed, rec: Records, final: dict[str, Any], kills: list[tuple[int, float]],
           refused_acks: set[int], ttr: float) -> dict[str, Any]:
     """The figures of one soak and the list of broken invariants (empty when all hold).
@@ -153,7 +175,10 @@ def check(pushed: Pushed, rec: Records, final: dict[str, Any], kills: list[tuple
 
     finals = Counter({j: sum(1 for c in calls if not c[1]) for j, calls in rec.after_error.items()})
     finals = +finals
-    wrong_finals = {j: finals.get(j, 0) for j in set(failed) | set(finals) if finals.get(j, 0) != 1}
+    repeats = {j: explain_final_repeat(rec.after_error[j], kills) or "UNEXPLAINED"
+               for j, n in finals.items() if n > 1}
+    wrong_finals = {j: finals.get(j, 0) for j in set(failed) | set(finals)
+                    if finals.get(j, 0) != 1 and repeats.get(j, "UNEXPLAINED") == "UNEXPLAINED"}
     if wrong_finals:
         problems.append(f"{len(wrong_finals)} job(s) without exactly one final afterError: "
                         f"{dict(list(wrong_finals.items())[:20])}")
@@ -191,6 +216,10 @@ def check(pushed: Pushed, rec: Records, final: dict[str, Any], kills: list[tuple
         "failed": len(failed),
         "failed_on_purpose": len([j for j in pushed.failing if j in failed]),
         "final_after_error_calls": sum(finals.values()),
+        # extra final calls, each by a worker killed between its handlers and its settle
+        "final_after_error_repeats": sum(finals[j] - 1 for j in repeats),
+        "final_after_error_repeats_explained": sum(finals[j] - 1 for j, w in repeats.items() if w != "UNEXPLAINED"),
+        "final_after_error_repeat_detail": {str(j): w for j, w in sorted(repeats.items())},
         "after_error_calls": sum(len(c) for c in rec.after_error.values()),
         "malformed": len(pushed.malformed),
         "malformed_registered": sum(malformed_ok.values()),

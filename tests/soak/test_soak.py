@@ -40,7 +40,11 @@ def test_the_soak_loses_no_job_and_fails_each_failed_job_exactly_once(backend, t
     assert r["pushed"] == JOBS + MALFORMED and r["lost"] == 0
     assert r["done"] + r["failed"] == r["pushed"]
     assert r["run_twice"] == r["run_twice_explained"]
-    assert r["final_after_error_calls"] == r["failed"] == r["failed_on_purpose"] + MALFORMED
+    # One final afterError per failed job; a worker SIGKILLed after its handlers but before its
+    # settle makes the reclaimer run them again (explained by the kill, like a run twice).
+    assert r["final_after_error_repeats"] == r["final_after_error_repeats_explained"]
+    assert r["final_after_error_calls"] - r["final_after_error_repeats"] == r["failed"]
+    assert r["failed"] == r["failed_on_purpose"] + MALFORMED
     assert r["malformed_registered"] == MALFORMED and r["malformed_by_kind"]["too_big"] >= 1
     assert r["workers_alive_at_end"] == WORKERS and r["exit_codes_on_sigterm"] == [0] * WORKERS
     assert r["kills"] >= 1, "the run ended before the first SIGKILL: raise JOBS"
