@@ -29,13 +29,14 @@ def test_the_soak_loses_no_job_and_fails_each_failed_job_exactly_once(backend, t
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "soak.py"), "--backend", backend, "--jobs", str(JOBS),
          "--workers", str(WORKERS), "--kill-every", "2", "--redis-restarts", "2", "--pg-terminations", "2",
-         "--fail-rate", "0.01", "--malformed", str(MALFORMED), "--deadline", "300", "--json", str(out)],
+         "--fail-rate", "0.01", "--malformed", str(MALFORMED), "--deadline", "300", "--json", str(out),
+         "--keep"],  # records and worker logs stay under tmp_path (TMPDIR) to read after a failure
         capture_output=True, text=True, cwd=ROOT, timeout=380,
-        env=subprocess_env(PUBQ_SOAK_POSTGRES_URL=POSTGRES_URL),
+        env=subprocess_env(PUBQ_SOAK_POSTGRES_URL=POSTGRES_URL, TMPDIR=str(tmp_path)),
     )
     assert out.exists(), f"the soak did not finish ({backend}):\n{proc.stdout}\n{proc.stderr}"
     r = json.loads(out.read_text())
-    assert r["problems"] == [], proc.stdout
+    assert r["problems"] == [], f"{proc.stdout}\nrecords and worker logs: {r.get('workdir')}"
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert r["pushed"] == JOBS + MALFORMED and r["lost"] == 0
     assert r["done"] + r["failed"] == r["pushed"]
