@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,29 @@ def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def fresh_pg_database(admin_url: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """CREATE DATABASE ``<prefix>_<hex>`` on the server of ``admin_url`` (never touch others' data).
+
+    Returns the new database's URL and a callable that drops it (``WITH (FORCE)``: workers may
+    still hold sessions).
+    """
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    def run(sql: str) -> None:
+        conn = psycopg2.connect(admin_url, connect_timeout=10)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    run(f'CREATE DATABASE "{name}"')
+    return f"{admin_url.rpartition('/')[0]}/{name}", lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def repo_root() -> Path:

@@ -161,10 +161,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import redis
 
-    from bench.common import CLIENT_CPU, PrivateRedis, pin_self
+    from bench.common import CLIENT_CPU, PrivateRedis, fresh_pg_database, pin_self
     from bench.peers import Cfg
     from bench.peers.harness import cleanup_logs
-    from bench.peers.pubq_peer import fresh_pg_database
     from bench.peers.report import machine_info, write_reports
 
     # Started in the background, SIGINT may be ignored: make both signals unwind (drop the PG database,
@@ -188,8 +187,7 @@ def main() -> None:
                 db_url = f"sqlite:///{server.dir}/bench.db"
             elif row == "pubq-pg":
                 try:
-                    name, drop_pg = fresh_pg_database(PG_ADMIN)
-                    db_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+                    db_url, drop_pg = fresh_pg_database(PG_ADMIN, "pubq_bench")
                 except Exception as exc:  # noqa: BLE001
                     results[row]["errors"].append(f"postgres: {exc}")
                     continue

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import CLIENT_CPU, PrivateRedis, repo_root, taskset_prefix
+from common import CLIENT_CPU, PrivateRedis, fresh_pg_database, repo_root, taskset_prefix
 
 BENCH_DIR = Path(__file__).resolve().parent
-PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="test")
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB_ADMIN = dict(host="127.0.0.1", port=3306, user="root", password="", database="test")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -62,26 +62,14 @@ def open_backend(name: str, tmp: Path, redis: PrivateRedis) -> Backend:
         path = tmp / f"queue-{uuid.uuid4().hex[:8]}.db"
 
         def drop_file() -> None:
-            for suffix in ("", "-wal", "-shm", "-journal"):
+            for suffix in ("", "-wal", "-shm", "-journal", "-pubq.lock"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
 
         return Backend("sqlite", f"sqlite:///{path}", drop=drop_file)
     db = f"pubq_bench_{uuid.uuid4().hex[:10]}"
     if name == "postgres":
-        import psycopg2
-
-        def pg(sql: str) -> None:
-            conn = psycopg2.connect(**PG_ADMIN, connect_timeout=10)
-            conn.autocommit = True
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(sql)
-            finally:
-                conn.close()
-
-        pg(f"CREATE DATABASE {db}")
-        return Backend("postgres", f"postgresql://postgres@127.0.0.1:5432/{db}", server_comms=("postgres",),
-                       drop=lambda: pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        url, drop = fresh_pg_database(PG_ADMIN_URL, "pubq_bench")
+        return Backend("postgres", url, server_comms=("postgres",), drop=drop)
     if name == "mariadb":
         import pymysql
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import PrivateRedis, cpu_count, repo_root
+from common import PrivateRedis, cpu_count, fresh_pg_database, repo_root
 from soak_check import Pushed, check, read_records, refused_ack_ids
 
 BENCH = Path(__file__).resolve().parent
@@ -117,17 +117,14 @@ class PostgresBackend(Backend):
         import psycopg2
 
         self.admin_url = POSTGRES_ADMIN_URL
-        self.dbname = f"pubq_soak_{uuid.uuid4().hex[:10]}"
         try:
-            self._admin = psycopg2.connect(self.admin_url)
+            self._admin = psycopg2.connect(self.admin_url, connect_timeout=10)
+            self.url, self._drop = fresh_pg_database(self.admin_url, "pubq_soak")
         except psycopg2.Error as exc:
             raise SystemExit(f"PostgreSQL is not reachable at {self.admin_url} "
                              f"(set PUBQ_SOAK_POSTGRES_URL): {str(exc).strip()}") from exc
         self._admin.autocommit = True
-        with self._admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{self.dbname}"')
-        base, _, _ = self.admin_url.rpartition("/")
-        self.url = f"{base}/{self.dbname}"
+        self.dbname = self.url.rpartition("/")[2]
         self.outages = terminations
 
     def queue_config(self) -> dict[str, Any]:
@@ -146,9 +143,8 @@ class PostgresBackend(Backend):
             return str(cur.fetchone()[0])
 
     def close(self) -> None:
-        with self._admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
         self._admin.close()
+        self._drop()
 
 
 def open_backend(args: argparse.Namespace, workdir: Path) -> Backend:

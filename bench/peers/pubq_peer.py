@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,21 +91,3 @@ class PubqSqlite(_PubqDb):
 
 class PubqPostgres(_PubqDb):
     label = "pubq postgres"
-
-
-def fresh_pg_database(admin_url: str) -> tuple[str, Any]:
-    """CREATE a database of our own (dropped by the returned callable): never touch others' data."""
-    import psycopg2
-
-    name = f"pubq_bench_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
-
-    return name, drop
