@@ -236,6 +236,12 @@ class Queue:
 
     def begin(self, r: Reservation) -> ExecEvent:
         """Decode a reservation and fire beforeExec. ``event.error`` is set for an invalid job."""
+        event = self._decode(r)
+        if event.error is None and self.bus.has(ev.BEFORE_EXEC):
+            self.bus.trigger(ev.BEFORE_EXEC, event)
+        return event
+
+    def _decode(self, r: Reservation) -> ExecEvent:
         event = ExecEvent(queue=self, id=r.job_id, job=None, ttr=r.ttr, attempt=r.attempt, payload=r.payload)
         limit = self.config.max_payload_bytes
         try:
@@ -252,8 +258,6 @@ class Queue:
         except InvalidJobError as exc:
             event.error = exc
             event.job_name = "unknown job"
-        if event.error is None and self.bus.has(ev.BEFORE_EXEC):
-            self.bus.trigger(ev.BEFORE_EXEC, event)
         return event
 
     def execute(self, event: ExecEvent) -> Outcome:
@@ -344,13 +348,11 @@ class Queue:
         r = item.reservation
         if item.kind is ReclaimKind.LOST:
             event = self.begin_quiet(r)
-            error: BaseException = TtrExceededError(
+            # An invalid payload whose worker died before failing it is recorded with why it can
+            # never run, not as a lost worker (issue #6 soak: a wrong-args payload shown as a TTR).
+            error = event.error or TtrExceededError(
                 f"TTR exceeded / worker lost: no outcome within the job's TTR of {r.ttr} s"
             )
-            if event.job is None:
-                # An invalid payload whose worker died before failing it: record why it can never
-                # run, not the lost worker (issue #6 soak, a wrong-args payload shown as a TTR).
-                error = self.begin(r).error or error
             self.failed(event, error, "")
             return
         failure: FailedJob | None = item.failure
@@ -370,11 +372,8 @@ class Queue:
 
     def begin_quiet(self, r: Reservation) -> ExecEvent:
         """Decode without firing beforeExec (for recovery paths that do not run the job)."""
-        event = ExecEvent(queue=self, id=r.job_id, job=None, ttr=r.ttr, attempt=r.attempt, payload=r.payload)
-        try:
-            event.job = self.registry.decode(r.payload)
-            event.job_name = event.job.job_name()
-        except InvalidJobError:
+        event = self._decode(r)
+        if event.error is not None:
             event.job_name = peek_name(r.payload) or "unknown job"
         return event
 
