@@ -350,12 +350,3 @@ class Isolator:
             if not done:
                 still.append(pid)
         self._exiting = still
-
-
-def run_isolated(queue: Queue, event: ExecEvent, ttr: int) -> Outcome:
-    """Fork one child for one job (no standby), wait up to ``ttr`` seconds, and return its outcome."""
-    isolator = Isolator(queue)
-    try:
-        return isolator.run(event, ttr)
-    finally:
-        isolator.close()
