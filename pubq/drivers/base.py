@@ -1,40 +1,52 @@
 """The driver contract: storage of opaque job payloads with an atomic lifecycle.
 
-A driver never parses a payload (JSON lives in :mod:`pubq.queue`). Every method is one atomic step
-on the backend (one Lua script, one transaction). Times are the backend's clock (Redis ``TIME``, the
+A driver never parses a payload (JSON lives in :mod:`pubq.codec`), and never checks the numbers
+of a push (the core checks them once, :func:`pubq.bounds`). Every method is one atomic step on the
+backend (one Lua script, one transaction). Times are the backend's clock (Redis ``TIME``, the
 database's ``now``) as float unix seconds, so workers on hosts with skewed clocks agree.
 
 States of a job::
 
-    push ──► waiting ──reserve──► reserved ──ack──► done (counted, payload dropped)
-      │        ▲                    │  │
-      └► delayed ◄──retry_later─────┘  └──fail──► failed registry (payload, error, attempts kept)
-               ▲                                       │
-               └──────────── requeue_failed ───────────┘
+    push ─► waiting ──reserve──► reserved ──ack──► done (counted, payload dropped)
+      │       ▲    ▲              │  │  │
+      │       │    └───release────┘  │  └─retry_later─► delayed ─(due)─► waiting
+      └─► delayed                    │
+                                     └─fail─► failed, unsettled ──settle──► failed (registry)
+                                                     │
+                                                     └──unfail──► delayed / waiting
 
-Every transition out of *reserved* is guarded by ``(job_id, attempt)``: a worker whose reservation
-was reclaimed (TTR passed) gets ``False`` back and must not count the job again. That boolean is
-what makes the final failure of a job happen exactly once.
+**Lease tokens.** Every reservation — by ``reserve``, ``ack_and_reserve`` or ``reclaim_expired`` —
+carries a fresh ``token`` that no earlier reservation of that job had. Every write that settles a
+reservation (``ack``, ``release``, ``retry_later``, ``extend``, ``fail``, ``settle``, ``unfail``)
+takes the :class:`Reservation` and changes nothing, returning False, unless its token is the job's
+current one. A worker whose job was reclaimed after its TTR can therefore never overwrite what the
+reclaimer wrote: its late writes are refused, and it fires no event for that job.
 
-Final failures are *settled* in two steps: :meth:`Driver.fail` writes the failed-registry entry at once
-(failure is visible immediately) and marks it *unsettled* with a deadline; the worker then runs the
-``afterError`` handlers and calls :meth:`Driver.settle`. A worker that dies in between leaves an
-unsettled entry that :meth:`Driver.reclaim_expired` hands to another worker, which runs the handlers.
+**Each write has one source state.** ``ack``, ``release``, ``retry_later``, ``extend`` and ``fail``
+act on a *reserved* job; ``settle`` and ``unfail`` on a *failed, unsettled* one. A failed attempt is
+written at once with ``fail`` (the failure is visible immediately and survives a crash); the
+worker runs the afterError handlers, then either ``settle``\\ s it (the final failure happened:
+``failed_total`` counts it) or ``unfail``\\ s it (another attempt follows). A worker that dies in
+between leaves an unsettled entry that ``reclaim_expired`` hands to another worker, with the
+decision the dead worker had recorded (:attr:`FailureInfo.retry_delay`).
+
+**Policy once.** ``grace``, ``hold``, ``settle_within`` and the registry caps are settings of the
+driver (:class:`Policy`), given when it is built, never per call.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-#: Default priority; lower runs first. Range 0–1,000,000 (spec §5.6).
-DEFAULT_PRIORITY = 1024
-MIN_PRIORITY = 0
-MAX_PRIORITY = 1_000_000
-#: Failed-registry size cap; the oldest entries are dropped past it (spec §5.9).
-DEFAULT_FAILED_LIMIT = 10_000
+from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
+
+__all__ = [
+    "DEFAULT_FAILED_LIMIT", "DEFAULT_PRIORITY", "BaseDriver", "Counts", "Driver", "FailedJob", "FailureInfo",
+    "FollowUpFailure", "JobInfo", "JobStatus", "Policy", "PushItem", "Reclaimed", "ReclaimKind", "Reservation",
+]
 
 
 class JobStatus(enum.Enum):
@@ -46,7 +58,26 @@ class JobStatus(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Policy:
+    """How a driver treats reservations and its registries; fixed for the driver's lifetime."""
+
+    #: Extra seconds past a reservation's TTR deadline before another worker may reclaim it.
+    grace: float = 10.0
+    #: Seconds a reclaimed job (lost, or an unsettled failure) is held by the worker recovering it.
+    hold: float = 60.0
+    #: Seconds a failed attempt may stay unsettled (its afterError handlers running) before another
+    #: worker runs the handlers again.
+    settle_within: float = 60.0
+    #: Failed-registry size; the oldest entries are dropped past it.
+    failed_limit: int = DEFAULT_FAILED_LIMIT
+    #: Follow-up failure records kept; the oldest are dropped past it.
+    follow_up_limit: int = DEFAULT_FAILED_LIMIT
+
+
+@dataclass(frozen=True)
 class PushItem:
+    """One job to store. The core has checked every field (:mod:`pubq.bounds`) before a driver sees it."""
+
     payload: bytes
     ttr: int
     delay: float = 0.0
@@ -55,14 +86,16 @@ class PushItem:
 
 @dataclass(frozen=True)
 class Reservation:
-    """A job held by one worker. ``attempt`` is 1 on the first run."""
+    """A job held by one worker under one lease. ``attempt`` is 1 on the first run."""
 
     job_id: int
     payload: bytes
     attempt: int
     ttr: int
-    #: Backend time (unix seconds) after which the job counts as lost (ttr; grace is added on top).
+    #: Backend time (unix seconds) after which the job counts as lost (the policy's grace is added).
     deadline: float
+    #: The lease token: unique among this job's reservations; settling writes must present it.
+    token: int
     priority: int = DEFAULT_PRIORITY
     #: Backend time the job was first pushed.
     pushed_at: float = 0.0
@@ -70,13 +103,17 @@ class Reservation:
 
 @dataclass(frozen=True)
 class FailureInfo:
-    """Why an attempt failed. ``error_class`` is the exception's qualified name."""
+    """Why an attempt failed, and what the worker decided when it wrote the failure."""
 
+    #: The exception's class name.
     error_class: str
     message: str
     traceback: str = ""
     #: Stable error code (``PubqError.code``) when there is one.
     code: str = ""
+    #: Seconds until the next attempt when the worker decided to retry; None for a final failure.
+    #: A recovering worker re-runs the handlers with this decision.
+    retry_delay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,13 +131,15 @@ class FailedJob:
     failed_at: float
     ttr: int = 0
     priority: int = DEFAULT_PRIORITY
-    #: True until the final-failure handlers are known to have run (see :meth:`Driver.settle`).
+    #: True while the attempt's afterError handlers are not known to have run (see ``settle``).
     unsettled: bool = False
+    #: The recorded decision of an unsettled entry: seconds to the next attempt, None when final.
+    retry_delay: float | None = None
 
 
 @dataclass(frozen=True)
 class FollowUpFailure:
-    """A raising afterExec/afterError handler, kept so it can be counted and listed (spec §3)."""
+    """A raising afterExec/afterError handler, kept so it can be counted and listed."""
 
     job_id: int
     attempt: int
@@ -114,12 +153,13 @@ class FollowUpFailure:
 
 
 class ReclaimKind(enum.Enum):
-    #: A reservation whose deadline (+ grace) passed: the worker died or hung. The job is
-    #: re-reserved (same attempt, new deadline) for the caller, who runs the normal failure path
-    #: with a WorkerLostError/TtrExceededError and then calls retry_later or fail.
+    #: A reservation whose deadline (+ grace) passed: the worker died or hung. It is re-reserved
+    #: for the caller (same attempt, a new token, deadline now + hold), who runs the failure path
+    #: with a WorkerLostError/TtrExceededError.
     LOST = "lost"
-    #: A final failure whose afterError handlers were never confirmed (the worker died after
-    #: ``fail``). Its settle deadline was pushed forward; the caller runs the handlers, then settles.
+    #: A failed attempt whose afterError handlers were never confirmed (the worker died after
+    #: ``fail``). It gets a new token and settle deadline; the caller runs the handlers, then
+    #: settles or unfails it.
     UNSETTLED = "unsettled"
 
 
@@ -127,21 +167,24 @@ class ReclaimKind(enum.Enum):
 class Reclaimed:
     kind: ReclaimKind
     reservation: Reservation
-    #: For UNSETTLED: the stored failure, so handlers see the original error.
+    #: For UNSETTLED: the stored failure, so the handlers see the original error and decision.
     failure: FailedJob | None = None
-    #: For LOST: how far past its ttr deadline the job was found (seconds).
+    #: For LOST: how far past its TTR deadline the job was found (seconds).
     overdue: float = 0.0
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Stored counters; reading them is O(1) on every driver (spec §5.9)."""
+    """Stored counters; reading them is O(1) on every driver."""
 
     waiting: int = 0
     delayed: int = 0
     reserved: int = 0
+    #: Successes since the queue was created.
     done: int = 0
+    #: The failed registry's current size (unsettled entries included).
     failed: int = 0
+    #: Final failures since the queue was created (counted when settled).
     failed_total: int = 0
     follow_up_failed: int = 0
 
@@ -159,15 +202,25 @@ class Counts:
 
 @dataclass(frozen=True)
 class JobInfo:
-    """What a driver knows of one job id (``status``/inspection)."""
+    """What a driver knows of one job id now."""
 
     job_id: int
     status: JobStatus
-    payload: bytes | None = None
-    attempt: int = 0
-    ttr: int = 0
-    priority: int = DEFAULT_PRIORITY
-    extra: dict[str, object] = field(default_factory=dict)
+    payload: bytes
+    attempt: int
+    ttr: int
+    priority: int
+    pushed_at: float
+    #: Delayed: when the job is due (a driver may also give it for a waiting job).
+    due_at: float | None = None
+    #: Reserved: the current lease's TTR deadline.
+    deadline: float | None = None
+    #: Failed: when, why, and whether its handlers are still unconfirmed.
+    failed_at: float | None = None
+    error_class: str = ""
+    message: str = ""
+    code: str = ""
+    unsettled: bool = False
 
 
 @runtime_checkable
@@ -176,111 +229,161 @@ class Driver(Protocol):
 
     #: The queue's channel (Redis key prefix / db channel column).
     channel: str
+    #: The settings given when the driver was built.
+    policy: Policy
 
     # -- producing ----------------------------------------------------------------------
 
     def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
-        """Store a job; returns its id (integers increasing per queue, never reused, even after clear)."""
+        """Store one job; returns its id.
+
+        Ids are integers increasing per queue and never reused, not even after ``clear``. A job with
+        ``delay`` > 0 is delayed until ``now + delay``, else waiting at once; a blocked ``reserve``
+        of any process wakes up for it.
+        """
         ...
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
-        """Store many jobs in as few round trips as the backend allows; ids in input order."""
+        """Store many jobs in as few round trips as the backend allows; ids in input order.
+
+        All or nothing per backend step; an empty sequence stores nothing and returns ``[]``.
+        """
         ...
 
     # -- consuming ----------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0, *, grace: float = 0) -> Reservation | None:
-        """Take the next due job in one atomic step (due delayed jobs first become waiting).
+    def reserve(self, timeout: float = 0) -> Reservation | None:
+        """Take the next due job in one atomic step, under a new lease.
 
-        Order: lowest priority value first, then push order. Increments the attempt and records the
-        deadline ``now + ttr`` (reclaim only after ``deadline + grace``). ``timeout`` > 0 waits up to
-        that many seconds (blocking wake-up, shortened to the next delayed job's due time) while
-        nothing is due; 0 returns at once. A worker killed while waiting holds no job.
+        Due delayed jobs become waiting first. Order: lowest priority value, then push order. The
+        attempt count goes up by one and the deadline is ``now + ttr``; reclaim may take the job
+        after ``deadline + grace``. ``timeout`` > 0 waits up to that many seconds (a blocking
+        wake-up, shortened to the next delayed job's due time) while nothing is due; 0 returns at
+        once. None when nothing became due. A worker killed while waiting holds no job.
         """
         ...
 
     def ack(self, r: Reservation) -> bool:
-        """Job done: count it, drop the payload. False if this reservation was no longer held."""
+        """Done: count it in ``done`` and drop the payload. False (nothing counted) if ``r`` is stale."""
         ...
 
-    def ack_and_reserve(self, r: Reservation, *, grace: float = 0) -> tuple[bool, Reservation | None]:
-        """``ack(r)`` then a non-blocking ``reserve`` fused into one round trip where possible."""
-        ...
+    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
+        """``ack(r)``, then ``reserve(0)``, in one round trip where the backend allows it.
 
-    def retry_later(self, job_id: int, attempt: int, delay: float) -> bool:
-        """Schedule the next attempt after ``delay`` s (0 → waiting at once).
-
-        Allowed from *reserved* holding ``attempt``, or from the failed registry when the entry's
-        attempts equal ``attempt`` and it is still unsettled (an afterError handler set retry=True);
-        that undoes the entry's ``failed_total`` increment, since the final failure did not happen.
-        False otherwise (reclaimed, removed, already moved).
+        The reserve happens whether or not the ack was accepted.
         """
         ...
 
-    def fail(self, job_id: int, attempt: int, info: FailureInfo, *, settle_within: float = 60) -> bool:
-        """Final failure: move to the failed registry at once, unsettled for ``settle_within`` s.
+    def extend(self, r: Reservation, seconds: float) -> bool:
+        """Keep holding ``r`` for ``seconds`` more from now (no reclaim before then); same token.
 
-        Allowed from *reserved* holding ``attempt``, or from waiting/delayed when the job's attempt
-        count equals ``attempt`` and no later reserve happened (an afterError handler set retry=False).
-        Increments ``failed_total``; trims the registry to its cap. False if not allowed.
+        For a worker whose job ran long and that must know it still holds it before it fires
+        afterExec. False if ``r`` is stale: the job was reclaimed and belongs to someone else.
         """
-        ...
-
-    def settle(self, job_id: int, attempt: int) -> bool:
-        """The final-failure handlers of (job_id, attempt) have run; False if nothing was pending."""
         ...
 
     def release(self, r: Reservation) -> bool:
-        """Put a held job back to waiting without counting the attempt (hard stop, spec §5.8)."""
+        """Put a held job back to waiting at the front of its priority, without counting the attempt.
+
+        For a hard stop (second signal): the job was interrupted, not failed. False if ``r`` is stale.
+        """
         ...
 
-    def reclaim_expired(self, limit: int = 100, *, hold: float = 60) -> list[Reclaimed]:
-        """Find lost reservations and unsettled failures past their deadline; claim them for ``hold`` s."""
+    def retry_later(self, r: Reservation, delay: float) -> bool:
+        """The attempt failed and another follows: delayed for ``delay`` s (0: waiting at once).
+
+        From reserved only. Used when nothing can change the decision (no afterError handlers);
+        otherwise the worker goes through ``fail`` and ``unfail``. False if ``r`` is stale.
+        """
+        ...
+
+    def fail(self, r: Reservation, info: FailureInfo) -> bool:
+        """Write a failed attempt at once: reserved → the failed registry, *unsettled*.
+
+        The entry keeps payload, attempts and ``info`` (error and the worker's decision). It stays
+        unsettled for ``policy.settle_within`` s; past that, ``reclaim_expired`` hands it out again.
+        Trims the registry to ``policy.failed_limit``. False if ``r`` is stale.
+        """
+        ...
+
+    def settle(self, r: Reservation) -> bool:
+        """The final failure happened: its handlers ran. Unsettled → settled; ``failed_total`` +1.
+
+        From failed-unsettled with ``r``'s token only, so it counts once. False otherwise.
+        """
+        ...
+
+    def unfail(self, r: Reservation, delay: float) -> bool:
+        """Another attempt follows after all: failed-unsettled → delayed for ``delay`` s (0: waiting).
+
+        The attempt count is kept (the next reserve is attempt + 1); ``failed_total`` is untouched.
+        False if ``r``'s token is not the entry's or the entry is settled.
+        """
+        ...
+
+    def reclaim_expired(self, limit: int = 100) -> list[Reclaimed]:
+        """Hand out up to ``limit`` lost reservations (past deadline + grace) and unsettled failures
+        (past their settle deadline), lost ones first, each under a new token held for
+        ``policy.hold`` s so that no other worker gets it meanwhile. ``[]`` when there is none."""
         ...
 
     # -- inspection and maintenance ------------------------------------------------------
 
     def status(self, job_id: int) -> JobStatus:
+        """The job's state; DONE for an id that is not stored (acked, removed, or never pushed)."""
         ...
 
     def get(self, job_id: int) -> JobInfo | None:
-        """The job as stored now; None when the id is not waiting/delayed/reserved/failed."""
+        """The job as stored now; None when the id is not waiting/delayed/reserved/failed.
+
+        A delayed job already due reports WAITING (a reserve would take it).
+        """
         ...
 
     def counts(self) -> Counts:
+        """The info counters in one consistent read, O(1)."""
         ...
 
     def remove(self, job_id: int) -> bool:
-        """Delete the job from whatever state it is in (failed registry included)."""
+        """Delete the job from whatever state it is in (failed registry included); False if absent.
+
+        A holder's later writes for it are refused.
+        """
         ...
 
     def clear(self) -> int:
         """Delete this queue's jobs, failed entries and follow-up records (never another queue's).
 
-        The id sequence and the done/failed_total counters are kept. Returns how many jobs went.
+        The id sequence and the done / failed_total / follow-up totals are kept. Returns how many
+        waiting, delayed and reserved jobs went.
         """
         ...
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
-        """Newest first."""
+        """A page of the failed registry, newest first; ``[]`` past its end."""
         ...
 
     def failed_get(self, job_id: int) -> FailedJob | None:
+        """One registry entry; None when the id is not in the registry."""
         ...
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
-        """Operator retry: failed registry → waiting (or delayed). Settles the entry."""
+        """Operator retry: registry entry → waiting (or delayed), attempts reset unless told not to.
+
+        Settled or not: an unsettled entry's holder then finds its token stale. False if absent.
+        """
         ...
 
     def failed_purge(self) -> int:
+        """Empty the failed registry; returns how many entries went."""
         ...
 
     def record_follow_up(self, failure: FollowUpFailure) -> None:
-        """Keep a raising handler's error (bounded list) and count it."""
+        """Keep a raising handler's error (the newest ``policy.follow_up_limit``) and count it."""
         ...
 
     def follow_up_list(self, offset: int = 0, limit: int = 50) -> list[FollowUpFailure]:
-        """Newest first."""
+        """A page of follow-up failure records, newest first."""
         ...
 
     def now(self) -> float:
@@ -288,10 +391,11 @@ class Driver(Protocol):
         ...
 
     def ping(self) -> None:
-        """Raise DriverError when the backend does not answer."""
+        """Raise :class:`~pubq.errors.DriverError` when the backend does not answer."""
         ...
 
     def close(self) -> None:
+        """Release connections this driver opened; the driver may be used again (it reconnects)."""
         ...
 
 
@@ -299,24 +403,15 @@ class BaseDriver:
     """Defaults shared by drivers; a concrete driver overrides what it can do in fewer round trips."""
 
     channel: str = ""
-    failed_limit: int = DEFAULT_FAILED_LIMIT
-    follow_up_limit: int = DEFAULT_FAILED_LIMIT
+    policy: Policy = Policy()
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         return [self.push(i.payload, ttr=i.ttr, delay=i.delay, priority=i.priority) for i in items]  # type: ignore[attr-defined]
 
-    def ack_and_reserve(self, r: Reservation, *, grace: float = 0) -> tuple[bool, Reservation | None]:
+    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
         ok = self.ack(r)  # type: ignore[attr-defined]
-        return ok, self.reserve(0, grace=grace)  # type: ignore[attr-defined]
+        return ok, self.reserve(0)  # type: ignore[attr-defined]
 
     def status(self, job_id: int) -> JobStatus:
         info = self.get(job_id)  # type: ignore[attr-defined]
         return JobStatus.DONE if info is None else info.status
-
-
-def check_priority(priority: int) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise ValueError("priority must be an integer")
-    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-        raise ValueError(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}")
-    return priority

@@ -24,8 +24,8 @@ reads at most 16 rows). A delayed job stays *stored* as ``delayed`` until a rese
 promoted rows is one index range, empty while workers run).
 
 A job in the failed registry is a row in state ``failed`` of the same table, so every transition is
-one guarded UPDATE; guards are ``(id, attempt)`` plus, where a Reservation is given, its deadline (a
-reclaimed job keeps its attempt but gets a new deadline, so the old holder's ack is refused).
+one guarded UPDATE or DELETE; the guard of every settling write is the row's ``lease`` (the token
+the reservation carries, +1 at every reserve and reclaim).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import peewee as pw
 
 from pubq.drivers.base import (
-    DEFAULT_FAILED_LIMIT,
     DEFAULT_PRIORITY,
     BaseDriver,
     Counts,
@@ -47,11 +47,11 @@ from pubq.drivers.base import (
     FollowUpFailure,
     JobInfo,
     JobStatus,
+    Policy,
     PushItem,
     Reclaimed,
     ReclaimKind,
     Reservation,
-    check_priority,
 )
 from pubq.drivers.db_conn import COUNTERS, DbConnection, Tx
 from pubq.drivers.db_sql import (
@@ -97,9 +97,13 @@ DUE_SQL = (
 )
 #: … then the first waiting row in priority and push order, via jobs_ready.
 PICK_SQL = (
-    "SELECT id, payload, attempt, ttr, priority, pushed_at FROM {J}"
+    "SELECT id, payload, attempt, ttr, priority, pushed_at, lease FROM {J}"
     " WHERE channel = ? AND state = 'waiting' ORDER BY priority, id LIMIT 1{SKIP}"
 )
+#: The guard of every write that settles a reservation: reserved under this lease.
+HELD = "id = ? AND channel = ? AND state = 'reserved' AND lease = ?"
+#: The guard of settle/unfail: a failed attempt still unsettled, under this lease.
+UNSETTLED = "id = ? AND channel = ? AND state = 'failed' AND lease = ? AND expires_at IS NOT NULL"
 
 
 class DbDriver(DbConnection, BaseDriver):
@@ -110,15 +114,13 @@ class DbDriver(DbConnection, BaseDriver):
         database: str | pw.Database,
         channel: str,
         *,
-        failed_limit: int = DEFAULT_FAILED_LIMIT,
-        follow_up_limit: int = DEFAULT_FAILED_LIMIT,
+        policy: Policy | None = None,
         table_prefix: str = "pubq_",
     ) -> None:
         if not isinstance(channel, str) or not channel or len(channel) > 255:
             raise ConfigError("channel must be a non-empty string of at most 255 characters")
         self.channel = channel
-        self.failed_limit = int(failed_limit)
-        self.follow_up_limit = int(follow_up_limit)
+        self.policy = policy or Policy()
         self._notify_name = "pubq_" + hashlib.md5(f"{table_prefix}\0{channel}".encode()).hexdigest()
         super().__init__(database, table_prefix)
 
@@ -143,7 +145,7 @@ class DbDriver(DbConnection, BaseDriver):
         return self.push_many([PushItem(payload, ttr, delay, priority)])[0]
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
-        rows = [_check_item(item) for item in items]
+        rows = [(bytes(i.payload), i.ttr, float(i.delay), i.priority) for i in items]
         if not rows:
             return []
         self._cursor()  # connect and detect the dialect before choosing a path
@@ -179,17 +181,17 @@ class DbDriver(DbConnection, BaseDriver):
 
     # -- consuming ---------------------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0, *, grace: float = 0) -> Reservation | None:
-        r, due_in = self._reserve_once(None, grace)[1:]
+    def reserve(self, timeout: float = 0) -> Reservation | None:
+        r, due_in = self._reserve_once(None)[1:]
         if r is None and timeout <= 0:
-            return self._reserve_past_locks(grace)
+            return self._reserve_past_locks()
         if r is not None:
             return r
         end = time.monotonic() + timeout
         pause = POLL_MIN
         listener = self._listen(self._notify_name)
         if listener is not None:  # LISTEN began after the first attempt: look once more
-            r, due_in = self._reserve_once(None, grace)[1:]
+            r, due_in = self._reserve_once(None)[1:]
         while r is None:
             left = end - time.monotonic()
             if left <= 0:
@@ -205,10 +207,10 @@ class DbDriver(DbConnection, BaseDriver):
                 time.sleep(wait)
             elif not self._wait_notify(wait):
                 listener = None  # the listener broke: poll from now on
-            r, due_in = self._reserve_once(None, grace)[1:]
+            r, due_in = self._reserve_once(None)[1:]
         return r
 
-    def _reserve_past_locks(self, grace: float) -> Reservation | None:
+    def _reserve_past_locks(self) -> Reservation | None:
         """``SKIP LOCKED`` also skips a waiting row that a sibling's reserve merely scanned (InnoDB locks
         what it reads). A draining worker would then exit with that job still waiting; while a plain
         read still sees a due waiting row, try again for up to ``HIDDEN_ROW_PATIENCE`` seconds."""
@@ -221,7 +223,7 @@ class DbDriver(DbConnection, BaseDriver):
                 return None
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
-            r = self._reserve_once(None, grace)[1]
+            r = self._reserve_once(None)[1]
             if r is not None:
                 return r
         return None
@@ -229,30 +231,29 @@ class DbDriver(DbConnection, BaseDriver):
     def ack(self, r: Reservation) -> bool:
         self._cursor()
         if self._pg_fast:
-            return self._pg((PG_ACK, (self.channel, self._shard, r.job_id, r.attempt, r.deadline)))[0][0] == 1
+            return self._pg((PG_ACK, (self.channel, self._shard, r.job_id, r.token)))[0][0] == 1
         return self._write(lambda tx: self._ack_tx(tx, r))
 
-    def ack_and_reserve(self, r: Reservation, *, grace: float = 0) -> tuple[bool, Reservation | None]:
-        acked, nxt, _ = self._reserve_once(r, grace)
+    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
+        acked, nxt, _ = self._reserve_once(r)
         return acked, nxt
 
-    def _reserve_once(
-        self, ack: Reservation | None, grace: float
-    ) -> tuple[bool, Reservation | None, float | None]:
+    def _reserve_once(self, ack: Reservation | None) -> tuple[bool, Reservation | None, float | None]:
         """(acked, reservation, seconds until the next delayed job is due): one transaction."""
         self._cursor()
+        grace = float(self.policy.grace)
         if self._pg_fast:
             ch, shard = self.channel, self._shard
-            reserve = (PG_RESERVE if ack is None else PG_RESERVE_ACKED, (ch, shard, float(grace)))
+            reserve = (PG_RESERVE if ack is None else PG_RESERVE_ACKED, (ch, shard, grace))
             if ack is None:
                 row = self._pg((PG_PROMOTE, (ch, shard)), reserve)[0]
                 acked = False
             else:
-                keep = (PG_ACK_KEEP, (ch, shard, ack.job_id, ack.attempt, ack.deadline))
+                keep = (PG_ACK_KEEP, (ch, shard, ack.job_id, ack.token))
                 acked, *row = self._pg(keep, (PG_PROMOTE, (ch, shard)), reserve)[0]
             if row[0] is None:
-                return bool(acked), None, row[7]
-            return bool(acked), _reservation(row[:7]), None
+                return bool(acked), None, row[8]
+            return bool(acked), _reservation(row[:8]), None
 
         def fn(tx: Tx) -> tuple[bool, Reservation | None, float | None]:
             acked = self._ack_tx(tx, ack) if ack is not None else False
@@ -261,8 +262,7 @@ class DbDriver(DbConnection, BaseDriver):
         return self._write(fn)
 
     def _ack_tx(self, tx: Tx, r: Reservation) -> bool:
-        sql = "DELETE FROM {J} WHERE id = ? AND channel = ? AND state = 'reserved' AND attempt = ? AND deadline = ?"
-        if tx.x(sql, (r.job_id, self.channel, r.attempt, r.deadline)).rowcount != 1:
+        if tx.x(f"DELETE FROM {{J}} WHERE {HELD}", (r.job_id, self.channel, r.token)).rowcount != 1:
             return False
         tx.add(reserved=-1, done=1)
         return True
@@ -281,95 +281,32 @@ class DbDriver(DbConnection, BaseDriver):
         if row is None:
             nxt = tx.one("SELECT min(due_at) FROM {J} WHERE channel = ? AND state = 'delayed'", (ch,))[0]
             return None, (None if nxt is None else float(nxt) - tx.now)
-        job_id, payload, attempt, ttr, priority, pushed_at = row
+        job_id, payload, attempt, ttr, priority, pushed_at, lease = row
         deadline = tx.now + ttr
         tx.x(
-            "UPDATE {J} SET state = 'reserved', attempt = ?, retried_attempt = 0, deadline = ?, expires_at = ?"
-            " WHERE id = ?",
-            (attempt + 1, deadline, deadline + float(grace), job_id),
+            "UPDATE {J} SET state = 'reserved', attempt = ?, lease = ?, deadline = ?, expires_at = ? WHERE id = ?",
+            (attempt + 1, lease + 1, deadline, deadline + grace, job_id),
         )
         tx.add(waiting=-1, reserved=1)
-        return _reservation((job_id, payload, attempt + 1, ttr, deadline, priority, pushed_at)), None
+        return _reservation((job_id, payload, attempt + 1, ttr, deadline, lease + 1, priority, pushed_at)), None
 
     # -- outcomes ---------------------------------------------------------------------------------
 
-    def _locked_job(self, tx: Tx, job_id: int) -> Any:
-        return tx.one(
-            "SELECT state, attempt, expires_at, retried_attempt FROM {J} WHERE id = ? AND channel = ?{LOCK}",
-            (job_id, self.channel),
-        )
+    def extend(self, r: Reservation, seconds: float) -> bool:
+        sql = f"UPDATE {{J}} SET expires_at = CASE WHEN expires_at > ? THEN expires_at ELSE ? END WHERE {HELD}"
 
-    def retry_later(self, job_id: int, attempt: int, delay: float) -> bool:
         def fn(tx: Tx) -> bool:
-            row = self._locked_job(tx, job_id)
-            if row is None or row[1] != attempt:
-                return False
-            state, expires_at = row[0], row[2]
-            if not (state == "reserved" or (state == "failed" and expires_at is not None)):
-                return False
-            self._requeue(tx, job_id, state, attempt, delay, retry=True)
-            if state == "failed":
-                # An afterError handler's change of mind: the final failure did not happen after all,
-                # so fail()'s failed_total increment is undone (base.py, Driver.retry_later).
-                tx.add(failed_total=-1)
-            return True
+            until = tx.now + float(seconds)
+            return tx.x(sql, (until, until, r.job_id, self.channel, r.token)).rowcount == 1
 
         return self._write(fn)
-
-    def _requeue(
-        self, tx: Tx, job_id: int, from_state: str, attempt: int, delay: float, *, retry: bool
-    ) -> None:
-        new_state = "delayed" if delay > 0 else "waiting"
-        tx.x(
-            "UPDATE {J} SET state = ?, attempt = ?, retried_attempt = ?, due_at = ?, deadline = NULL, expires_at = NULL,"
-            " error_class = NULL, error_message = NULL, error_traceback = NULL, error_code = NULL WHERE id = ?",
-            (new_state, attempt, attempt if retry else 0, tx.now + max(float(delay), 0.0), job_id),
-        )
-        tx.add(**{from_state: -1}, **{new_state: 1})
-        self._notify(tx)
-
-    def fail(self, job_id: int, attempt: int, info: FailureInfo, *, settle_within: float = 60) -> bool:
-        def fn(tx: Tx) -> bool:
-            row = self._locked_job(tx, job_id)
-            if row is None or attempt < 1 or row[1] != attempt:
-                return False
-            # Held with this attempt, or back from retry_later(attempt) and not reserved since (an
-            # afterError handler turned the retry into the final failure, spec §5.1).
-            if not (row[0] == "reserved" or (row[0] in ("waiting", "delayed") and row[3] == attempt)):
-                return False
-            tx.x(
-                "UPDATE {J} SET state = 'failed', due_at = ?, deadline = NULL, expires_at = ?, error_class = ?,"
-                " error_message = ?, error_traceback = ?, error_code = ? WHERE id = ?",
-                (tx.now, tx.now + float(settle_within), info.error_class[:255], info.message,
-                 info.traceback, (info.code or "")[:64], job_id),
-            )  # fmt: skip
-            tx.add(**{row[0]: -1}, failed=1, failed_total=1)
-            self._trim_failed(tx)
-            return True
-
-        return self._write(fn)
-
-    def _trim_failed(self, tx: Tx) -> None:
-        size = tx.one("SELECT coalesce(sum(n_failed), 0) FROM {C} WHERE channel = ?", (self.channel,))[0]
-        excess = int(size) + tx.delta["failed"] - max(self.failed_limit, 0)
-        if excess > 0:
-            ids = [r[0] for r in tx.all(
-                "SELECT id FROM {J} WHERE channel = ? AND state = 'failed' ORDER BY due_at, id LIMIT ?{SKIP}",
-                (self.channel, excess))]  # fmt: skip
-            if ids:
-                gone = tx.x("DELETE FROM {J} WHERE state = 'failed' AND id IN ({IDS})", (), ids).rowcount
-                tx.add(failed=-gone)
-
-    def settle(self, job_id: int, attempt: int) -> bool:
-        sql = "UPDATE {J} SET expires_at = NULL WHERE id = ? AND channel = ? AND state = 'failed' AND attempt = ? AND expires_at IS NOT NULL"
-        return self._write(lambda tx: tx.x(sql, (job_id, self.channel, attempt)).rowcount == 1)
 
     def release(self, r: Reservation) -> bool:
         def fn(tx: Tx) -> bool:
             n = tx.x(
-                "UPDATE {J} SET state = 'waiting', attempt = attempt - 1, deadline = NULL, expires_at = NULL, due_at = ?"
-                " WHERE id = ? AND channel = ? AND state = 'reserved' AND attempt = ? AND deadline = ?",
-                (tx.now, r.job_id, self.channel, r.attempt, r.deadline),
+                "UPDATE {J} SET state = 'waiting', attempt = attempt - 1, deadline = NULL, expires_at = NULL,"
+                f" due_at = ? WHERE {HELD}",
+                (tx.now, r.job_id, self.channel, r.token),
             ).rowcount
             if n == 1:
                 tx.add(reserved=-1, waiting=1)
@@ -378,7 +315,64 @@ class DbDriver(DbConnection, BaseDriver):
 
         return self._write(fn)
 
-    def reclaim_expired(self, limit: int = 100, *, hold: float = 60) -> list[Reclaimed]:
+    def retry_later(self, r: Reservation, delay: float) -> bool:
+        return self._write(lambda tx: self._reschedule(tx, r, HELD, "reserved", delay))
+
+    def unfail(self, r: Reservation, delay: float) -> bool:
+        return self._write(lambda tx: self._reschedule(tx, r, UNSETTLED, "failed", delay))
+
+    def _reschedule(self, tx: Tx, r: Reservation, guard: str, from_state: str, delay: float) -> bool:
+        """The guarded row → waiting (delay 0) or delayed, attempt count kept, error fields cleared."""
+        new_state = "delayed" if delay > 0 else "waiting"
+        n = tx.x(
+            "UPDATE {J} SET state = ?, due_at = ?, deadline = NULL, expires_at = NULL, error_class = NULL,"
+            f" error_message = NULL, error_traceback = NULL, error_code = NULL, retry_delay = NULL WHERE {guard}",
+            (new_state, tx.now + max(float(delay), 0.0), r.job_id, self.channel, r.token),
+        ).rowcount
+        if n != 1:
+            return False
+        tx.add(**{from_state: -1}, **{new_state: 1})
+        self._notify(tx)
+        return True
+
+    def fail(self, r: Reservation, info: FailureInfo) -> bool:
+        def fn(tx: Tx) -> bool:
+            n = tx.x(
+                "UPDATE {J} SET state = 'failed', due_at = ?, deadline = NULL, expires_at = ?, error_class = ?,"
+                f" error_message = ?, error_traceback = ?, error_code = ?, retry_delay = ? WHERE {HELD}",
+                (tx.now, tx.now + float(self.policy.settle_within), info.error_class[:255], info.message,
+                 info.traceback, (info.code or "")[:64], info.retry_delay, r.job_id, self.channel, r.token),
+            ).rowcount  # fmt: skip
+            if n != 1:
+                return False
+            tx.add(reserved=-1, failed=1)
+            self._trim_failed(tx)
+            return True
+
+        return self._write(fn)
+
+    def _trim_failed(self, tx: Tx) -> None:
+        size = tx.one("SELECT coalesce(sum(n_failed), 0) FROM {C} WHERE channel = ?", (self.channel,))[0]
+        excess = int(size) + tx.delta["failed"] - max(self.policy.failed_limit, 0)
+        if excess > 0:
+            ids = [r[0] for r in tx.all(
+                "SELECT id FROM {J} WHERE channel = ? AND state = 'failed' ORDER BY due_at, id LIMIT ?{SKIP}",
+                (self.channel, excess))]  # fmt: skip
+            if ids:
+                gone = tx.x("DELETE FROM {J} WHERE state = 'failed' AND id IN ({IDS})", (), ids).rowcount
+                tx.add(failed=-gone)
+
+    def settle(self, r: Reservation) -> bool:
+        def fn(tx: Tx) -> bool:
+            n = tx.x(f"UPDATE {{J}} SET expires_at = NULL, retry_delay = NULL WHERE {UNSETTLED}",
+                     (r.job_id, self.channel, r.token)).rowcount
+            if n == 1:
+                tx.add(failed_total=1)
+            return n == 1
+
+        return self._write(fn)
+
+    def reclaim_expired(self, limit: int = 100) -> list[Reclaimed]:
         if limit <= 0:
             return []
 
@@ -387,17 +381,20 @@ class DbDriver(DbConnection, BaseDriver):
                 f"SELECT {JOB_COLUMNS} FROM {{J}} WHERE channel = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?{{SKIP}}",
                 (self.channel, tx.now, int(limit)),
             )
-            until = tx.now + float(hold)
+            until = tx.now + float(self.policy.hold)
             lost = [row[0] for row in rows if row[1] == "reserved"]
             unsettled = [row[0] for row in rows if row[1] == "failed"]
+            # a new lease for each: the old holder's writes are refused from now on
             if lost:
-                tx.x("UPDATE {J} SET deadline = ?, expires_at = ? WHERE id IN ({IDS})", (until, until), lost)
+                tx.x("UPDATE {J} SET deadline = ?, expires_at = ?, lease = lease + 1 WHERE id IN ({IDS})",
+                     (until, until), lost)
             if unsettled:
-                tx.x("UPDATE {J} SET expires_at = ? WHERE id IN ({IDS})", (until,), unsettled)
+                tx.x("UPDATE {J} SET expires_at = ?, lease = lease + 1 WHERE id IN ({IDS})", (until,), unsettled)
             out = []
             for row in rows:
                 job_id, state, payload, attempt, ttr, priority, pushed_at = row[:7]
-                res = Reservation(job_id, as_bytes(payload), attempt, ttr, until, priority, float(pushed_at))
+                res = Reservation(job_id, as_bytes(payload), attempt, ttr, until, int(row[14]) + 1, priority,
+                                  float(pushed_at))
                 if state == "reserved":
                     out.append(Reclaimed(ReclaimKind.LOST, res, overdue=max(0.0, tx.now - float(row[8]))))
                 elif state == "failed":
@@ -420,22 +417,24 @@ class DbDriver(DbConnection, BaseDriver):
         )
         if row is None:
             return None
-        state, due_at, now = row[1], float(row[7]), float(row[14])
-        extra: dict[str, object] = {"pushed_at": float(row[6]), "state": state}
+        state, due_at, now = row[1], float(row[7]), float(row[16])
+        info = JobInfo(row[0], _status(state, due_at <= now), as_bytes(row[2]), row[3], row[4], row[5],
+                       float(row[6]))
         if state in ("waiting", "delayed"):
-            extra["due_at"] = due_at
-        elif state == "reserved":
-            extra["deadline"] = float(row[8])
-        else:
-            extra.update(
-                failed_at=due_at, unsettled=row[9] is not None, error_class=row[10], error_code=row[13] or ""
-            )
-        return JobInfo(row[0], _status(state, due_at <= now), as_bytes(row[2]), row[3], row[4], row[5], extra)
+            return replace(info, due_at=due_at)
+        if state == "reserved":
+            return replace(info, deadline=float(row[8]))
+        return replace(info, failed_at=due_at, unsettled=row[9] is not None, error_class=row[10] or "",
+                       message=row[11] or "", code=row[13] or "")
 
     def counts(self) -> Counts:
         row = self._read(COUNTS_SQL, (self.channel, self.channel, self.channel))
         waiting, delayed, reserved, failed, done, failed_total, follow_ups, due = (int(v) for v in row)
         return Counts(waiting + due, delayed - due, reserved, done, failed, failed_total, follow_ups)
+
+    def _locked_job(self, tx: Tx, job_id: int) -> Any:
+        """(state, attempt) of this channel's row, locked for the transaction; None when absent."""
+        return tx.one("SELECT state, attempt FROM {J} WHERE id = ? AND channel = ?{LOCK}", (job_id, self.channel))
 
     def remove(self, job_id: int) -> bool:
         def fn(tx: Tx) -> bool:
@@ -503,7 +502,15 @@ class DbDriver(DbConnection, BaseDriver):
             row = self._locked_job(tx, job_id)
             if row is None or row[0] != "failed":
                 return False
-            self._requeue(tx, job_id, "failed", 0 if reset_attempts else row[1], delay, retry=False)
+            new_state = "delayed" if delay > 0 else "waiting"
+            tx.x(
+                "UPDATE {J} SET state = ?, attempt = ?, due_at = ?, deadline = NULL, expires_at = NULL,"
+                " error_class = NULL, error_message = NULL, error_traceback = NULL, error_code = NULL,"
+                " retry_delay = NULL WHERE id = ?",
+                (new_state, 0 if reset_attempts else row[1], tx.now + max(float(delay), 0.0), job_id),
+            )
+            tx.add(failed=-1, **{new_state: 1})
+            self._notify(tx)
             return True
 
         return self._write(fn)
@@ -523,7 +530,7 @@ class DbDriver(DbConnection, BaseDriver):
             tx.add(follow_up_total=1)
             edge = tx.one(
                 "SELECT seq FROM {F} WHERE channel = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                (self.channel, max(self.follow_up_limit, 0)),
+                (self.channel, max(self.policy.follow_up_limit, 0)),
             )
             if edge is not None:
                 tx.x("DELETE FROM {F} WHERE channel = ? AND seq <= ?", (self.channel, edge[0]))
@@ -554,17 +561,6 @@ class DbDriver(DbConnection, BaseDriver):
 # -- rows → contract dataclasses ---------------------------------------------------------------------
 
 
-def _check_item(item: PushItem) -> tuple[bytes, int, float, int]:
-    payload = item.payload
-    if isinstance(payload, (bytearray, memoryview)):
-        payload = bytes(payload)
-    if not isinstance(payload, bytes):
-        raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
-    if isinstance(item.ttr, bool) or not isinstance(item.ttr, int) or item.ttr < 0:
-        raise ValueError("ttr must be a non-negative integer (seconds)")
-    return payload, item.ttr, max(float(item.delay or 0), 0.0), check_priority(item.priority)
-
-
 def _status(state: str, due: bool) -> JobStatus:
     if state == "delayed":
         return JobStatus.WAITING if due else JobStatus.DELAYED
@@ -581,8 +577,9 @@ def as_bytes(value: Any) -> bytes:
 
 
 def _reservation(row: Sequence[Any]) -> Reservation:
-    job_id, payload, attempt, ttr, deadline, priority, pushed_at = row
-    return Reservation(job_id, as_bytes(payload), attempt, ttr, float(deadline), priority, float(pushed_at))
+    job_id, payload, attempt, ttr, deadline, lease, priority, pushed_at = row
+    return Reservation(job_id, as_bytes(payload), attempt, ttr, float(deadline), int(lease), priority,
+                       float(pushed_at))
 
 
 def _failed(row: Sequence[Any]) -> FailedJob:
@@ -590,4 +587,5 @@ def _failed(row: Sequence[Any]) -> FailedJob:
         job_id=row[0], payload=as_bytes(row[2]), attempts=row[3], error_class=row[10] or "", message=row[11] or "",
         traceback=row[12] or "", code=row[13] or "", pushed_at=float(row[6]), failed_at=float(row[7]),
         ttr=row[4], priority=row[5], unsettled=row[9] is not None,
+        retry_delay=None if row[9] is None or row[15] is None else float(row[15]),
     )  # fmt: skip

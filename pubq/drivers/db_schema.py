@@ -8,14 +8,17 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
         state         'waiting' | 'delayed' | 'reserved' | 'failed'
         payload       opaque bytes (LONGBLOB on MySQL)
         ttr, priority, attempt (reserves so far), pushed_at
-        retried_attempt  waiting/delayed after retry_later(attempt) and not reserved since: that attempt
-                      (an afterError handler may still turn the retry into the final failure); else 0
+        lease         the current lease token: a per-job counter, +1 at every reserve and reclaim; a
+                      settling write must present it (version 2)
+        retried_attempt  unused since version 2 (kept: migrations never drop a column)
         due_at        waiting/delayed: when the job is due ('delayed' rows are promoted to 'waiting' by
                       reserve once due_at <= now); failed: when it failed (orders the registry)
-        deadline      reserved: now + ttr at reserve (the Reservation's deadline, part of its guard)
-        expires_at    reserved: deadline + grace (reclaim after it); failed: settle deadline while the
-                      entry is unsettled, NULL once settled; NULL otherwise
+        deadline      reserved: now + ttr at reserve (the Reservation's deadline)
+        expires_at    reserved: deadline + grace, or a recoverer's hold (reclaim after it); failed:
+                      settle deadline while the entry is unsettled, NULL once settled; NULL otherwise
         error_class, error_message, error_traceback, error_code   failed only
+        retry_delay   failed and unsettled: the worker's decision (seconds to the next attempt, NULL
+                      when final), for whoever re-runs the handlers (version 2)
     <prefix>counters    per (channel, shard): n_waiting, n_delayed, n_reserved, n_failed (current sizes by
                         stored state), done, failed_total, follow_up_total; a queue's counts are the sum over its
                         shards (at most SHARDS rows), so counts() is O(1) and workers do not queue up
@@ -44,7 +47,7 @@ import peewee as pw
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
 SHARDS = 16
 #: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
@@ -198,6 +201,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         priority = pw.IntegerField()
         attempt = pw.IntegerField(default=0)
         retried_attempt = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+        lease = pw.BigIntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
         pushed_at = pw.DoubleField()
         due_at = pw.DoubleField()
         deadline = pw.DoubleField(null=True)
@@ -206,6 +210,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         error_message = text(null=True)
         error_traceback = text(null=True)
         error_code = pw.CharField(max_length=64, null=True)
+        retry_delay = pw.DoubleField(null=True)
 
         class Meta:
             table_name = f"{prefix}jobs"
@@ -283,8 +288,27 @@ def _step_1(db: pw.Database, models: SimpleNamespace) -> None:
             db.execute(index)
 
 
+#: Columns added by version 2 (lease tokens; the recorded retry decision of an unsettled failure).
+_V2_COLUMNS = ("lease", "retry_delay")
+
+
+def _step_2(db: pw.Database, models: SimpleNamespace) -> None:
+    """Add the lease and retry_delay columns where step 1 created the table without them.
+
+    Plain ``ALTER TABLE … ADD COLUMN`` with a constant default: every supported server adds such a
+    column without rewriting the table."""
+    table = models.Job._meta.table_name
+    have = {c.name for c in db.get_columns(table)}
+    quote = "`" if dialect_name(db) == "mysql" else '"'
+    double = "DOUBLE" if dialect_name(db) == "mysql" else "DOUBLE PRECISION"
+    ddl = {"lease": "BIGINT NOT NULL DEFAULT 0", "retry_delay": f"{double} NULL"}
+    for name in _V2_COLUMNS:
+        if name not in have:
+            db.execute_sql(f"ALTER TABLE {quote}{table}{quote} ADD COLUMN {quote}{name}{quote} {ddl[name]}")
+
+
 #: version → step; every step is additive (new tables, columns, indexes), never a drop.
-_STEPS = {1: _step_1}
+_STEPS = {1: _step_1, 2: _step_2}
 
 
 def current_version(db: pw.Database, models: SimpleNamespace) -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 #: Columns of a job row as the driver reads it (``db._failed`` and ``reclaim_expired`` index them).
 JOB_COLUMNS = (
     "id, state, payload, attempt, ttr, priority, pushed_at, due_at, deadline, expires_at,"
-    " error_class, error_message, error_traceback, error_code"
+    " error_class, error_message, error_traceback, error_code, lease, retry_delay"
 )
 
 NOW_SQL = {
@@ -83,14 +83,13 @@ WHERE channel = $1 AND shard = $2 AND EXISTS (SELECT 1 FROM p)""",
 )
 
 _ACK = """
-WITH a AS (DELETE FROM {J} WHERE id = $3 AND channel = $1 AND state = 'reserved' AND attempt = $4
-             AND deadline = $5 RETURNING 1),
+WITH a AS (DELETE FROM {J} WHERE id = $3 AND channel = $1 AND state = 'reserved' AND lease = $4 RETURNING 1),
 c AS (UPDATE {C} SET done = done + 1, n_reserved = n_reserved - 1
       WHERE channel = $1 AND shard = $2 AND EXISTS (SELECT 1 FROM a))
 """
-_ACK_TYPES = ("varchar", "int", "bigint", "int", "float8")
+_ACK_TYPES = ("varchar", "int", "bigint", "bigint")
 
-#: $1 channel, $2 shard, $3 job id, $4 attempt, $5 deadline → 1 if acked, else 0.
+#: $1 channel, $2 shard, $3 job id, $4 lease token → 1 if acked, else 0.
 PG_ACK = PgStatement(_ACK + "SELECT count(*) FROM a", _ACK_TYPES)
 #: The same, the outcome kept in a transaction-local setting for the reserve that follows.
 PG_ACK_KEEP = PgStatement(
@@ -99,20 +98,21 @@ PG_ACK_KEEP = PgStatement(
 
 _RESERVE = f"""
 WITH r AS (
-  UPDATE {{J}} SET state = 'reserved', attempt = attempt + 1, retried_attempt = 0,
+  UPDATE {{J}} SET state = 'reserved', attempt = attempt + 1, lease = lease + 1,
     deadline = {_PG_NOW} + ttr, expires_at = {_PG_NOW} + ttr + $3
   WHERE id = (SELECT id FROM {{J}} WHERE channel = $1 AND state = 'waiting'
               ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-  RETURNING id, payload, attempt, ttr, deadline, priority, pushed_at),
+  RETURNING id, payload, attempt, ttr, deadline, lease, priority, pushed_at),
 c AS (UPDATE {{C}} SET n_waiting = n_waiting - 1, n_reserved = n_reserved + 1
       WHERE channel = $1 AND shard = $2 AND EXISTS (SELECT 1 FROM r))
-SELECT ACKED r.id, r.payload, r.attempt, r.ttr, r.deadline, r.priority, r.pushed_at,
+SELECT ACKED r.id, r.payload, r.attempt, r.ttr, r.deadline, r.lease, r.priority, r.pushed_at,
        CASE WHEN r.id IS NULL THEN (SELECT min(due_at) FROM {{J}} WHERE channel = $1 AND state = 'delayed')
                                    - {_PG_NOW} END
 FROM (SELECT 1) AS one LEFT JOIN r ON true"""
 
 #: Take the first waiting job; with none, the seconds until the next delayed one is due.
-#: $1 channel, $2 shard, $3 grace. Row: id, payload, attempt, ttr, deadline, priority, pushed_at, due_in.
+#: $1 channel, $2 shard, $3 grace. Row: id, payload, attempt, ttr, deadline, lease, priority, pushed_at,
+#: due_in.
 PG_RESERVE = PgStatement(_RESERVE.replace("ACKED ", ""), ("varchar", "int", "float8"))
 #: The same row after a leading "acked" column (0/1) read from PG_ACK_KEEP's setting.
 PG_RESERVE_ACKED = PgStatement(

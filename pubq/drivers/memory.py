@@ -5,9 +5,8 @@ shared between processes. Waiting jobs sit in a heap ordered by (priority, enque
 jobs in a heap ordered by due time; both drop stale entries lazily (an entry is live only while the job's
 state and sequence still match it), which keeps each transition O(log n) and ``counts`` O(1).
 
-A reservation is identified by (job id, attempt, deadline): a LOST reclaim keeps the attempt but sets a
-new deadline, so the dead worker's late ``ack``/``release`` (which carry the whole Reservation) are
-refused, while ``retry_later``/``fail`` (which carry only the attempt) go to whoever writes first.
+A job's lease token is a per-job counter: every reserve and every reclaim takes the next value, so a
+token is never handed out twice for one job, and a settling write is accepted only with the current one.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from dataclasses import dataclass, replace
 from itertools import islice
 
 from .base import (
-    DEFAULT_FAILED_LIMIT,
     DEFAULT_PRIORITY,
     BaseDriver,
     Counts,
@@ -30,11 +28,11 @@ from .base import (
     FollowUpFailure,
     JobInfo,
     JobStatus,
+    Policy,
     PushItem,
     Reclaimed,
     ReclaimKind,
     Reservation,
-    check_priority,
 )
 
 _WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
@@ -53,28 +51,32 @@ class _Job:
     seq: int = 0
     due_at: float = 0.0
     deadline: float = 0.0
-    grace: float = 0.0
-    #: The attempt whose retry_later put the job back (0 once reserved again): a handler may still fail it.
-    retried: int = 0
+    #: When reclaim may take the reservation (deadline + grace, or a recoverer's hold).
+    expires_at: float = 0.0
+    #: The current lease token (0 before the first reserve).
+    lease: int = 0
+
+
+@dataclass(slots=True)
+class _Unsettled:
+    """A failed attempt whose handlers are not confirmed: its lease and its settle deadline."""
+
+    lease: int
+    settle_by: float
 
 
 class MemoryDriver(BaseDriver):
     """One queue held in this process's memory; safe to share between threads."""
 
-    #: ``driver: sync`` flips this on its instance; the queue then runs jobs inside push().
-    runs_inline: bool = False
-
     def __init__(
         self,
         channel: str,
         *,
-        failed_limit: int = DEFAULT_FAILED_LIMIT,
-        follow_up_limit: int = DEFAULT_FAILED_LIMIT,
+        policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.channel = channel
-        self.failed_limit = failed_limit
-        self.follow_up_limit = follow_up_limit
+        self.policy = policy or Policy()
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._last_id = 0
@@ -85,11 +87,13 @@ class MemoryDriver(BaseDriver):
         self._delayed: list[tuple[float, int, int]] = []  # (due_at, seq, id)
         self._sizes = {_WAITING: 0, _DELAYED: 0, _RESERVED: 0}
         self._done = 0
-        #: Oldest first; re-inserting a key is impossible while it is present (a job is live xor failed).
+        #: Oldest first; a job id is live xor in the registry.
         self._failed: OrderedDict[int, FailedJob] = OrderedDict()
-        self._settle_by: dict[int, float] = {}
+        #: Leases of failed entries (token of the attempt that failed, or of the recoverer).
+        self._failed_lease: dict[int, int] = {}
+        self._unsettled: dict[int, _Unsettled] = {}
         self._failed_total = 0
-        self._follow_ups: deque[FollowUpFailure] = deque(maxlen=max(follow_up_limit, 0))
+        self._follow_ups: deque[FollowUpFailure] = deque(maxlen=max(self.policy.follow_up_limit, 0))
         self._follow_up_total = 0
 
     # -- producing ----------------------------------------------------------------------
@@ -98,10 +102,6 @@ class MemoryDriver(BaseDriver):
         return self.push_many([PushItem(payload, ttr, delay, priority)])[0]
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
-        for item in items:  # validate all first: a bad item stores nothing
-            check_priority(item.priority)
-            if not isinstance(item.payload, bytes | bytearray | memoryview):
-                raise TypeError("payload must be bytes")
         with self._cond:
             now = self._clock()
             ids = []
@@ -114,13 +114,13 @@ class MemoryDriver(BaseDriver):
 
     # -- consuming ----------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0, *, grace: float = 0) -> Reservation | None:
+    def reserve(self, timeout: float = 0) -> Reservation | None:
         # Timeouts run on the monotonic clock; due times on the backend clock (which may be fake).
         end = time.monotonic() + max(timeout, 0)
         with self._cond:
             while True:
                 now = self._clock()
-                r = self._take(now, grace)
+                r = self._take(now)
                 left = end - time.monotonic()
                 if r is not None or timeout <= 0 or left <= 0:
                     return r
@@ -133,88 +133,96 @@ class MemoryDriver(BaseDriver):
         with self._cond:
             return self._ack(r)
 
-    def ack_and_reserve(self, r: Reservation, *, grace: float = 0) -> tuple[bool, Reservation | None]:
+    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
         with self._cond:
             ok = self._ack(r)
-            return ok, self._take(self._clock(), grace)
+            return ok, self._take(self._clock())
 
-    def retry_later(self, job_id: int, attempt: int, delay: float) -> bool:
+    def extend(self, r: Reservation, seconds: float) -> bool:
         with self._cond:
-            now = self._clock()
-            job = self._holding(job_id, attempt)
+            job = self._holding(r)
             if job is None:
-                # afterError handler turned a final failure into a retry (spec §5.1).
-                entry = self._failed.get(job_id)
-                if entry is None or not entry.unsettled or entry.attempts != attempt:
-                    return False
-                self._drop_failed(job_id)
-                self._failed_total -= 1  # the final failure did not happen after all
-                job = _Job(job_id, entry.payload, entry.ttr, entry.priority, entry.pushed_at, attempt)
-            else:
-                self._detach(job)
-            job.retried = attempt
-            self._enqueue(job, delay, now)
-            return True
-
-    def fail(self, job_id: int, attempt: int, info: FailureInfo, *, settle_within: float = 60) -> bool:
-        with self._cond:
-            job = self._jobs.get(job_id)
-            # Held with this attempt, or back from retry_later of this attempt and not reserved since
-            # (an afterError handler turned the retry into a final failure, spec §5.1).
-            if job is None or attempt < 1 or job.attempt != attempt:
                 return False
-            if job.state is not _RESERVED and job.retried != attempt:
-                return False
-            now = self._clock()
-            self._detach(job)
-            self._failed[job_id] = FailedJob(
-                job_id=job_id, payload=job.payload, attempts=attempt, error_class=info.error_class,
-                message=info.message, traceback=info.traceback, code=info.code, pushed_at=job.pushed_at,
-                failed_at=now, ttr=job.ttr, priority=job.priority, unsettled=True,
-            )
-            self._settle_by[job_id] = now + settle_within
-            self._failed_total += 1
-            while len(self._failed) > max(self.failed_limit, 0):
-                self._drop_failed(next(iter(self._failed)))
-            return True
-
-    def settle(self, job_id: int, attempt: int) -> bool:
-        with self._cond:
-            entry = self._failed.get(job_id)
-            if entry is None or not entry.unsettled or entry.attempts != attempt:
-                return False
-            self._failed[job_id] = replace(entry, unsettled=False)
-            del self._settle_by[job_id]
+            job.expires_at = max(job.expires_at, self._clock() + seconds)
             return True
 
     def release(self, r: Reservation) -> bool:
         with self._cond:
-            job = self._holding(r.job_id, r.attempt, r.deadline)
+            job = self._holding(r)
             if job is None:
                 return False
             self._detach(job)
-            job.attempt -= 1  # a hard stop is not an attempt (spec §5.8)
+            job.attempt -= 1  # a hard stop is not an attempt
             self._enqueue(job, 0, self._clock())
             return True
 
-    def reclaim_expired(self, limit: int = 100, *, hold: float = 60) -> list[Reclaimed]:
+    def retry_later(self, r: Reservation, delay: float) -> bool:
+        with self._cond:
+            job = self._holding(r)
+            if job is None:
+                return False
+            self._detach(job)
+            self._enqueue(job, delay, self._clock())
+            return True
+
+    def fail(self, r: Reservation, info: FailureInfo) -> bool:
+        with self._cond:
+            job = self._holding(r)
+            if job is None:
+                return False
+            now = self._clock()
+            self._detach(job)
+            self._failed[job.job_id] = FailedJob(
+                job_id=job.job_id, payload=job.payload, attempts=job.attempt, error_class=info.error_class,
+                message=info.message, traceback=info.traceback, code=info.code, pushed_at=job.pushed_at,
+                failed_at=now, ttr=job.ttr, priority=job.priority, unsettled=True, retry_delay=info.retry_delay,
+            )
+            self._failed_lease[job.job_id] = job.lease
+            self._unsettled[job.job_id] = _Unsettled(job.lease, now + self.policy.settle_within)
+            while len(self._failed) > max(self.policy.failed_limit, 0):
+                self._drop_failed(next(iter(self._failed)))
+            return True
+
+    def settle(self, r: Reservation) -> bool:
+        with self._cond:
+            entry = self._unsettled_entry(r)
+            if entry is None:
+                return False
+            self._failed[r.job_id] = replace(entry, unsettled=False, retry_delay=None)
+            del self._unsettled[r.job_id]
+            self._failed_total += 1
+            return True
+
+    def unfail(self, r: Reservation, delay: float) -> bool:
+        with self._cond:
+            entry = self._unsettled_entry(r)
+            if entry is None:
+                return False
+            self._drop_failed(r.job_id)
+            job = _Job(r.job_id, entry.payload, entry.ttr, entry.priority, entry.pushed_at, entry.attempts,
+                       lease=r.token)
+            self._enqueue(job, delay, self._clock())
+            return True
+
+    def reclaim_expired(self, limit: int = 100) -> list[Reclaimed]:
         with self._cond:
             now = self._clock()
-            lost = sorted(
-                (j for j in self._held.values() if now > j.deadline + j.grace), key=lambda j: j.deadline
-            )
+            hold = self.policy.hold
+            lost = sorted((j for j in self._held.values() if now > j.expires_at), key=lambda j: j.expires_at)
             out: list[Reclaimed] = []
             for job in lost[: max(limit, 0)]:
                 overdue = now - job.deadline
-                job.deadline, job.grace = now + hold, 0.0  # the new holder is the reclaimer
+                job.lease += 1  # the reclaimer holds it now; the old holder's token is stale
+                job.deadline = job.expires_at = now + hold
                 out.append(Reclaimed(ReclaimKind.LOST, self._reservation(job), overdue=overdue))
-            pending = sorted((by, i) for i, by in self._settle_by.items() if now > by)
+            pending = sorted((u.settle_by, i) for i, u in self._unsettled.items() if now > u.settle_by)
             for _, job_id in pending[: max(limit - len(out), 0)]:
                 entry = self._failed[job_id]
-                self._settle_by[job_id] = now + hold
-                r = Reservation(
-                    job_id, entry.payload, entry.attempts, entry.ttr, now + hold, entry.priority, entry.pushed_at
-                )
+                lease = self._failed_lease.get(job_id, 0) + 1
+                self._failed_lease[job_id] = lease
+                self._unsettled[job_id] = _Unsettled(lease, now + hold)
+                r = Reservation(job_id, entry.payload, entry.attempts, entry.ttr, now + hold, lease,
+                                entry.priority, entry.pushed_at)
                 out.append(Reclaimed(ReclaimKind.UNSETTLED, r, failure=entry))
             return out
 
@@ -224,20 +232,20 @@ class MemoryDriver(BaseDriver):
         with self._cond:
             job = self._jobs.get(job_id)
             if job is not None:
-                extra: dict[str, object] = {"pushed_at": job.pushed_at}
-                if job.state is _DELAYED:
-                    extra["due_at"] = job.due_at
-                elif job.state is _RESERVED:
-                    extra["deadline"] = job.deadline
-                return JobInfo(job_id, job.state, job.payload, job.attempt, job.ttr, job.priority, extra)
+                due = job.state is _DELAYED and job.due_at <= self._clock()
+                return JobInfo(
+                    job_id, _WAITING if due else job.state, job.payload, job.attempt, job.ttr, job.priority,
+                    job.pushed_at, due_at=job.due_at if job.state is not _RESERVED else None,
+                    deadline=job.deadline if job.state is _RESERVED else None,
+                )
             entry = self._failed.get(job_id)
             if entry is None:
                 return None
-            extra = {
-                "pushed_at": entry.pushed_at, "failed_at": entry.failed_at, "error_class": entry.error_class,
-                "message": entry.message, "unsettled": entry.unsettled,
-            }
-            return JobInfo(job_id, JobStatus.FAILED, entry.payload, entry.attempts, entry.ttr, entry.priority, extra)
+            return JobInfo(
+                job_id, JobStatus.FAILED, entry.payload, entry.attempts, entry.ttr, entry.priority, entry.pushed_at,
+                failed_at=entry.failed_at, error_class=entry.error_class, message=entry.message, code=entry.code,
+                unsettled=entry.unsettled,
+            )
 
     def counts(self) -> Counts:
         with self._cond:
@@ -259,10 +267,6 @@ class MemoryDriver(BaseDriver):
             return False
 
     def clear(self) -> int:
-        """Drop live jobs, failed entries and follow-ups; returns the live jobs dropped.
-
-        The id sequence and the done/failed_total/follow_up_failed counters are kept (totals since creation).
-        """
         with self._cond:
             gone = len(self._jobs)
             self._jobs.clear()
@@ -271,7 +275,8 @@ class MemoryDriver(BaseDriver):
             self._delayed.clear()
             self._sizes = dict.fromkeys(self._sizes, 0)
             self._failed.clear()
-            self._settle_by.clear()
+            self._failed_lease.clear()
+            self._unsettled.clear()
             self._follow_ups.clear()
             return gone
 
@@ -289,9 +294,10 @@ class MemoryDriver(BaseDriver):
             entry = self._failed.get(job_id)
             if entry is None:
                 return False
+            lease = self._failed_lease.get(job_id, 0)
             self._drop_failed(job_id)
             attempt = 0 if reset_attempts else entry.attempts
-            job = _Job(job_id, entry.payload, entry.ttr, entry.priority, entry.pushed_at, attempt)
+            job = _Job(job_id, entry.payload, entry.ttr, entry.priority, entry.pushed_at, attempt, lease=lease)
             self._enqueue(job, delay, self._clock())
             return True
 
@@ -299,7 +305,8 @@ class MemoryDriver(BaseDriver):
         with self._cond:
             gone = len(self._failed)
             self._failed.clear()
-            self._settle_by.clear()
+            self._failed_lease.clear()
+            self._unsettled.clear()
             return gone
 
     def record_follow_up(self, failure: FollowUpFailure) -> None:
@@ -332,7 +339,7 @@ class MemoryDriver(BaseDriver):
             job.state, job.due_at = _DELAYED, now + delay
             heapq.heappush(self._delayed, (job.due_at, job.seq, job.job_id))
         else:
-            job.state = _WAITING
+            job.state, job.due_at = _WAITING, now
             heapq.heappush(self._waiting, (job.priority, job.seq, job.job_id))
         self._sizes[job.state] += 1
         self._jobs[job.job_id] = job
@@ -353,7 +360,7 @@ class MemoryDriver(BaseDriver):
             heapq.heappop(self._delayed)
         return self._delayed[0][0] if self._delayed else None
 
-    def _take(self, now: float, grace: float) -> Reservation | None:
+    def _take(self, now: float) -> Reservation | None:
         while self._delayed and self._delayed[0][0] <= now:
             _, seq, job_id = heapq.heappop(self._delayed)
             job = self._live(seq, job_id, _DELAYED)
@@ -367,20 +374,25 @@ class MemoryDriver(BaseDriver):
                 continue
             self._sizes[_WAITING] -= 1
             self._sizes[_RESERVED] += 1
-            job.state, job.attempt, job.deadline, job.grace = _RESERVED, job.attempt + 1, now + job.ttr, grace
-            job.retried = 0
+            job.state, job.attempt, job.lease = _RESERVED, job.attempt + 1, job.lease + 1
+            job.deadline = now + job.ttr
+            job.expires_at = job.deadline + self.policy.grace
             self._held[job_id] = job
             return self._reservation(job)
         return None
 
-    def _holding(self, job_id: int, attempt: int, deadline: float | None = None) -> _Job | None:
-        job = self._held.get(job_id)
-        if job is None or job.attempt != attempt or (deadline is not None and job.deadline != deadline):
+    def _holding(self, r: Reservation) -> _Job | None:
+        job = self._held.get(r.job_id)
+        return job if job is not None and job.lease == r.token else None
+
+    def _unsettled_entry(self, r: Reservation) -> FailedJob | None:
+        pending = self._unsettled.get(r.job_id)
+        if pending is None or pending.lease != r.token:
             return None
-        return job
+        return self._failed.get(r.job_id)
 
     def _ack(self, r: Reservation) -> bool:
-        job = self._holding(r.job_id, r.attempt, r.deadline)
+        job = self._holding(r)
         if job is None:
             return False
         self._detach(job)
@@ -389,10 +401,11 @@ class MemoryDriver(BaseDriver):
 
     def _drop_failed(self, job_id: int) -> None:
         del self._failed[job_id]
-        self._settle_by.pop(job_id, None)
+        self._failed_lease.pop(job_id, None)
+        self._unsettled.pop(job_id, None)
 
     @staticmethod
     def _reservation(job: _Job) -> Reservation:
         return Reservation(
-            job.job_id, job.payload, job.attempt, job.ttr, job.deadline, job.priority, job.pushed_at
+            job.job_id, job.payload, job.attempt, job.ttr, job.deadline, job.lease, job.priority, job.pushed_at
         )

@@ -17,13 +17,12 @@ the lowest priority, ties in submit order (equal scores sort by member), in O(lo
 need a sum or a drift-prone counter), and the key list fixed, so every script declares all its
 keys and ``clear`` deletes a known list (no KEYS/SCAN, no dynamic key names).
 
-Blocking wait (spec §5.6): ``reserve(timeout)`` runs the non-blocking reserve script, and only
+Blocking wait: ``reserve(timeout)`` runs the non-blocking reserve script, and only
 when nothing is due BLPOPs ``{ch}:wake`` (fed by every push/requeue, capped at ``wake_cap``) for at
 most the time to the next delayed job. A worker killed while blocked holds no job; it loses a token.
 
-The guard of every transition out of *reserved* is ``(job_id, attempt)``; ``ack``/``release``
-also compare the reservation's deadline, because a LOST reclaim keeps the attempt but sets a new
-deadline, and the old holder's late ack must be refused.
+The guard of every settling write is the lease token, a per-job counter kept in the meta hash:
+every reserve and reclaim takes the next value, and a write carrying an older one changes nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,6 @@ import redis
 
 from ..errors import BackendUnavailableError, DriverError
 from .base import (
-    DEFAULT_FAILED_LIMIT,
     DEFAULT_PRIORITY,
     BaseDriver,
     Counts,
@@ -48,11 +47,11 @@ from .base import (
     FollowUpFailure,
     JobInfo,
     JobStatus,
+    Policy,
     PushItem,
     Reclaimed,
     ReclaimKind,
     Reservation,
-    check_priority,
 )
 
 #: Order of the KEYS every script receives (see lua/_lib.lua).
@@ -83,21 +82,24 @@ def _wrap(exc: redis.RedisError, channel: str) -> DriverError:
     return cls(f"redis ({channel}): {exc}")
 
 
-def _f6(x: float) -> str:
-    return f"{x:.6f}"
-
-
 def _reservation(row: Sequence[Any]) -> Reservation:
-    """``{id, payload, attempt, ttr, deadline, priority, pushed_at}`` as returned by the scripts."""
+    """``{id, payload, attempt, ttr, deadline, token, priority, pushed_at}`` as the scripts return it."""
     return Reservation(
         job_id=int(row[0]), payload=row[1], attempt=int(row[2]), ttr=int(row[3]),
-        deadline=float(row[4]), priority=int(row[5]), pushed_at=float(row[6]),
+        deadline=float(row[4]), token=int(row[5]), priority=int(row[6]), pushed_at=float(row[7]),
     )
 
 
 def _meta(raw: bytes) -> list[bytes]:
-    """``state|attempt|ttr|priority|pushed_at|seq|deadline|retried`` (see lua/_lib.lua)."""
+    """``state|attempt|ttr|priority|pushed_at|seq|deadline|lease`` (see lua/_lib.lua)."""
     return raw.split(b"|")
+
+
+def _failure_record(info: FailureInfo) -> str:
+    return json.dumps({
+        "error_class": info.error_class, "message": info.message, "traceback": info.traceback,
+        "code": info.code, "retry_delay": info.retry_delay,
+    })
 
 
 class RedisDriver(BaseDriver):
@@ -108,8 +110,7 @@ class RedisDriver(BaseDriver):
         client: str | redis.Redis,
         channel: str,
         *,
-        failed_limit: int = DEFAULT_FAILED_LIMIT,
-        follow_up_limit: int = DEFAULT_FAILED_LIMIT,
+        policy: Policy | None = None,
         wake_cap: int = 1000,
     ) -> None:
         if not channel:
@@ -124,20 +125,21 @@ class RedisDriver(BaseDriver):
         if self._client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisDriver needs a client with decode_responses=False (payloads are bytes)")
         self.channel = channel
-        self.failed_limit = int(failed_limit)
-        self.follow_up_limit = int(follow_up_limit)
+        self.policy = policy = policy or Policy()
         self.wake_cap = max(1, int(wake_cap))
         self.keys = tuple(f"{{{channel}}}:{name}" for name in KEY_NAMES)
         self._meta_key = self.keys[KEY_NAMES.index("meta")]
         self._wake_key = self.keys[KEY_NAMES.index("wake")]
         self._followups_key = self.keys[KEY_NAMES.index("followups")]
-        self._head = (self.wake_cap, self.failed_limit, self.follow_up_limit)
+        #: The ARGV head of every script: the policy, so no call passes it again.
+        self._head = (self.wake_cap, int(policy.failed_limit), int(policy.follow_up_limit),
+                      float(policy.grace), float(policy.hold), float(policy.settle_within))
         # Script objects compute their SHA locally and reload themselves after SCRIPT FLUSH.
         self._scripts = {
             name: self._client.register_script(_lua(name))
             for name in (
-                "push", "reserve", "ack", "ack_reserve", "release", "retry_later", "fail", "settle",
-                "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
+                "push", "reserve", "ack", "ack_reserve", "release", "extend", "retry_later", "fail",
+                "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
                 "follow_up", "clear",
             )
         }
@@ -179,18 +181,14 @@ class RedisDriver(BaseDriver):
 
     @staticmethod
     def _item(payload: bytes, ttr: int, delay: float, priority: int) -> tuple[bytes, int, float, int]:
-        if not isinstance(payload, (bytes, bytearray, memoryview)):
-            raise TypeError("payload must be bytes")
-        ttr = int(ttr)
-        if ttr < 0:
-            raise ValueError("ttr must be >= 0")
-        return bytes(payload), ttr, max(0.0, float(delay)), check_priority(priority)
+        """The script's four values of one job (the core has checked their ranges)."""
+        return bytes(payload), ttr, float(delay), priority
 
     # -- consuming ----------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0, *, grace: float = 0) -> Reservation | None:
+    def reserve(self, timeout: float = 0) -> Reservation | None:
         """Non-blocking reserve script; while nothing is due, BLPOP the wake list and try again."""
-        found, next_due = self._reserved(self._run("reserve", float(grace)))
+        found, next_due = self._reserved(self._run("reserve"))
         if found is not None or timeout <= 0:
             return found
         end = time.monotonic() + timeout
@@ -206,7 +204,7 @@ class RedisDriver(BaseDriver):
                     self._client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
                 except redis.RedisError as exc:
                     raise _wrap(exc, self.channel) from exc
-            found, next_due = self._reserved(self._run("reserve", float(grace)))
+            found, next_due = self._reserved(self._run("reserve"))
             if found is not None:
                 return found
 
@@ -217,39 +215,41 @@ class RedisDriver(BaseDriver):
         return None, (float(reply[1]) if reply[1] else None)
 
     def ack(self, r: Reservation) -> bool:
-        return self._run("ack", r.job_id, r.attempt, _f6(r.deadline)) == 1
+        return self._run("ack", r.job_id, r.token) == 1
 
-    def ack_and_reserve(self, r: Reservation, *, grace: float = 0) -> tuple[bool, Reservation | None]:
+    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
         """The worker's hot path: one round trip per job."""
-        reply = self._run("ack_reserve", r.job_id, r.attempt, _f6(r.deadline), float(grace))
+        reply = self._run("ack_reserve", r.job_id, r.token)
         return reply[0] == 1, self._reserved(reply[1:])[0]
 
-    def retry_later(self, job_id: int, attempt: int, delay: float) -> bool:
-        return self._run("retry_later", int(job_id), int(attempt), float(delay)) == 1
-
-    def fail(self, job_id: int, attempt: int, info: FailureInfo, *, settle_within: float = 60) -> bool:
-        record = json.dumps({
-            "error_class": info.error_class, "message": info.message,
-            "traceback": info.traceback, "code": info.code,
-        })
-        return self._run("fail", int(job_id), int(attempt), record, float(settle_within)) == 1
-
-    def settle(self, job_id: int, attempt: int) -> bool:
-        return self._run("settle", int(job_id), int(attempt)) == 1
+    def extend(self, r: Reservation, seconds: float) -> bool:
+        return self._run("extend", r.job_id, r.token, float(seconds)) == 1
 
     def release(self, r: Reservation) -> bool:
-        return self._run("release", r.job_id, r.attempt, _f6(r.deadline)) == 1
+        return self._run("release", r.job_id, r.token) == 1
 
-    def reclaim_expired(self, limit: int = 100, *, hold: float = 60) -> list[Reclaimed]:
+    def retry_later(self, r: Reservation, delay: float) -> bool:
+        return self._run("retry_later", r.job_id, r.token, float(delay)) == 1
+
+    def fail(self, r: Reservation, info: FailureInfo) -> bool:
+        return self._run("fail", r.job_id, r.token, _failure_record(info)) == 1
+
+    def settle(self, r: Reservation) -> bool:
+        return self._run("settle", r.job_id, r.token) == 1
+
+    def unfail(self, r: Reservation, delay: float) -> bool:
+        return self._run("unfail", r.job_id, r.token, float(delay)) == 1
+
+    def reclaim_expired(self, limit: int = 100) -> list[Reclaimed]:
         out: list[Reclaimed] = []
         if limit <= 0:
             return out
-        for row in self._run("reclaim", int(limit), float(hold)):
-            reservation = _reservation(row[1:8])
+        for row in self._run("reclaim", int(limit)):
+            reservation = _reservation(row[1:9])
             if row[0] == b"lost":
-                out.append(Reclaimed(ReclaimKind.LOST, reservation, overdue=max(0.0, float(row[8]))))
+                out.append(Reclaimed(ReclaimKind.LOST, reservation, overdue=max(0.0, float(row[9]))))
             else:
-                failure = self._failed_job(reservation.job_id, reservation.payload, row[8], row[9], True,
+                failure = self._failed_job(reservation.job_id, reservation.payload, row[9], row[10], True,
                                            attempts=reservation.attempt, ttr=reservation.ttr,
                                            priority=reservation.priority, pushed_at=reservation.pushed_at)
                 out.append(Reclaimed(ReclaimKind.UNSETTLED, reservation, failure=failure))
@@ -269,20 +269,22 @@ class RedisDriver(BaseDriver):
         reply = self._run("get", int(job_id))
         if not reply:
             return None
-        meta, payload, when, record, unsettled = reply
-        state, attempt, ttr, priority, pushed_at, _seq, deadline, _retried = _meta(meta)
+        meta, payload, when, record, unsettled, now = reply
+        state, attempt, ttr, priority, pushed_at, _seq, deadline, _lease = _meta(meta)
         status = _STATES[state]
-        extra: dict[str, object] = {"pushed_at": float(pushed_at)}
+        info = JobInfo(job_id=int(job_id), status=status, payload=payload, attempt=int(attempt), ttr=int(ttr),
+                       priority=int(priority), pushed_at=float(pushed_at))
         if status is JobStatus.RESERVED:
-            extra["deadline"] = float(deadline)
-        elif status is JobStatus.DELAYED:
-            extra["due_at"] = float(when)
-        elif status is JobStatus.FAILED:
-            info = json.loads(record)
-            extra.update(failed_at=float(when), error_class=info.get("error_class", ""),
-                         message=info.get("message", ""), unsettled=unsettled == 1)
-        return JobInfo(job_id=int(job_id), status=status, payload=payload, attempt=int(attempt),
-                       ttr=int(ttr), priority=int(priority), extra=extra)
+            return replace(info, deadline=float(deadline))
+        if status is JobStatus.DELAYED:
+            due = float(when)
+            return replace(info, status=JobStatus.WAITING if due <= float(now) else status, due_at=due)
+        if status is JobStatus.FAILED:
+            failure = json.loads(record)
+            return replace(info, failed_at=float(when), error_class=failure.get("error_class", ""),
+                           message=failure.get("message", ""), code=failure.get("code", ""),
+                           unsettled=unsettled == 1)
+        return info
 
     def counts(self) -> Counts:
         """One read-only script of ZCARDs and HMGET: O(1), one consistent snapshot."""
@@ -313,10 +315,12 @@ class RedisDriver(BaseDriver):
     def _failed_job(job_id: int, payload: bytes, record: bytes, failed_at: bytes, unsettled: bool,
                     **fields: Any) -> FailedJob:
         info = json.loads(record)
+        retry_delay = info.get("retry_delay") if unsettled else None
         return FailedJob(
             job_id=job_id, payload=payload, error_class=info.get("error_class", ""),
             message=info.get("message", ""), traceback=info.get("traceback", ""), code=info.get("code", ""),
-            failed_at=float(failed_at), unsettled=unsettled, **fields,
+            failed_at=float(failed_at), unsettled=unsettled,
+            retry_delay=None if retry_delay is None else float(retry_delay), **fields,
         )
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:

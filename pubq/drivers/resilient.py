@@ -1,88 +1,236 @@
-"""A driver wrapper that rides out backend outages: log, back off, reconnect, go on (spec §5.10).
+"""A driver that rides out backend outages: say so, back off, reconnect, go on.
 
-One-shot commands give up after ``give_up_after`` seconds (10 by default) with one error line;
-``listen`` passes None and never gives up. Each wrapped call is one atomic driver step, so retrying
-it after a connection error is safe except for a step that landed just before the connection broke:
-a guarded step that then answers False on the retry is reported as done (its first try landed).
+:class:`ResilientDriver` implements the :class:`~pubq.drivers.base.Driver` contract by calling the
+same method of the driver it wraps, retrying a :class:`~pubq.errors.DriverError` with backoff until
+its :class:`OutageBudget` runs out. Each wrapped call is one atomic driver step, so retrying it after
+a connection error is safe, except for a step that landed just before the connection broke: a
+settling write that then answers False on the retry is reported as done (its first try landed).
+
+The budget belongs to whoever runs the command: one-shot commands get one budget for the whole
+command (``give_up_after`` seconds, 10 by default), ``run`` ends with ``--max-seconds``, ``listen``
+never gives up. A worker takes its own view with :meth:`ResilientDriver.with_budget`; the queue's
+driver is never swapped or mutated.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from ..errors import BackendUnavailableError, DriverError
+from .base import (
+    DEFAULT_PRIORITY,
+    Counts,
+    Driver,
+    FailedJob,
+    FailureInfo,
+    FollowUpFailure,
+    JobInfo,
+    JobStatus,
+    Policy,
+    PushItem,
+    Reclaimed,
+    Reservation,
+)
 
 log = logging.getLogger("pubq.driver")
+T = TypeVar("T")
 
-#: Steps guarded by (job id, attempt): False after a retried error means "the first try landed".
-_GUARDED = frozenset({"ack", "retry_later", "fail", "settle", "release"})
-#: Methods that are safe to pass straight through (no I/O or no retry wanted).
-_PASSTHROUGH = frozenset({"close", "channel", "runs_inline", "failed_limit", "follow_up_limit"})
+#: Longest single sleep between two checks of ``abort`` (a stop request is noticed this fast).
+_SLICE = 0.1
+
+
+@dataclass(frozen=True)
+class OutageBudget:
+    """How long calls keep retrying an unreachable backend, and whom to tell."""
+
+    #: Seconds one continuous outage may last before a call gives up; None: never.
+    give_up_after: float | None = 10.0
+    #: Monotonic time after which no call retries any more (a whole command's budget); None: none.
+    deadline: float | None = None
+    #: Checked while waiting: True stops retrying at once (the worker is stopping).
+    abort: Callable[[], bool] | None = None
+    #: Called once when an outage starts (with the error) and once when it ends (with its length).
+    on_lost: Callable[[DriverError], None] | None = None
+    on_back: Callable[[float], None] | None = None
+
+
+def _landed(result: Any) -> Any:
+    """A settling write refused on its retry: its first try landed before the link broke."""
+    if result is False:
+        return True
+    if isinstance(result, tuple) and result and result[0] is False:  # ack_and_reserve
+        return (True, *result[1:])
+    return result
 
 
 class ResilientDriver:
+    """Retries another driver's steps through outages, within an :class:`OutageBudget`."""
+
     def __init__(
         self,
-        driver: Any,
+        driver: Driver,
         *,
-        give_up_after: float | None = 10.0,
+        budget: OutageBudget | None = None,
         max_backoff: float = 30.0,
-        abort: Callable[[], bool] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.inner = driver
-        self.give_up_after = give_up_after
+        self.budget = budget or OutageBudget()
         self.max_backoff = max_backoff
-        self.abort = abort
         self._sleep = sleep
+        #: Monotonic time the current outage began (None while the backend answers).
+        self._down_since: float | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if name in _PASSTHROUGH or not callable(target):
-            return target
+    def with_budget(self, budget: OutageBudget) -> ResilientDriver:
+        """Another view of the same driver with its own budget (a worker's, a command's)."""
+        return ResilientDriver(self.inner, budget=budget, max_backoff=self.max_backoff, sleep=self._sleep)
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._call(name, target, args, kwargs)
+    @property
+    def channel(self) -> str:
+        return self.inner.channel
 
-        call.__name__ = name
-        self.__dict__[name] = call  # built once per method, not per call (the worker's hot path)
-        return call
+    @property
+    def policy(self) -> Policy:
+        return self.inner.policy
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("inner", "give_up_after", "max_backoff", "abort", "_sleep"):
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.inner, name, value)
+    # -- the retry loop -------------------------------------------------------------------
 
-    def _call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        started = time.monotonic()
+    def _call(self, name: str, fn: Callable[..., T], *args: Any, settles: bool = False, **kwargs: Any) -> T:
         delay = 0.1
-        failed_once = False
+        retried = False
         while True:
             try:
                 result = fn(*args, **kwargs)
             except DriverError as exc:
-                waited = time.monotonic() - started
-                if self.give_up_after is not None and waited >= self.give_up_after:
-                    raise BackendUnavailableError(
-                        f"{getattr(self.inner, 'channel', '?')}: backend unavailable for {waited:.0f} s: {exc}"
-                    ) from exc
-                if self.abort is not None and self.abort():
-                    raise
-                if not failed_once:
-                    log.warning("backend error in %s (%s); retrying with backoff", name, exc)
-                failed_once = True
-                pause = delay
-                if self.give_up_after is not None:
-                    pause = min(pause, max(0.05, self.give_up_after - waited))
-                self._sleep(pause)
+                retried = True
+                self._wait_or_give_up(name, exc, delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
-            if failed_once:
-                log.warning("backend is back; %s succeeded after retrying", name)
-                if name in _GUARDED and result is False:
-                    return True
+            if self._down_since is not None:
+                self._back()
+            if retried and settles:
+                return _landed(result)
             return result
+
+    def _wait_or_give_up(self, name: str, exc: DriverError, delay: float) -> None:
+        now = time.monotonic()
+        budget = self.budget
+        if self._down_since is None:
+            self._down_since = now
+            log.warning("backend lost (%s): %s; retrying with backoff", name, exc)
+            if budget.on_lost is not None:
+                budget.on_lost(exc)
+        down = now - self._down_since
+        left = [] if budget.give_up_after is None else [budget.give_up_after - down]
+        if budget.deadline is not None:
+            left.append(budget.deadline - now)
+        if left and min(left) <= 0:
+            raise BackendUnavailableError(f"backend unavailable for {down:.0f} s: {exc}") from exc
+        if budget.abort is not None and budget.abort():
+            raise exc
+        pause = min([delay, *left]) if left else delay
+        end = now + max(pause, 0.01)
+        while (remaining := end - time.monotonic()) > 0:
+            self._sleep(min(remaining, _SLICE))
+            if budget.abort is not None and budget.abort():
+                raise exc
+
+    def _back(self) -> None:
+        down = time.monotonic() - (self._down_since or time.monotonic())
+        self._down_since = None
+        log.warning("backend is back after %.1f s", down)
+        if self.budget.on_back is not None:
+            self.budget.on_back(down)
+
+    # -- the Driver contract, each step through the retry loop ----------------------------
+
+    def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
+        return self._call("push", self.inner.push, payload, ttr=ttr, delay=delay, priority=priority)
+
+    def push_many(self, items: Sequence[PushItem]) -> list[int]:
+        return self._call("push_many", self.inner.push_many, items)
+
+    def reserve(self, timeout: float = 0) -> Reservation | None:
+        return self._call("reserve", self.inner.reserve, timeout)
+
+    def ack(self, r: Reservation) -> bool:
+        return self._call("ack", self.inner.ack, r, settles=True)
+
+    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
+        return self._call("ack_and_reserve", self.inner.ack_and_reserve, r, settles=True)
+
+    def extend(self, r: Reservation, seconds: float) -> bool:
+        return self._call("extend", self.inner.extend, r, seconds)
+
+    def release(self, r: Reservation) -> bool:
+        return self._call("release", self.inner.release, r, settles=True)
+
+    def retry_later(self, r: Reservation, delay: float) -> bool:
+        return self._call("retry_later", self.inner.retry_later, r, delay, settles=True)
+
+    def fail(self, r: Reservation, info: FailureInfo) -> bool:
+        return self._call("fail", self.inner.fail, r, info, settles=True)
+
+    def settle(self, r: Reservation) -> bool:
+        return self._call("settle", self.inner.settle, r, settles=True)
+
+    def unfail(self, r: Reservation, delay: float) -> bool:
+        return self._call("unfail", self.inner.unfail, r, delay, settles=True)
+
+    def reclaim_expired(self, limit: int = 100) -> list[Reclaimed]:
+        return self._call("reclaim_expired", self.inner.reclaim_expired, limit)
+
+    def status(self, job_id: int) -> JobStatus:
+        return self._call("status", self.inner.status, job_id)
+
+    def get(self, job_id: int) -> JobInfo | None:
+        return self._call("get", self.inner.get, job_id)
+
+    def counts(self) -> Counts:
+        return self._call("counts", self.inner.counts)
+
+    def remove(self, job_id: int) -> bool:
+        return self._call("remove", self.inner.remove, job_id)
+
+    def clear(self) -> int:
+        return self._call("clear", self.inner.clear)
+
+    def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
+        return self._call("failed_list", self.inner.failed_list, offset, limit)
+
+    def failed_get(self, job_id: int) -> FailedJob | None:
+        return self._call("failed_get", self.inner.failed_get, job_id)
+
+    def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
+        return self._call("requeue_failed", self.inner.requeue_failed, job_id, reset_attempts=reset_attempts,
+                          delay=delay)
+
+    def failed_purge(self) -> int:
+        return self._call("failed_purge", self.inner.failed_purge)
+
+    def record_follow_up(self, failure: FollowUpFailure) -> None:
+        return self._call("record_follow_up", self.inner.record_follow_up, failure)
+
+    def follow_up_list(self, offset: int = 0, limit: int = 50) -> list[FollowUpFailure]:
+        return self._call("follow_up_list", self.inner.follow_up_list, offset, limit)
+
+    def now(self) -> float:
+        return self._call("now", self.inner.now)
+
+    def ping(self) -> None:
+        return self._call("ping", self.inner.ping)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def migrate(self) -> Any:
+        """The db driver's schema migration, when the wrapped driver has one (``pubq db migrate``)."""
+        migrate = getattr(self.inner, "migrate", None)
+        return None if migrate is None else self._call("migrate", migrate)
+
+    def __repr__(self) -> str:
+        return f"ResilientDriver({self.inner!r})"

@@ -36,12 +36,21 @@ def factory(kind: str) -> Callable[[Factory], Factory]:
     return deco
 
 
+#: Options every factory turns into the driver's Policy.
+POLICY_OPTIONS = ("grace", "hold", "settle_within", "failed_limit", "follow_up_limit")
+
+
 def open_driver(kind: str, tmp_path, **opts: Any):
+    """``opts``: ``channel``, ``clock`` (memory only) and the Policy's fields (``grace``, ``hold``,
+    ``settle_within``, ``failed_limit``, ``follow_up_limit``)."""
+    from pubq.drivers.base import Policy
+
     try:
         fn = FACTORIES[kind]
     except KeyError:
         raise AssertionError(f"no test factory for driver kind {kind!r} yet") from None
-    return fn(tmp_path, **opts)
+    policy = Policy(**{k: opts.pop(k) for k in POLICY_OPTIONS if k in opts})
+    return fn(tmp_path, policy=policy, **opts)
 
 
 #: Memory "backend" per test: opening the same channel twice under one tmp_path gives the same instance.
@@ -49,11 +58,10 @@ _MEMORY_BACKENDS: dict[tuple[str, str], Any] = {}
 
 
 @factory("memory")
-def open_memory(tmp_path, *, channel: str | None = None, clock: Callable[[], float] | None = None, **limits: int):
+def open_memory(tmp_path, *, channel: str | None = None, clock: Callable[[], float] | None = None, **limits: Any):
     """MemoryDriver; ``clock`` (a fake backend clock) is honoured here only, real drivers use the server's.
 
-    Every factory takes ``channel`` (a second handle on the same backend) and ``failed_limit`` /
-    ``follow_up_limit``.
+    Every factory takes ``channel`` (a second handle on the same backend) and ``policy``.
     """
     from pubq.drivers.memory import MemoryDriver
 
@@ -71,7 +79,7 @@ def open_memory(tmp_path, *, channel: str | None = None, clock: Callable[[], flo
 
 
 @factory("redis")
-def open_redis(tmp_path, *, channel: str | None = None, **limits: int):
+def open_redis(tmp_path, *, channel: str | None = None, **limits: Any):
     """RedisDriver on ``REDIS_URL``; cleanup clears the queue and deletes its fixed key list only."""
     import redis
 
@@ -146,7 +154,7 @@ def _open_db(url: str, what: str, env: str, channel: str | None, **limits: Any):
 
 
 @factory("sqlite")
-def open_sqlite(tmp_path, *, channel: str | None = None, **limits: int):
+def open_sqlite(tmp_path, *, channel: str | None = None, **limits: Any):
     """DbDriver on a SQLite file in the test's tmp_path (a second handle opens the same file)."""
     from pubq.drivers.db import DbDriver
 
@@ -159,10 +167,10 @@ def open_sqlite(tmp_path, *, channel: str | None = None, **limits: int):
 
 
 @factory("postgres")
-def open_postgres(tmp_path, *, channel: str | None = None, **limits: int):
+def open_postgres(tmp_path, *, channel: str | None = None, **limits: Any):
     return _open_db(POSTGRES_URL, "PostgreSQL", "PUBQ_TEST_POSTGRES_URL", channel, **limits)
 
 
 @factory("mysql")
-def open_mysql(tmp_path, *, channel: str | None = None, **limits: int):
+def open_mysql(tmp_path, *, channel: str | None = None, **limits: Any):
     return _open_db(MYSQL_URL, "MySQL/MariaDB", "PUBQ_TEST_MYSQL_URL", channel, **limits)

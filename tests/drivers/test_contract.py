@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,9 +27,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from pubq.bounds import PRIORITY
 from pubq.drivers.base import (
     DEFAULT_PRIORITY,
-    MAX_PRIORITY,
     Counts,
     FailedJob,
     FailureInfo,
@@ -78,16 +79,19 @@ def push(driver: Any, payload: bytes = b"{}", *, ttr: int = 60, delay: float = 0
     return driver.push(payload, ttr=ttr, delay=delay, priority=priority)
 
 
-def take(driver: Any, *, grace: float = 0) -> Reservation:
-    r = driver.reserve(0, grace=grace)
+def take(driver: Any) -> Reservation:
+    r = driver.reserve(0)
     assert r is not None, "expected a due job"
     return r
 
 
-def failed_job(driver: Any, payload: bytes = b"{}", **kw: Any) -> Reservation:
+def failed_job(driver: Any, payload: bytes = b"{}", *, settle: bool = True, **kw: Any) -> Reservation:
+    """A job whose one attempt failed, in the registry (settled unless told not to); its last lease."""
     push(driver, payload, **kw)
     r = take(driver)
-    assert driver.fail(r.job_id, r.attempt, INFO) is True
+    assert driver.fail(r, INFO) is True
+    if settle:
+        assert driver.settle(r) is True
     return r
 
 
@@ -141,7 +145,7 @@ def test_job_ids_increase_and_are_never_reused_even_after_remove_and_clear(drive
 
 
 def test_lower_priority_runs_first_and_ties_run_in_push_order(driver):
-    prios = [5, 1, 5, 0, MAX_PRIORITY, 1, DEFAULT_PRIORITY]
+    prios = [5, 1, 5, 0, PRIORITY.high, 1, DEFAULT_PRIORITY]
     ids = [push(driver, priority=p) for p in prios]
     got = [r.job_id for r in drain(driver)]
     expected = [i for _, i in sorted(zip(prios, ids, strict=True))]
@@ -154,13 +158,6 @@ def test_priority_zero_is_kept_and_not_replaced_by_the_default(driver):
     assert driver.get(jid).priority == 0
     r = take(driver)
     assert (r.job_id, r.priority) == (jid, 0)
-
-
-@pytest.mark.parametrize("priority", [-1, MAX_PRIORITY + 1])
-def test_push_refuses_a_priority_outside_the_allowed_range_and_stores_nothing(driver, priority):
-    with pytest.raises(ValueError):
-        push(driver, priority=priority)
-    assert driver.counts() == Counts()
 
 
 def test_a_delayed_job_is_not_reservable_before_its_due_time_and_is_after(driver):
@@ -230,25 +227,26 @@ def test_concurrent_reserves_never_hand_out_the_same_job_twice(make_driver):
     assert producer.counts() == Counts(done=len(ids))
 
 
-# -- retry, fail, settle ---------------------------------------------------------------------
+# -- retry, fail, settle, unfail ---------------------------------------------------------------
 
 
 def test_retry_later_without_delay_makes_the_job_waiting_and_the_next_reserve_is_attempt_two(driver):
     jid = push(driver, b"p")
     r = take(driver)
-    assert driver.retry_later(jid, r.attempt, 0) is True
+    assert driver.retry_later(r, 0) is True
     assert driver.counts() == Counts(waiting=1)
     assert driver.status(jid) is JobStatus.WAITING
     assert driver.ack(r) is False
     r2 = take(driver)
     assert (r2.job_id, r2.attempt, r2.payload) == (jid, 2, b"p")
+    assert r2.token != r.token
 
 
 def test_retry_later_with_a_delay_keeps_the_job_delayed_until_due(driver):
     jid = push(driver)
     r = take(driver)
     before = driver.now()
-    assert driver.retry_later(jid, r.attempt, 1.0) is True
+    assert driver.retry_later(r, 1.0) is True
     assert driver.counts() == Counts(delayed=1)
     early = driver.reserve(0)
     if driver.now() < before + 1.0 - EPS:
@@ -257,24 +255,33 @@ def test_retry_later_with_a_delay_keeps_the_job_delayed_until_due(driver):
     assert (r2.job_id, r2.attempt) == (jid, 2)
 
 
-def test_retry_fail_ack_and_release_are_refused_for_a_wrong_attempt_or_an_unknown_job(driver):
+def _forged(r: Reservation, **changes: Any) -> Reservation:
+    return replace(r, **changes)
+
+
+def test_every_settling_write_is_refused_for_a_wrong_token_or_an_unknown_job(driver):
     jid = push(driver)
     r = take(driver)
-    assert driver.retry_later(jid, 2, 0) is False
-    assert driver.fail(jid, 2, INFO) is False
-    assert driver.retry_later(jid + 1000, 1, 0) is False
-    assert driver.fail(jid + 1000, 1, INFO) is False
-    wrong = Reservation(jid, r.payload, 2, r.ttr, r.deadline, r.priority, r.pushed_at)
-    assert driver.ack(wrong) is False
-    assert driver.release(wrong) is False
+    for wrong in (_forged(r, token=r.token + 1), _forged(r, token=r.token - 1), _forged(r, job_id=jid + 1000)):
+        assert driver.ack(wrong) is False
+        assert driver.release(wrong) is False
+        assert driver.extend(wrong, 60) is False
+        assert driver.retry_later(wrong, 0) is False
+        assert driver.fail(wrong, INFO) is False
     assert driver.counts() == Counts(reserved=1)
+    assert driver.fail(r, INFO) is True
+    wrong = _forged(r, token=r.token + 1)
+    assert driver.settle(wrong) is False
+    assert driver.unfail(wrong, 0) is False
+    assert driver.failed_get(jid).unsettled is True
 
 
-def test_a_job_that_was_never_reserved_cannot_be_failed_or_retried(driver):
+def test_a_job_that_was_never_reserved_cannot_be_settled_in_any_way(driver):
     jid = push(driver)
-    assert driver.fail(jid, 0, INFO) is False
-    assert driver.fail(jid, 1, INFO) is False
-    assert driver.retry_later(jid, 1, 0) is False
+    ghost = Reservation(jid, b"{}", 1, 60, driver.now() + 60, 1)
+    for write in (driver.ack, driver.release, lambda r: driver.retry_later(r, 0), lambda r: driver.fail(r, INFO),
+                  driver.settle, lambda r: driver.unfail(r, 0), lambda r: driver.extend(r, 5)):
+        assert write(ghost) is False
     assert driver.counts() == Counts(waiting=1)
 
 
@@ -282,93 +289,96 @@ def test_fail_moves_the_job_to_the_failed_registry_with_its_error_at_once(driver
     jid = push(driver, b"payload", ttr=33, priority=9)
     r = take(driver)
     before = driver.now()
-    assert driver.fail(jid, r.attempt, INFO) is True
+    assert driver.fail(r, INFO) is True
     after = driver.now()
-    assert driver.counts() == Counts(failed=1, failed_total=1)
+    assert driver.counts() == Counts(failed=1)  # counted in failed_total once settled
     f = driver.failed_get(jid)
     assert isinstance(f, FailedJob)
     assert (f.job_id, f.payload, f.attempts, f.ttr, f.priority) == (jid, b"payload", 1, 33, 9)
     assert (f.error_class, f.message, f.traceback, f.code) == (INFO.error_class, INFO.message, INFO.traceback, INFO.code)
-    assert f.unsettled is True
+    assert f.unsettled is True and f.retry_delay is None
     assert before - EPS <= f.failed_at <= after + EPS
     assert abs(f.pushed_at - r.pushed_at) <= EPS
     assert driver.status(jid) is JobStatus.FAILED
-    assert driver.fail(jid, r.attempt, INFO) is False
+    assert driver.fail(r, INFO) is False
     assert driver.ack(r) is False
-    assert driver.counts() == Counts(failed=1, failed_total=1)
+    assert driver.retry_later(r, 0) is False
+    assert driver.counts() == Counts(failed=1)
 
 
-def test_settle_clears_the_unsettled_mark_exactly_once(driver):
-    r = failed_job(driver)
-    assert driver.settle(r.job_id, r.attempt + 1) is False
-    assert driver.settle(r.job_id, r.attempt) is True
+def test_settle_counts_the_final_failure_exactly_once(driver):
+    r = failed_job(driver, settle=False)
+    assert driver.settle(r) is True
     assert driver.failed_get(r.job_id).unsettled is False
-    assert driver.settle(r.job_id, r.attempt) is False
-    assert driver.settle(r.job_id + 1000, 1) is False
-
-
-def test_an_after_error_handler_can_turn_a_final_failure_into_a_retry(driver):
-    r = failed_job(driver, b"again")
-    assert driver.retry_later(r.job_id, r.attempt, 0) is True
-    assert driver.failed_get(r.job_id) is None
-    c = driver.counts()
-    assert (c.waiting, c.failed, c.failed_total) == (1, 0, 0)  # the final failure did not happen
-    r2 = take(driver)
-    assert (r2.job_id, r2.attempt, r2.payload) == (r.job_id, 2, b"again")
-
-
-def test_a_settled_or_mismatched_failure_cannot_be_turned_into_a_retry(driver):
-    r = failed_job(driver)
-    assert driver.retry_later(r.job_id, r.attempt + 1, 0) is False
-    assert driver.settle(r.job_id, r.attempt) is True
-    assert driver.retry_later(r.job_id, r.attempt, 0) is False
     assert driver.counts() == Counts(failed=1, failed_total=1)
+    assert driver.settle(r) is False
+    assert driver.unfail(r, 0) is False
+    assert driver.counts() == Counts(failed=1, failed_total=1)
+
+
+def test_a_failure_records_the_workers_retry_decision_until_it_is_settled(driver):
+    jid = push(driver)
+    r = take(driver)
+    assert driver.fail(r, replace(INFO, retry_delay=12.5)) is True
+    assert driver.failed_get(jid).retry_delay == 12.5
+    assert driver.failed_list()[0].retry_delay == 12.5
 
 
 @pytest.mark.parametrize("delay", [0, 30])
-def test_an_after_error_handler_can_turn_a_retry_into_a_final_failure(driver, delay):
-    jid = push(driver)
-    r = take(driver)
-    assert driver.retry_later(jid, r.attempt, delay) is True
-    assert driver.fail(jid, r.attempt, INFO) is True
+def test_unfail_turns_an_unsettled_failure_into_the_next_attempt(driver, delay):
+    r = failed_job(driver, b"again", settle=False)
+    assert driver.unfail(r, delay) is True
+    assert driver.failed_get(r.job_id) is None
+    c = driver.counts()
+    assert (c.waiting, c.delayed, c.failed, c.failed_total) == ((0, 1, 0, 0) if delay else (1, 0, 0, 0))
+    assert driver.unfail(r, 0) is False
+    assert driver.settle(r) is False
+    if not delay:
+        r2 = take(driver)
+        assert (r2.job_id, r2.attempt, r2.payload) == (r.job_id, 2, b"again")
+        assert r2.token != r.token
+
+
+def test_a_settled_failure_cannot_be_unfailed(driver):
+    r = failed_job(driver)
+    assert driver.settle(r) is False
+    assert driver.unfail(r, 0) is False
     assert driver.counts() == Counts(failed=1, failed_total=1)
-    f = driver.failed_get(jid)
-    assert (f.attempts, f.unsettled) == (1, True)
-    assert driver.reserve(0) is None
 
 
-def test_a_handler_cannot_fail_a_job_that_was_reserved_again(driver):
-    jid = push(driver)
+def test_extend_keeps_the_lease_past_its_deadline_and_grace(make_driver):
+    driver = make_driver(grace=0)
+    push(driver, ttr=1)
     r = take(driver)
-    assert driver.retry_later(jid, r.attempt, 0) is True
-    r2 = take(driver)
-    assert driver.fail(jid, r.attempt, INFO) is False
-    assert driver.retry_later(jid, r.attempt, 0) is False
-    assert driver.status(jid) is JobStatus.RESERVED
-    assert driver.release(r2) is True  # attempt count is back to 1, but a reserve did happen
-    assert driver.fail(jid, r.attempt, INFO) is False
-    assert driver.counts() == Counts(waiting=1)
+    assert driver.extend(r, 30) is True
+    wait_backend_past(driver, r.deadline + 0.2)
+    assert driver.reclaim_expired() == []  # held for 30 s more
+    assert driver.ack(r) is True
+    assert driver.extend(r, 30) is False
+    assert driver.counts() == Counts(done=1)
 
 
 # -- reclaim and release ---------------------------------------------------------------------
 
 
-def test_a_reservation_past_its_ttr_is_reclaimed_as_lost_only_after_the_grace_period(driver):
+def test_a_reservation_past_its_ttr_is_reclaimed_as_lost_only_after_the_grace_period(make_driver):
+    driver = make_driver(grace=1.0, hold=30)
     jid = push(driver, b"slow", ttr=1)
-    r = take(driver, grace=1.0)
+    r = take(driver)
     assert driver.reclaim_expired() == []
     wait_backend_past(driver, r.deadline + 0.1)
     early = driver.reclaim_expired()
     if driver.now() < r.deadline + 1.0 - EPS:
         assert early == []
     wait_backend_past(driver, r.deadline + 1.0)
-    items = early or wait_for(lambda: driver.reclaim_expired(hold=30), what="the lost job to be reclaimed")
+    items = early or wait_for(lambda: driver.reclaim_expired(), what="the lost job to be reclaimed")
     assert len(items) == 1
     (item,) = items
     now = driver.now()
     assert item.kind is ReclaimKind.LOST and item.failure is None
     got = item.reservation
     assert (got.job_id, got.attempt, got.payload, got.ttr) == (jid, 1, b"slow", 1)
+    assert got.token != r.token
     assert item.overdue >= 1.0 - EPS
     if not early:
         assert now + 30 - 5 <= got.deadline <= now + 30 + EPS
@@ -377,70 +387,88 @@ def test_a_reservation_past_its_ttr_is_reclaimed_as_lost_only_after_the_grace_pe
     assert driver.status(jid) is JobStatus.RESERVED
 
 
-def test_a_late_ack_from_a_reclaimed_worker_is_refused_and_never_double_counted(driver):
-    jid = push(driver, ttr=1)
-    r = take(driver)
-    (item,) = wait_for(lambda: driver.reclaim_expired(hold=60), what="the lost job")
-    assert driver.ack(r) is False  # the reclaimer holds it now, with the same attempt
-    assert driver.release(r) is False
+def _lost(driver: Any) -> tuple[Reservation, Reservation]:
+    """A job whose holder's lease ran out and was taken by a reclaimer: (stale, current)."""
+    push(driver, ttr=1)
+    stale = take(driver)
+    (item,) = wait_for(lambda: driver.reclaim_expired(), what="the lost job")
+    return stale, item.reservation
+
+
+def test_a_reclaimed_workers_stale_lease_is_refused_by_every_settling_write(make_driver):
+    driver = make_driver(grace=0, hold=60)
+    stale, current = _lost(driver)
+    assert stale.attempt == current.attempt and stale.token != current.token
+    assert driver.ack(stale) is False
+    assert driver.release(stale) is False
+    assert driver.extend(stale, 60) is False
+    assert driver.retry_later(stale, 0) is False
+    assert driver.fail(stale, INFO) is False
     assert driver.counts() == Counts(reserved=1)
-    assert driver.retry_later(jid, item.reservation.attempt, 0) is True
-    assert driver.ack(r) is False
-    r2 = take(driver)
-    assert r2.attempt == 2
-    assert driver.ack(r2) is True
-    assert driver.ack(r) is False
-    assert driver.counts() == Counts(done=1)
-
-
-def test_a_lost_job_is_finally_failed_exactly_once_by_whoever_writes_first(driver):
-    jid = push(driver, ttr=1)
-    take(driver)
-    (item,) = wait_for(lambda: driver.reclaim_expired(hold=60), what="the lost job")
-    assert driver.fail(jid, item.reservation.attempt, INFO) is True
-    assert driver.fail(jid, item.reservation.attempt, INFO) is False  # the dead worker, late
-    assert driver.settle(jid, item.reservation.attempt) is True
-    assert driver.retry_later(jid, item.reservation.attempt, 0) is False
+    ok, nxt = driver.ack_and_reserve(stale)
+    assert ok is False and nxt is None
+    # the reclaimer's writes go through, and the stale lease stays refused afterwards
+    assert driver.fail(current, INFO) is True
+    assert driver.settle(stale) is False and driver.unfail(stale, 0) is False
+    assert driver.settle(current) is True
     assert driver.counts() == Counts(failed=1, failed_total=1)
 
 
-def test_an_unsettled_failure_is_handed_out_again_after_its_settle_deadline(driver):
+def test_a_late_ack_from_a_reclaimed_worker_is_refused_and_never_double_counted(make_driver):
+    driver = make_driver(grace=0, hold=60)
+    stale, current = _lost(driver)
+    assert driver.retry_later(current, 0) is True
+    assert driver.ack(stale) is False
+    r2 = take(driver)
+    assert r2.attempt == 2
+    assert driver.ack(r2) is True
+    assert driver.ack(stale) is False and driver.ack(current) is False
+    assert driver.counts() == Counts(done=1)
+
+
+def test_an_unsettled_failure_is_handed_out_again_under_a_new_lease_after_its_settle_deadline(make_driver):
+    driver = make_driver(settle_within=1, hold=1.0)
     jid = push(driver, b"half")
     r = take(driver)
-    assert driver.fail(jid, r.attempt, INFO, settle_within=0.3) is True
+    assert driver.fail(r, replace(INFO, retry_delay=3.0)) is True
     f = driver.failed_get(jid)
-    early = driver.reclaim_expired(hold=1.0)
-    if driver.now() < f.failed_at + 0.3 - EPS:
+    early = driver.reclaim_expired()
+    if driver.now() < f.failed_at + 1 - EPS:
         assert early == []
-    (item,) = early or wait_for(lambda: driver.reclaim_expired(hold=1.0), what="the unsettled failure")
+    (item,) = early or wait_for(lambda: driver.reclaim_expired(), what="the unsettled failure")
     if driver.now() < item.reservation.deadline - EPS:  # claimed for `hold`: not handed out twice
         assert driver.reclaim_expired() == []
     assert item.kind is ReclaimKind.UNSETTLED
-    assert (item.reservation.job_id, item.reservation.attempt, item.reservation.payload) == (jid, 1, b"half")
-    assert item.failure is not None and item.failure.unsettled is True
+    got = item.reservation
+    assert (got.job_id, got.attempt, got.payload) == (jid, 1, b"half")
+    assert got.token != r.token
+    assert item.failure is not None and item.failure.unsettled is True and item.failure.retry_delay == 3.0
     assert (item.failure.job_id, item.failure.error_class, item.failure.message) == (jid, INFO.error_class, INFO.message)
-    assert driver.settle(jid, 1) is True
-    wait_backend_past(driver, item.reservation.deadline + EPS)
+    assert driver.settle(r) is False  # the dead worker's lease
+    assert driver.settle(got) is True
+    wait_backend_past(driver, got.deadline + EPS)
     assert driver.reclaim_expired() == []
     assert driver.counts() == Counts(failed=1, failed_total=1)
 
 
-def test_a_settled_failure_is_never_reclaimed(driver):
+def test_a_settled_failure_is_never_reclaimed(make_driver):
+    driver = make_driver(settle_within=1)
     jid = push(driver)
     r = take(driver)
-    assert driver.fail(jid, r.attempt, INFO, settle_within=0.2) is True
-    assert driver.settle(jid, r.attempt) is True
-    wait_backend_past(driver, driver.failed_get(jid).failed_at + 0.2 + EPS)
+    assert driver.fail(r, INFO) is True
+    assert driver.settle(r) is True
+    wait_backend_past(driver, driver.failed_get(jid).failed_at + 1 + EPS)
     assert driver.reclaim_expired() == []
     assert driver.failed_get(jid).unsettled is False
 
 
-def test_reclaim_hands_out_at_most_limit_items_per_call(driver):
+def test_reclaim_hands_out_at_most_limit_items_per_call(make_driver):
+    driver = make_driver(grace=0, hold=60)
     ids = [push(driver, ttr=1) for _ in range(3)]
     held = drain(driver)
     wait_backend_past(driver, max(r.deadline for r in held) + 0.05)
-    first = wait_for(lambda: driver.reclaim_expired(limit=2, hold=60), what="lost jobs")
-    second = driver.reclaim_expired(limit=2, hold=60)
+    first = wait_for(lambda: driver.reclaim_expired(limit=2), what="lost jobs")
+    second = driver.reclaim_expired(limit=2)
     assert len(first) == 2
     assert sorted(i.reservation.job_id for i in first + second) == ids
     assert driver.reclaim_expired(limit=2) == []
@@ -455,24 +483,26 @@ def test_release_puts_the_job_back_without_counting_the_attempt(driver):
     assert driver.release(r) is False
     r2 = take(driver)
     assert (r2.job_id, r2.attempt) == (jid, 1)
+    assert r2.token != r.token  # the same attempt again, but a new lease
 
 
 # -- remove and clear ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("state", ["waiting", "delayed", "reserved", "failed"])
-def test_remove_deletes_a_job_from_any_state(driver, state):
+def test_remove_deletes_a_job_from_any_state(make_driver, state):
+    driver = make_driver(settle_within=0.1)
     jid = push(driver, delay=60 if state == "delayed" else 0)
     r = take(driver) if state in ("reserved", "failed") else None
     if state == "failed":
-        assert driver.fail(jid, r.attempt, INFO, settle_within=0.1) is True
+        assert driver.fail(r, INFO) is True
     assert driver.status(jid) is JobStatus(state)
     assert driver.remove(jid) is True
     assert driver.status(jid) is JobStatus.DONE
     assert driver.get(jid) is None and driver.failed_get(jid) is None
     assert driver.remove(jid) is False
     if r is not None:
-        assert driver.ack(r) is False
+        assert driver.ack(r) is False and driver.settle(r) is False and driver.unfail(r, 0) is False
     c = driver.counts()
     assert (c.waiting, c.delayed, c.reserved, c.done, c.failed) == (0, 0, 0, 0, 0)
     if state == "failed":  # a removed unsettled failure is not handed out for its handlers either
@@ -548,13 +578,15 @@ def test_the_failed_registry_keeps_only_the_newest_entries_up_to_its_limit(make_
     assert d.status(ids[0]) is JobStatus.DONE
 
 
-def test_requeue_failed_resets_attempts_and_settles_the_entry(driver):
+def test_requeue_failed_resets_attempts_and_ends_an_unsettled_entry(make_driver):
+    driver = make_driver(settle_within=0.2)
     jid = push(driver, b"again")
     r = take(driver)
-    assert driver.fail(jid, r.attempt, INFO, settle_within=0.2) is True
+    assert driver.fail(r, INFO) is True
     failed_at = driver.failed_get(jid).failed_at
     assert driver.requeue_failed(jid) is True
-    assert driver.counts() == Counts(waiting=1, failed_total=1)
+    assert driver.settle(r) is False  # the failed attempt's holder comes too late
+    assert driver.counts() == Counts(waiting=1)
     assert driver.failed_get(jid) is None
     assert driver.requeue_failed(jid) is False
     r2 = take(driver)
@@ -583,17 +615,17 @@ def test_requeue_failed_of_an_unknown_or_live_job_returns_false(driver):
     assert driver.counts() == Counts(waiting=1)
 
 
-def test_failed_purge_empties_the_registry_but_keeps_failed_total(driver):
+def test_failed_purge_empties_the_registry_but_keeps_failed_total(make_driver):
+    driver = make_driver(settle_within=0.1)
     ids = [failed_job(driver).job_id for _ in range(2)]
-    ids.append(push(driver))
-    assert driver.fail(ids[-1], take(driver).attempt, INFO, settle_within=0.1) is True
+    ids.append(failed_job(driver, settle=False).job_id)
     live = push(driver)
     assert driver.failed_purge() == 3
     wait_backend_past(driver, driver.now() + 0.1 + EPS)
     assert driver.reclaim_expired() == []  # purged unsettled entries are gone for good
     assert driver.failed_list() == []
     assert all(driver.status(i) is JobStatus.DONE for i in ids)
-    assert driver.counts() == Counts(waiting=1, failed_total=3)
+    assert driver.counts() == Counts(waiting=1, failed_total=2)
     assert driver.failed_purge() == 0
     assert driver.status(live) is JobStatus.WAITING
 
@@ -678,11 +710,17 @@ def test_status_and_get_describe_the_job_in_each_state(driver):
     d = push(driver, b"d", delay=60)
     assert driver.status(d) is JobStatus.DELAYED and driver.get(d).payload == b"d"
     r = take(driver)
+    assert abs(info.pushed_at - driver.now()) < 5 and info.deadline is None and info.failed_at is None
+    assert driver.get(d).due_at > driver.now() + 50
     assert driver.status(w) is JobStatus.RESERVED
-    assert (driver.get(w).attempt, driver.get(w).status) == (1, JobStatus.RESERVED)
-    assert driver.fail(w, r.attempt, INFO) is True
+    held = driver.get(w)
+    assert (held.attempt, held.status) == (1, JobStatus.RESERVED)
+    assert abs(held.deadline - r.deadline) <= EPS
+    assert driver.fail(r, INFO) is True
     info = driver.get(w)
     assert (info.status, info.payload, info.attempt) == (JobStatus.FAILED, b"w", 1)
+    assert (info.error_class, info.message, info.code, info.unsettled) == (INFO.error_class, INFO.message, INFO.code, True)
+    assert info.failed_at is not None
     assert driver.status(w) is JobStatus.FAILED
     x = push(driver)
     assert driver.ack(take(driver)) is True
@@ -710,7 +748,7 @@ def test_payload_bytes_round_trip_exactly_through_every_state(driver, name):
     assert driver.get(jid).payload == payload
     r = take(driver)
     assert r.payload == payload and type(r.payload) is bytes
-    assert driver.fail(jid, r.attempt, INFO) is True
+    assert driver.fail(r, INFO) is True
     assert driver.failed_get(jid).payload == payload
     assert driver.failed_list(limit=1)[0].payload == payload
     assert driver.requeue_failed(jid) is True
@@ -740,7 +778,10 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
         def __init__(self) -> None:
             super().__init__()
             self.clock = FakeClock() if clocked else None
-            self.d, self._cleanup = open_fresh(**({"clock": self.clock} if clocked else {}))
+            opts: dict[str, Any] = {"grace": 0, "hold": HOLD, "settle_within": settle_within}
+            if clocked:
+                opts["clock"] = self.clock
+            self.d, self._cleanup = open_fresh(**opts)
             self.state: dict[int, str] = {}  # waiting|delayed|reserved|done|failed|removed
             self.attempt: dict[int, int] = {}
             self.priority: dict[int, int] = {}
@@ -749,9 +790,8 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
             self.due: dict[int, float] = {}
             self.held: dict[int, Reservation] = {}
             self.stale: list[Reservation] = []
-            self.unsettled: dict[int, float] = {}  # id → settle deadline
-            self.retried: dict[int, int] = {}  # id → attempt a handler may still turn into a failure
-            self.kept_attempts: set[int] = set()  # requeued keeping attempts: may fail() refuse? unspecified
+            #: failed attempts not settled yet: id → (settle deadline, the lease that may settle it)
+            self.unsettled: dict[int, tuple[float, Reservation]] = {}
             self.done = self.failed_total = 0
 
         def teardown(self) -> None:
@@ -797,17 +837,20 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
                 assert r.job_id == min(top)
             jid = r.job_id
             assert (r.attempt, r.payload, r.priority) == (self.attempt[jid] + 1, self.payload[jid], best)
+            assert all(r.token != old.token for old in self.stale if old.job_id == jid)
             if self.clock:
                 assert r.deadline == self.now() + TTR
             self.attempt[jid] += 1
             self.state[jid], self.held[jid] = "reserved", r
             self.fresh.discard(jid)
-            self.retried.pop(jid, None)
-            self.kept_attempts.discard(jid)
 
         def _held(self, n: int) -> Reservation:
             jid = sorted(self.held)[n % len(self.held)]
             return self.held.pop(jid)
+
+        def _unsettled(self, n: int) -> tuple[int, Reservation]:
+            jid = sorted(self.unsettled)[n % len(self.unsettled)]
+            return jid, self.unsettled.pop(jid)[1]
 
         @precondition(lambda self: self.held)
         @rule(n=pick)
@@ -822,74 +865,56 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
         @rule(n=pick)
         def fail(self, n: int) -> None:
             r = self._held(n)
-            assert self.d.fail(r.job_id, r.attempt, INFO, settle_within=settle_within) is True
-            self._failed(r.job_id)
+            assert self.d.fail(r, INFO) is True
+            self.state[r.job_id] = "failed"
+            self.unsettled[r.job_id] = (self.now() + settle_within, r)
             self.stale.append(r)
-
-        def _failed(self, jid: int) -> None:
-            self.state[jid] = "failed"
-            self.failed_total += 1
-            self.unsettled[jid] = self.now() + settle_within
 
         @precondition(lambda self: self.held)
         @rule(n=pick, delay=delays)
         def retry_later(self, n: int, delay: float) -> None:
             r = self._held(n)
-            assert self.d.retry_later(r.job_id, r.attempt, delay) is True
+            assert self.d.retry_later(r, delay) is True
             self.requeued(r.job_id, delay)
-            self.retried[r.job_id] = r.attempt
             self.stale.append(r)
 
         @precondition(lambda self: self.held)
         @rule(n=pick)
         def release(self, n: int) -> None:
-            r = self._held(n)  # not stale: the same (id, attempt) may legitimately be handed out again
+            r = self._held(n)
             assert self.d.release(r) is True
             self.attempt[r.job_id] -= 1
             self.requeued(r.job_id, 0)
-
-        @precondition(lambda self: self.retried)
-        @rule(n=pick)
-        def handler_turns_a_retry_into_a_final_failure(self, n: int) -> None:
-            jid = sorted(self.retried)[n % len(self.retried)]
-            assert self.d.fail(jid, self.retried.pop(jid), INFO, settle_within=settle_within) is True
-            self._failed(jid)
-
-        @precondition(lambda self: self.unsettled)
-        @rule(n=pick, delay=delays)
-        def handler_turns_a_final_failure_into_a_retry(self, n: int, delay: float) -> None:
-            jid = sorted(self.unsettled)[n % len(self.unsettled)]
-            assert self.d.retry_later(jid, self.attempt[jid], delay) is True
-            del self.unsettled[jid]
-            self.failed_total -= 1
-            self.requeued(jid, delay)
-            self.retried[jid] = self.attempt[jid]
+            self.stale.append(r)  # the next reserve of this job takes a new lease
 
         @precondition(lambda self: self.unsettled)
         @rule(n=pick)
         def settle(self, n: int) -> None:
-            jid = sorted(self.unsettled)[n % len(self.unsettled)]
-            assert self.d.settle(jid, self.attempt[jid]) is True
-            del self.unsettled[jid]
-            assert self.d.settle(jid, self.attempt[jid]) is False
+            jid, r = self._unsettled(n)
+            assert self.d.settle(r) is True
+            self.failed_total += 1
+            assert self.d.settle(r) is False
+
+        @precondition(lambda self: self.unsettled)
+        @rule(n=pick, delay=delays)
+        def unfail(self, n: int, delay: float) -> None:
+            jid, r = self._unsettled(n)
+            assert self.d.unfail(r, delay) is True
+            self.requeued(jid, delay)
 
         @precondition(lambda self: self.stale)
         @rule(n=pick)
-        def a_stale_reservation_is_refused(self, n: int) -> None:
+        def a_stale_lease_is_refused_by_every_write(self, n: int) -> None:
             r = self.stale[n % len(self.stale)]
-            now = self.held.get(r.job_id)
-            if now is not None and now.attempt == r.attempt and now.deadline == r.deadline:
-                return  # the same (id, attempt, deadline) handed out again: indistinguishable
             assert self.d.ack(r) is False
             assert self.d.release(r) is False
-            jid, state = r.job_id, self.state[r.job_id]
-            unsettled_same = jid in self.unsettled and self.attempt[jid] == r.attempt
-            if not (state == "reserved" and self.attempt[jid] == r.attempt) and not unsettled_same:
-                assert self.d.retry_later(jid, r.attempt, 0) is False
-            if not (state in ("reserved", "waiting", "delayed") and self.attempt[jid] == r.attempt):
-                assert self.d.fail(jid, r.attempt, INFO) is False
-            elif state != "reserved" and self.retried.get(jid) != r.attempt and jid not in self.kept_attempts:
-                assert self.d.fail(jid, r.attempt, INFO) is False  # reserved again since: too late
+            assert self.d.extend(r, 1) is False
+            assert self.d.retry_later(r, 0) is False
+            assert self.d.fail(r, INFO) is False
+            pending = self.unsettled.get(r.job_id)
+            if pending is None or pending[1].token != r.token:  # else r is the failure's current lease
+                assert self.d.settle(r) is False
+                assert self.d.unfail(r, 0) is False
 
         @precondition(lambda self: self.state)
         @rule(n=pick)
@@ -901,9 +926,8 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
                 self.state[jid] = "removed"
                 if jid in self.held:
                     self.stale.append(self.held.pop(jid))
-                for m in (self.unsettled, self.retried, self.due):
-                    m.pop(jid, None)
-                self.kept_attempts.discard(jid)
+                self.unsettled.pop(jid, None)
+                self.due.pop(jid, None)
 
         @precondition(lambda self: self.ids("failed"))
         @rule(n=pick, reset=st.booleans())
@@ -913,8 +937,6 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
             assert self.d.requeue_failed(jid, reset_attempts=reset) is True
             if reset:
                 self.attempt[jid] = 0
-            else:
-                self.kept_attempts.add(jid)
             self.unsettled.pop(jid, None)
             self.requeued(jid, 0)
 
@@ -925,8 +947,8 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
                 self.clock.advance(seconds)
                 now = self.now()
                 lost = {i for i, r in self.held.items() if now > r.deadline}
-                unsettled = {i for i, by in self.unsettled.items() if now > by}
-                items = self.d.reclaim_expired(1_000, hold=HOLD)
+                unsettled = {i for i, (by, _) in self.unsettled.items() if now > by}
+                items = self.d.reclaim_expired(1_000)
                 assert len(items) == len(lost) + len(unsettled)
                 assert {i.reservation.job_id for i in items if i.kind is ReclaimKind.LOST} == lost
                 assert {i.reservation.job_id for i in items if i.kind is ReclaimKind.UNSETTLED} == unsettled
@@ -936,11 +958,15 @@ def _machine(open_fresh: Callable[..., Any], clocked: bool) -> type[RuleBasedSta
                     if item.kind is ReclaimKind.LOST:
                         old = self.held[jid]
                         assert item.overdue == now - old.deadline and r.deadline == now + HOLD
+                        assert r.token != old.token
                         self.stale.append(old)
                         self.held[jid] = r
                     else:
                         assert item.failure is not None and item.failure.job_id == jid
-                        self.unsettled[jid] = now + HOLD
+                        old = self.unsettled[jid][1]
+                        assert r.token != old.token
+                        self.stale.append(old)
+                        self.unsettled[jid] = (now + HOLD, r)
 
         @invariant()
         def counts_match_the_model(self) -> None:

@@ -66,7 +66,7 @@ def fill_every_structure(driver: RedisDriver) -> None:
     driver.push(b"to fail", ttr=60)
     f = driver.reserve()
     assert f is not None
-    driver.fail(f.job_id, f.attempt, FailureInfo("ValueError", "boom"))
+    driver.fail(f, FailureInfo("ValueError", "boom"))
     driver.record_follow_up(FollowUpFailure(1, 1, "afterExec", "h", "E", "m", "", 0.0))
     driver.push(b"waiting too", ttr=60)
 

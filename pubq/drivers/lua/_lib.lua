@@ -4,20 +4,21 @@
 --   1 stats      hash  id (job id sequence), seq (waiting order), done, failed_total, follow_up
 --                      -- counters; `clear` keeps this key
 --   2 payload    hash  id -> payload bytes (opaque)
---   3 meta       hash  id -> "state|attempt|ttr|priority|pushed_at|seq|deadline|retried"
+--   3 meta       hash  id -> "state|attempt|ttr|priority|pushed_at|seq|deadline|lease"
 --                      state: w waiting, d delayed, r reserved, f failed registry; seq: the job's
---                      current order number; retried: the attempt whose retry_later put it back
+--                      current order number; lease: the current lease token (a per-job counter:
+--                      every reserve and reclaim takes the next value)
 --   4 waiting    zset  score = priority, member = "%016x(seq):id" (equal scores sort by member,
 --                      so ties run in enqueue order)
 --   5 delayed    zset  score = due time, member = "%016x(seq):id" (same due: enqueue order)
---   6 reserved   zset  id, score = deadline + grace (when reclaim may take it)
+--   6 reserved   zset  id, score = deadline + grace, or a recoverer's hold (when reclaim may take it)
 --   7 failed     zset  id, score = failed_at (the failed registry)
 --   8 failinfo   hash  id -> failure JSON (error_class, message, traceback, code)
---   9 unsettled  zset  id, score = settle deadline (final failures whose handlers are unconfirmed)
+--   9 unsettled  zset  id, score = settle deadline (failed attempts whose handlers are unconfirmed)
 --  10 followups  list  "<seq>|<json>", newest first, capped at follow_up_limit
 --  11 wake       list  wake-up tokens for BLPOP, capped at wake_cap (a lost token loses no job)
--- ARGV head (every script): 1 wake_cap, 2 failed_limit, 3 follow_up_limit; a script's own
--- arguments start at ARGV[4].
+-- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,
+-- 4 grace, 5 hold, 6 settle_within (seconds); a script's own arguments start at ARGV[7].
 -- Times are Redis TIME (unix seconds, µs); they are stored as "%.6f" strings.
 
 if redis.replicate_commands then redis.replicate_commands() end
@@ -28,6 +29,9 @@ local K_UNSETTLED, K_FOLLOWUPS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
 local WAKE_CAP = tonumber(ARGV[1])
 local FAILED_LIMIT = tonumber(ARGV[2])
 local FOLLOW_UP_LIMIT = tonumber(ARGV[3])
+local GRACE = tonumber(ARGV[4])
+local HOLD = tonumber(ARGV[5])
+local SETTLE_WITHIN = tonumber(ARGV[6])
 -- due delayed jobs moved per reserve: bounds the work of one script call
 local MOVE_BATCH = 100
 
@@ -46,12 +50,12 @@ local function meta_get(id)
     '^(%a)|(%d+)|(%d+)|(%d+)|([^|]*)|(%d+)|([^|]*)|(%d+)$')
   if not s then return nil end
   return {state = s, attempt = tonumber(a), ttr = tonumber(t), prio = tonumber(p), pushed = pa,
-          seq = tonumber(sq), deadline = dl, retried = tonumber(rt)}
+          seq = tonumber(sq), deadline = dl, lease = tonumber(rt)}
 end
 
 local function meta_put(id, m)
   redis.call('HSET', K_META, id, m.state .. '|' .. int(m.attempt) .. '|' .. int(m.ttr) .. '|' ..
-    int(m.prio) .. '|' .. m.pushed .. '|' .. int(m.seq) .. '|' .. m.deadline .. '|' .. int(m.retried))
+    int(m.prio) .. '|' .. m.pushed .. '|' .. int(m.seq) .. '|' .. m.deadline .. '|' .. int(m.lease))
 end
 
 local function wmember(seq, id) return string.format('%016x', seq) .. ':' .. id end
@@ -153,9 +157,10 @@ local function promote_due(now)
 end
 
 -- The reserve step: promote due jobs, pop the lowest (priority, seq), skip ids whose payload is
--- gone, count the attempt, record the deadline. Returns {1, id, payload, attempt, ttr, deadline,
--- priority, pushed_at} or {0, seconds until the next delayed job is due | ''}.
-local function reserve(now, grace)
+-- gone, count the attempt, take a new lease, record the deadline. Returns {1, id, payload,
+-- attempt, ttr, deadline, token, priority, pushed_at} or {0, seconds until the next delayed job is
+-- due | ''}.
+local function reserve(now)
   local moved = promote_due(now)
   while true do
     local top = redis.call('ZPOPMIN', K_WAITING)
@@ -166,14 +171,14 @@ local function reserve(now, grace)
     if m and payload and m.state == 'w' then
       m.attempt = m.attempt + 1
       m.state = 'r'
-      m.retried = 0
+      m.lease = m.lease + 1
       local deadline = now + m.ttr
       m.deadline = f6(deadline)
       meta_put(id, m)
-      redis.call('ZADD', K_RESERVED, f6(deadline + grace), id)
+      redis.call('ZADD', K_RESERVED, f6(deadline + GRACE), id)
       -- other sleepers may take the rest of what was just promoted
       if moved > 1 then wake(moved - 1) end
-      return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.prio, m.pushed}
+      return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.lease, m.prio, m.pushed}
     end
     if m and not payload then
       redis.call('HDEL', K_META, id)
@@ -188,15 +193,19 @@ local function reserve(now, grace)
   return {0, f6(tonumber(first[2]) - now)}
 end
 
--- The guard of ack/release: the same reservation (attempt and deadline: a LOST reclaim keeps the
--- attempt but sets a new deadline, so the old holder is refused).
-local function held(m, attempt, deadline)
-  return m ~= nil and m.state == 'r' and m.attempt == attempt and m.deadline == deadline
+-- The guard of every write that settles a reservation: the job is reserved under this lease token.
+local function held(m, token)
+  return m ~= nil and m.state == 'r' and m.lease == token
 end
 
-local function ack(id, attempt, deadline)
+-- The guard of settle/unfail: a failed attempt, unsettled, whose lease is this token.
+local function unsettled(id, m, token)
+  return m ~= nil and m.state == 'f' and m.lease == token and redis.call('ZSCORE', K_UNSETTLED, id)
+end
+
+local function ack(id, token)
   local m = meta_get(id)
-  if not held(m, attempt, deadline) then return 0 end
+  if not held(m, token) then return 0 end
   redis.call('ZREM', K_RESERVED, id)
   forget(id)
   redis.call('HINCRBY', K_STATS, 'done', 1)

@@ -2,7 +2,7 @@
 -- the fixed key list below is touched (no KEYS/SCAN, so "q" never clears "q2" or "q.other");
 -- the stats hash (id sequence, done, failed_total, follow_up) stays, so ids are never reused.
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3).
+-- ARGV: head (1-6).
 -- Returns how many live jobs (waiting, delayed, reserved) went; failed entries are not counted.
 local n = redis.call('HLEN', K_META) - redis.call('ZCARD', K_FAILED)
 redis.call('DEL', K_PAYLOAD, K_META, K_WAITING, K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO,

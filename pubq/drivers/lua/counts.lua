@@ -1,6 +1,6 @@
 -- counts.lua: the info counters, O(1) each (ZCARD/HMGET), one consistent snapshot (read only).
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3).
+-- ARGV: head (1-6).
 -- Returns {waiting, delayed, reserved, done, failed, failed_total, follow_up_failed}.
 local s = redis.call('HMGET', K_STATS, 'done', 'failed_total', 'follow_up')
 return {redis.call('ZCARD', K_WAITING), redis.call('ZCARD', K_DELAYED), redis.call('ZCARD', K_RESERVED),

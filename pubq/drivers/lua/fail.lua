@@ -1,28 +1,19 @@
--- fail.lua: final failure: into the failed registry at once, unsettled until its afterError
--- handlers are confirmed (settle.lua). Allowed from reserved holding attempt, or from
--- waiting/delayed when retry_later of that attempt put it there and no reserve happened since
--- (an afterError handler set retry=False).
+-- fail.lua: a failed attempt, written at once: reserved -> the failed registry, unsettled until
+-- its afterError handlers are confirmed (settle.lua) or another attempt follows after all
+-- (unfail.lua). failed_total is counted by settle, when the final failure has happened.
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3), 4 id, 5 attempt, 6 failure JSON, 7 settle_within (s).
--- Returns 1, or 0 when not allowed. Counts failed_total and trims the registry to failed_limit.
-local id = ARGV[4]
+-- ARGV: head (1-6), 7 id, 8 token, 9 failure JSON (error and the worker's retry decision).
+-- Returns 1, or 0 when this lease no longer holds the job. Trims the registry to failed_limit.
+local id = ARGV[7]
 local m = meta_get(id)
-local attempt = tonumber(ARGV[5])
-if not m or attempt < 1 or m.attempt ~= attempt then return 0 end
-if m.state ~= 'r' and not ((m.state == 'w' or m.state == 'd') and m.retried == attempt) then return 0 end
-detach(id, m)
-if not redis.call('HGET', K_PAYLOAD, id) then
-  forget(id)
-  return 0
-end
+if not held(m, tonumber(ARGV[8])) then return 0 end
+redis.call('ZREM', K_RESERVED, id)
 local now = clock()
 m.state = 'f'
 m.deadline = ''
-m.retried = 0
 meta_put(id, m)
 redis.call('ZADD', K_FAILED, f6(now), id)
-redis.call('HSET', K_FAILINFO, id, ARGV[6])
-redis.call('ZADD', K_UNSETTLED, f6(now + tonumber(ARGV[7])), id)
-redis.call('HINCRBY', K_STATS, 'failed_total', 1)
+redis.call('HSET', K_FAILINFO, id, ARGV[9])
+redis.call('ZADD', K_UNSETTLED, f6(now + SETTLE_WITHIN), id)
 trim_failed()
 return 1

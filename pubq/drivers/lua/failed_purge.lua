@@ -1,6 +1,6 @@
 -- failed_purge.lua: empty the failed registry (entries, failure records, payloads).
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3).
+-- ARGV: head (1-6).
 -- Returns how many entries went.
 local ids = redis.call('ZRANGE', K_FAILED, 0, -1)
 for i = 1, #ids, 500 do

@@ -1,6 +1,6 @@
 -- failed_read.lua: read failed-registry entries, newest first (read only).
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3), 4 mode ('id' | 'range'), 5 id or offset, 6 limit (range only).
+-- ARGV: head (1-6), 7 mode ('id' | 'range'), 8 id or offset, 9 limit (range only).
 -- Returns a list of {id, payload, meta, failure JSON, failed_at, unsettled 1|0}.
 local function entry(id, failed_at)
   return {tonumber(id), redis.call('HGET', K_PAYLOAD, id) or '', redis.call('HGET', K_META, id) or '',
@@ -8,12 +8,12 @@ local function entry(id, failed_at)
           redis.call('ZSCORE', K_UNSETTLED, id) and 1 or 0}
 end
 local out = {}
-if ARGV[4] == 'id' then
-  local at = redis.call('ZSCORE', K_FAILED, ARGV[5])
-  if at then out[1] = entry(ARGV[5], at) end
+if ARGV[7] == 'id' then
+  local at = redis.call('ZSCORE', K_FAILED, ARGV[8])
+  if at then out[1] = entry(ARGV[8], at) end
   return out
 end
-local offset = tonumber(ARGV[5])
-local rows = redis.call('ZREVRANGE', K_FAILED, offset, offset + tonumber(ARGV[6]) - 1, 'WITHSCORES')
+local offset = tonumber(ARGV[8])
+local rows = redis.call('ZREVRANGE', K_FAILED, offset, offset + tonumber(ARGV[9]) - 1, 'WITHSCORES')
 for i = 1, #rows, 2 do out[#out + 1] = entry(rows[i], rows[i + 1]) end
 return out

@@ -1,8 +1,8 @@
 -- push.lua: store one or many jobs (push and each push_many chunk), one atomic step.
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3, see _lib.lua), then per job 4 values: payload, ttr, delay (s), priority.
+-- ARGV: head (1-6, see _lib.lua), then per job 4 values: payload, ttr, delay (s), priority.
 -- Returns the first new id; the ids of the batch are consecutive, in ARGV order.
-local n = (#ARGV - 3) / 4
+local n = (#ARGV - 6) / 4
 local first = redis.call('HINCRBY', K_STATS, 'id', n) - n + 1
 local seq = redis.call('HINCRBY', K_STATS, 'seq', n) - n
 local now = clock()
@@ -21,7 +21,7 @@ local function flush()
   payloads, metas, members = {}, {}, {}
 end
 for i = 0, n - 1 do
-  local base = 4 + i * 4
+  local base = 7 + i * 4
   local id = int(first + i)
   local ttr, prio, delay = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 2])
   seq = seq + 1
@@ -29,7 +29,7 @@ for i = 0, n - 1 do
   payloads[#payloads + 1] = ARGV[base]
   if delay > 0 then
     to_delayed(id, {state = 'd', attempt = 0, ttr = ttr, prio = prio, pushed = pushed, seq = seq,
-                    deadline = '', retried = 0}, now + delay)
+                    deadline = '', lease = 0}, now + delay)
   else
     -- the meta_put format of a fresh waiting job, inlined
     metas[#metas + 1] = id

@@ -1,15 +1,14 @@
--- reclaim.lua: claim lost reservations (deadline + grace passed) and unsettled final failures
--- (settle deadline passed) for `hold` seconds each, lost ones first.
+-- reclaim.lua: claim lost reservations (deadline + grace passed) and unsettled failures (settle
+-- deadline passed), lost ones first, each under a new lease token held for `hold` seconds.
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3), 4 limit, 5 hold (s).
+-- ARGV: head (1-6), 7 limit.
 -- Returns a list of entries:
---   {'lost', id, payload, attempt, ttr, new deadline, priority, pushed_at, overdue}
---   {'unsettled', id, payload, attempt, ttr, new settle deadline, priority, pushed_at,
+--   {'lost', id, payload, attempt, ttr, new deadline, token, priority, pushed_at, overdue}
+--   {'unsettled', id, payload, attempt, ttr, new settle deadline, token, priority, pushed_at,
 --    failure JSON, failed_at}
-local limit = tonumber(ARGV[4])
-local hold = tonumber(ARGV[5])
+local limit = tonumber(ARGV[7])
 local now = clock()
-local until_ = f6(now + hold)
+local until_ = f6(now + HOLD)
 local out = {}
 -- '(' : strictly past the deadline
 local lost = redis.call('ZRANGEBYSCORE', K_RESERVED, '-inf', '(' .. f6(now), 'LIMIT', 0, limit)
@@ -18,11 +17,13 @@ for _, id in ipairs(lost) do
   local payload = redis.call('HGET', K_PAYLOAD, id)
   if m and payload and m.state == 'r' then
     local overdue = now - (tonumber(m.deadline) or now)
-    -- same attempt, new deadline: the old holder's ack/release is refused from now on
+    -- same attempt, a new lease: the old holder's writes are refused from now on
+    m.lease = m.lease + 1
     m.deadline = until_
     meta_put(id, m)
     redis.call('ZADD', K_RESERVED, until_, id)
-    out[#out + 1] = {'lost', tonumber(id), payload, m.attempt, m.ttr, until_, m.prio, m.pushed, f6(overdue)}
+    out[#out + 1] = {'lost', tonumber(id), payload, m.attempt, m.ttr, until_, m.lease, m.prio, m.pushed,
+                     f6(overdue)}
   else
     redis.call('ZREM', K_RESERVED, id)
     if not payload then redis.call('HDEL', K_META, id) end
@@ -31,15 +32,17 @@ for _, id in ipairs(lost) do
 end
 if #out < limit then
   local pending = redis.call('ZRANGEBYSCORE', K_UNSETTLED, '-inf', '(' .. f6(now), 'LIMIT', 0,
-                                 limit - #out)
+                             limit - #out)
   for _, id in ipairs(pending) do
     local m = meta_get(id)
     local payload = redis.call('HGET', K_PAYLOAD, id)
     local failed_at = redis.call('ZSCORE', K_FAILED, id)
     if m and payload and failed_at and m.state == 'f' then
+      m.lease = m.lease + 1
+      meta_put(id, m)
       redis.call('ZADD', K_UNSETTLED, until_, id)
-      out[#out + 1] = {'unsettled', tonumber(id), payload, m.attempt, m.ttr, until_, m.prio, m.pushed,
-                       redis.call('HGET', K_FAILINFO, id) or '{}', failed_at}
+      out[#out + 1] = {'unsettled', tonumber(id), payload, m.attempt, m.ttr, until_, m.lease, m.prio,
+                       m.pushed, redis.call('HGET', K_FAILINFO, id) or '{}', failed_at}
     else
       redis.call('ZREM', K_UNSETTLED, id)
     end

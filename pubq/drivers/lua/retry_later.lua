@@ -1,22 +1,11 @@
--- retry_later.lua: schedule the next attempt, from reserved (holding attempt) or from an unsettled
--- failed-registry entry of that attempt (an afterError handler set retry=True; failed_total is
--- then lowered again).
+-- retry_later.lua: the attempt failed and another follows: reserved -> delayed (or waiting).
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3), 4 id, 5 attempt, 6 delay (s; <= 0 means waiting at once).
--- Returns 1, or 0 when not allowed (reclaimed, removed, already moved).
-local id = ARGV[4]
+-- ARGV: head (1-6), 7 id, 8 token, 9 delay (s; <= 0 means waiting at once).
+-- Returns 1, or 0 when this lease no longer holds the job.
+local id = ARGV[7]
 local m = meta_get(id)
-if not m or m.attempt ~= tonumber(ARGV[5]) then return 0 end
-if m.state == 'f' then
-  if not redis.call('ZSCORE', K_UNSETTLED, id) then return 0 end
-  -- the final failure did not happen after all: undo fail.lua's failed_total increment
-  redis.call('HINCRBY', K_STATS, 'failed_total', -1)
-elseif m.state ~= 'r' then
-  return 0
-end
-detach(id, m)
--- an afterError handler may still turn this retry into the final failure (fail.lua)
-m.retried = m.attempt
+if not held(m, tonumber(ARGV[8])) then return 0 end
+redis.call('ZREM', K_RESERVED, id)
 next_seq(m)
-reschedule(id, m, tonumber(ARGV[6]))
+reschedule(id, m, tonumber(ARGV[9]))
 return 1

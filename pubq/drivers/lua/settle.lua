@@ -1,8 +1,10 @@
--- settle.lua: the final-failure handlers of (id, attempt) have run.
+-- settle.lua: the final failure happened (its handlers ran): count it once.
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-3), 4 id, 5 attempt.
--- Returns 1, or 0 when nothing was pending for that attempt.
-local id = ARGV[4]
+-- ARGV: head (1-6), 7 id, 8 token.
+-- Returns 1, or 0 when the entry is not unsettled under this token.
+local id = ARGV[7]
 local m = meta_get(id)
-if not m or m.state ~= 'f' or m.attempt ~= tonumber(ARGV[5]) then return 0 end
-return redis.call('ZREM', K_UNSETTLED, id)
+if not unsettled(id, m, tonumber(ARGV[8])) then return 0 end
+redis.call('ZREM', K_UNSETTLED, id)
+redis.call('HINCRBY', K_STATS, 'failed_total', 1)
+return 1
