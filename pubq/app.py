@@ -8,19 +8,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .config import Config, make_callable, resolve_reference
+from .config import Config, QueueConfig, make_callable, resolve_reference
 from .drivers import driver_class
-from .drivers.resilient import ResilientDriver
+from .drivers.base import Driver, Policy
+from .drivers.resilient import OutageBudget, ResilientDriver
 from .errors import ConfigError
 from .events import EventBus
 from .job import JobRegistry
 from .queue import Queue
+from .runner import JobRunner
 
 T = TypeVar("T")
 
 
 class App:
     def __init__(self, config: Config, *, registry: JobRegistry | None = None) -> None:
+        """``config`` as loaded; ``registry`` overrides the job registry built from ``config.jobs``."""
         self.config = config
         self._registry = registry
         self._queues: dict[str, Queue] = {}
@@ -46,7 +49,8 @@ class App:
             raise ConfigError(f"{self.config.source}: no queue named {name!r} (configured: {', '.join(self.config.queues)})")
         driver = self._open_driver(qc)
         bus = EventBus()
-        q = Queue(qc, driver, self.registry, app=self, bus=bus)
+        inline = _run_inline if qc.driver == "sync" else None
+        q = Queue(qc, driver, self.registry, app=self, bus=bus, run_inline=inline)
         for ref in qc.behaviors:
             make_behavior(ref).attach(q)
         for event, refs in qc.on.items():
@@ -55,16 +59,17 @@ class App:
         self._queues[name] = q
         return q
 
-    def _open_driver(self, qc: Any) -> Any:
+    def _open_driver(self, qc: QueueConfig) -> Driver:
+        policy = Policy(grace=qc.grace, settle_within=qc.settle_within, failed_limit=qc.failed_limit,
+                        follow_up_limit=qc.failed_limit)
         kind = "memory" if qc.driver == "sync" else qc.driver
         cls = driver_class(kind)
         if kind == "memory":
-            driver = cls(qc.channel, failed_limit=qc.failed_limit)
-            driver.runs_inline = qc.driver == "sync"
-            return driver
-        # One-shot commands retry an unreachable backend for 10 s, then exit 1 (spec §5.10);
-        # a worker widens this for its own lifetime.
-        return ResilientDriver(cls(qc.url, qc.channel, failed_limit=qc.failed_limit), give_up_after=10.0)
+            return cls(qc.channel, policy=policy)
+        # One-shot commands retry an unreachable backend for give_up_after seconds, then exit 1;
+        # a worker takes its own view with its own budget.
+        budget = OutageBudget(give_up_after=self.config.give_up_after)
+        return ResilientDriver(cls(qc.url, qc.channel, policy=policy), budget=budget)
 
     def extension(self, key: str, factory: Callable[[App], T]) -> T:
         """A per-app service built on first use (publishing state, HTTP clients…)."""
@@ -87,6 +92,11 @@ class App:
                     pass
         self._queues.clear()
         self._extensions.clear()
+
+
+def _run_inline(queue: Queue) -> None:
+    """``driver: sync``: run what was just pushed, in this process."""
+    JobRunner(queue).drain()
 
 
 def make_behavior(ref: str) -> Any:

@@ -17,21 +17,22 @@ from typing import Any
 
 import yaml
 
-from .drivers.base import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
+from . import bounds
+from .bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, Bound
 from .errors import ConfigError
 from .events import EVENT_NAMES
 
 DEFAULT_CONFIG_NAME = "pubq.yaml"
 DEFAULT_DATABASE = "sqlite:///pubq.db"
-#: Names that are commands of their own and so cannot be queue names (spec §5.11).
-RESERVED_NAMES = frozenset({"task", "publish", "demo", "init", "db", "queues", "worker", "outbox", "help"})
+#: Seconds a one-shot command keeps retrying an unreachable backend before it gives up.
+DEFAULT_GIVE_UP_AFTER = 10.0
 DRIVERS = ("redis", "db", "sync")
 BEHAVIOR_ALIASES = {"log": "pubq.behaviors.log:LogBehavior"}
 _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log"}
+_TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
-    "failed_limit", "grace", "description",
+    "failed_limit", "grace", "settle_within", "description",
 }
 _RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
 _LOG_KEYS = {"level", "file", "format"}
@@ -59,8 +60,11 @@ class QueueConfig:
     behaviors: tuple[str, ...] = ()
     max_payload_bytes: int = 1024 * 1024
     failed_limit: int = DEFAULT_FAILED_LIMIT
-    #: Extra seconds past a reservation's TTR before another worker may reclaim it (spec §5.7).
+    #: Extra seconds past a reservation's TTR before another worker may reclaim it (without isolate,
+    #: nothing kills a job at its TTR, so this is how long an overrunning job may still finish).
     grace: float = 10.0
+    #: Seconds a failed attempt's afterError handlers may run before another worker runs them again.
+    settle_within: float = 60.0
     description: str = ""
 
 
@@ -82,42 +86,26 @@ class Config:
     queues: Mapping[str, QueueConfig]
     publishing: Mapping[str, Any]
     log: LogConfig = field(default_factory=LogConfig)
+    #: Seconds a one-shot command retries an unreachable backend (one budget for the command).
+    give_up_after: float = DEFAULT_GIVE_UP_AFTER
 
     @property
     def source(self) -> str:
         return str(self.path) if self.path else "<default config>"
 
 
-# -- the default pipeline --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """What an application built on pubq brings to every config: job modules that are always
+    registered, the queues used when there is no config file, and names queues may not take
+    (its own commands). The core knows presets only through this shape."""
 
-def default_pipeline_queues() -> dict[str, Any]:
-    """The four publishing queues, as a config mapping (used with no config file and by ``init``)."""
-    # Every pipeline worker also re-sends outbox rows whose push was lost (e.g. Redis was down).
-    outbox = {
-        "workerStart": "pubq.handlers.outbox:OutboxHandler.flush",
-        "workerLoop": "pubq.handlers.outbox:OutboxHandler.worker_loop",
-    }
-
-    def handlers(module: str, cls: str) -> dict[str, str]:
-        return {
-            "afterExec": f"pubq.handlers.{module}:{cls}.after_exec",
-            "afterError": f"pubq.handlers.{module}:{cls}.after_error",
-            **outbox,
-        }
-
-    return {
-        "copy-asset": {"channel": "cpa:queue:copy:asset", "ttr": 600, "attempts": 1,
-                       "on": handlers("copy_asset", "CopyAssetEventHandler"), "behaviors": ["log"]},
-        "upload-asset": {"channel": "cpa:queue:upload:asset", "ttr": 900, "attempts": 3,
-                         "on": handlers("upload_asset", "UploadAssetEventHandler"), "behaviors": ["log"]},
-        "pub-article": {"channel": "cpa:queue:pub:article", "ttr": 300, "attempts": 3,
-                        "on": handlers("pub_article", "PubArticleEventHandler"), "behaviors": ["log"]},
-        "source-callback": {"channel": "cpa:queue:source:callback", "ttr": 120, "attempts": 5,
-                            "retry": {"backoff": "exponential", "delay": 10, "max_delay": 600, "jitter": True},
-                            "on": {"afterError": "pubq.handlers.source_callback:SourceCallbackEventHandler.after_error",
-                                   **outbox},
-                            "behaviors": ["log"]},
-    }
+    #: Job modules registered in addition to the config's ``jobs:``.
+    jobs: tuple[str, ...] = ()
+    #: The ``queues:`` mapping used when no config file is found.
+    queues: Mapping[str, Any] = field(default_factory=dict)
+    #: Names that are commands and so cannot be queue names.
+    reserved: frozenset[str] = frozenset()
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -139,6 +127,7 @@ _Loader.add_implicit_resolver(
 def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
+
 def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -153,13 +142,19 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     check_handlers: bool = True,
+    preset: Preset | None = None,
 ) -> Config:
-    """Find, read and validate the configuration (``--config``, ``$PUBQ_CONFIG``, ``./pubq.yaml``)."""
+    """Find, read and validate the configuration (``--config``, ``$PUBQ_CONFIG``, ``./pubq.yaml``).
+
+    Without a file, the preset's queues run on ``sqlite:///pubq.db`` in the current folder.
+    """
     env = os.environ if env is None else env
     found = find_config_path(os.fspath(path) if path else None, env)
     if found is None:
-        raw: Any = {"database": DEFAULT_DATABASE, "queues": default_pipeline_queues()}
-        return parse_config(raw, None, Path.cwd(), env=env, check_handlers=check_handlers)
+        if preset is None or not preset.queues:
+            raise ConfigError(f"no config file: give --config FILE, set $PUBQ_CONFIG or create ./{DEFAULT_CONFIG_NAME}")
+        raw: Any = {"database": DEFAULT_DATABASE, "queues": dict(preset.queues)}
+        return parse_config(raw, None, Path.cwd(), env=env, check_handlers=check_handlers, preset=preset)
     label = str(found)
     try:
         text = found.read_text(encoding="utf-8")
@@ -176,7 +171,8 @@ def load_config(
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
-    return parse_config(raw, found, found.resolve().parent, env=env, check_handlers=check_handlers)
+    return parse_config(raw, found, found.resolve().parent, env=env, check_handlers=check_handlers,
+                        preset=preset)
 
 
 class _Checker:
@@ -201,16 +197,11 @@ class _Checker:
                 raise self.fail(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
         return value
 
-    def integer(self, value: Any, key: str, *, low: int, high: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"≥ {low}"
-            raise self.fail(key, f"must be an integer {bound} (got {_show(value)})")
+    def bounded(self, value: Any, key: str, bound: Bound) -> Any:
+        problem = bound.problem(value)
+        if problem is not None:
+            raise self.fail(key, problem)
         return value
-
-    def number(self, value: Any, key: str, *, low: float = 0) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or value != value:
-            raise self.fail(key, f"must be a number ≥ {low:g} (got {_show(value)})")
-        return float(value)
 
     def boolean(self, value: Any, key: str) -> bool:
         if not isinstance(value, bool):
@@ -246,8 +237,10 @@ def parse_config(
     *,
     env: Mapping[str, str] | None = None,
     check_handlers: bool = True,
+    preset: Preset | None = None,
 ) -> Config:
     env = {} if env is None else env
+    preset = preset or Preset()
     c = _Checker(str(path) if path else "<default config>")
     if raw is None:
         raw = {}
@@ -271,7 +264,7 @@ def parse_config(
     jobs_raw = top.get("jobs") or []
     if not isinstance(jobs_raw, list):
         raise c.fail("jobs", f"must be a list of module names (got {_show(jobs_raw)})")
-    jobs: list[str] = []
+    jobs: list[str] = list(preset.jobs)
     for i, mod in enumerate(jobs_raw):
         name = c.string(mod, f"jobs[{i}]")
         if check_handlers:
@@ -279,7 +272,8 @@ def parse_config(
                 importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - any import failure is a config error
                 raise c.fail(f"jobs[{i}]", f"cannot import module {name!r}: {type(exc).__name__}: {exc}") from None
-        jobs.append(name)
+        if name not in jobs:
+            jobs.append(name)
 
     queues_raw = c.mapping(top.get("queues"), "queues")
     if not queues_raw:
@@ -287,7 +281,7 @@ def parse_config(
     queues: dict[str, QueueConfig] = {}
     channels: dict[tuple[str, str], str] = {}
     for qname, qraw in queues_raw.items():
-        q = _parse_queue(c, qname, qraw, redis_url, queue_database, check_handlers)
+        q = _parse_queue(c, qname, qraw, redis_url, queue_database, check_handlers, preset.reserved)
         owner = channels.get((q.url, q.channel))
         if owner is not None:
             raise c.fail(f"queues.{qname}.channel", f"channel {q.channel!r} is already used by queue {owner!r}")
@@ -305,6 +299,8 @@ def parse_config(
     log_file = log_raw.get("file")
     if log_file is not None:
         log_file = str(base_dir / c.string(log_file, "log.file"))
+    give_up_after = float(c.bounded(top.get("give_up_after", DEFAULT_GIVE_UP_AFTER), "give_up_after",
+                                    bounds.GIVE_UP_AFTER))
     return Config(
         path=path,
         base_dir=base_dir,
@@ -315,15 +311,17 @@ def parse_config(
         queues=queues,
         publishing=publishing,
         log=LogConfig(level=level, file=log_file, format=fmt),
+        give_up_after=give_up_after,
     )
 
 
 def _parse_queue(
-    c: _Checker, qname: Any, qraw: Any, redis_url: str | None, queue_database: str, check_handlers: bool
+    c: _Checker, qname: Any, qraw: Any, redis_url: str | None, queue_database: str, check_handlers: bool,
+    reserved: frozenset[str],
 ) -> QueueConfig:
     if not isinstance(qname, str) or not _QUEUE_NAME.match(qname):
         raise c.fail(f"queues.{qname}", "queue names are lower-case letters, digits, '-' and '_', starting with a letter")
-    if qname in RESERVED_NAMES:
+    if qname in reserved or qname == "help":
         raise c.fail(f"queues.{qname}", f"{qname!r} is a pubq command and cannot be a queue name")
     k = f"queues.{qname}"
     q = c.mapping(qraw, k, _QUEUE_KEYS)
@@ -334,16 +332,16 @@ def _parse_queue(
         raise c.fail(f"{k}.driver", "driver redis needs a top-level 'redis: redis://…' URL (or $PUBQ_REDIS_URL)")
     url = redis_url if driver == "redis" else (queue_database if driver == "db" else "memory://")
     channel = c.string(q.get("channel", qname), f"{k}.channel")
-    ttr = c.integer(q.get("ttr", 300), f"{k}.ttr", low=1)
-    attempts = c.integer(q.get("attempts", 1), f"{k}.attempts", low=1)
+    ttr = c.bounded(q.get("ttr", 300), f"{k}.ttr", bounds.TTR)
+    attempts = c.bounded(q.get("attempts", 1), f"{k}.attempts", bounds.ATTEMPTS)
     retry_raw = c.mapping(q.get("retry"), f"{k}.retry", _RETRY_KEYS)
     backoff = retry_raw.get("backoff", "exponential")
     if backoff not in ("fixed", "exponential"):
         raise c.fail(f"{k}.retry.backoff", f"must be fixed or exponential (got {_show(backoff)})")
     retry = RetryPolicy(
         backoff=backoff,
-        delay=c.number(retry_raw.get("delay", 5), f"{k}.retry.delay"),
-        max_delay=c.number(retry_raw.get("max_delay", 600), f"{k}.retry.max_delay"),
+        delay=float(c.bounded(retry_raw.get("delay", 5), f"{k}.retry.delay", bounds.BACKOFF)),
+        max_delay=float(c.bounded(retry_raw.get("max_delay", 600), f"{k}.retry.max_delay", bounds.BACKOFF)),
         jitter=c.boolean(retry_raw.get("jitter", True), f"{k}.retry.jitter"),
     )
     on_raw = c.mapping(q.get("on"), f"{k}.on", set(EVENT_NAMES))
@@ -384,9 +382,11 @@ def _parse_queue(
         retry=retry,
         on=on,
         behaviors=tuple(behaviors),
-        max_payload_bytes=c.integer(q.get("max_payload_bytes", 1024 * 1024), f"{k}.max_payload_bytes", low=64),
-        failed_limit=c.integer(q.get("failed_limit", DEFAULT_FAILED_LIMIT), f"{k}.failed_limit", low=1),
-        grace=c.number(q.get("grace", 10), f"{k}.grace"),
+        max_payload_bytes=c.bounded(q.get("max_payload_bytes", 1024 * 1024), f"{k}.max_payload_bytes",
+                                    bounds.PAYLOAD_BYTES),
+        failed_limit=c.bounded(q.get("failed_limit", DEFAULT_FAILED_LIMIT), f"{k}.failed_limit", bounds.FAILED_LIMIT),
+        grace=float(c.bounded(q.get("grace", 10), f"{k}.grace", bounds.GRACE)),
+        settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
     )
 
@@ -452,6 +452,6 @@ def make_callable(ref: str, instances: dict[type, Any]) -> Callable[..., Any]:
 
 
 __all__ = [
-    "Config", "QueueConfig", "RetryPolicy", "LogConfig", "load_config", "parse_config",
-    "resolve_reference", "make_callable", "default_pipeline_queues", "DEFAULT_PRIORITY",
+    "Config", "QueueConfig", "RetryPolicy", "LogConfig", "Preset", "load_config", "parse_config",
+    "resolve_reference", "make_callable", "DEFAULT_PRIORITY",
 ]

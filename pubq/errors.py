@@ -112,3 +112,31 @@ class JobCrashedError(JobError):
     """An isolated child process died without reporting (signal, exit code, OOM)."""
 
     code = "job_crashed"
+
+
+class RecordedError(JobError):
+    """A failure known only from its stored record (re-running the handlers of an unsettled failure,
+    or an isolated child's error that would not pickle): keeps the original class name and code."""
+
+    code = "recorded"
+
+    def __init__(self, error_class: str, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.error_code = code
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
+
+
+def error_name(error: BaseException) -> str:
+    """The class name shown for an error (a recorded one keeps its original name)."""
+    if isinstance(error, RecordedError):
+        return error.error_class
+    return type(error).__name__
+
+
+def error_code(error: BaseException) -> str:
+    """The stable code of an error, '' when it has none."""
+    code = getattr(error, "error_code", None) or getattr(error, "code", "")
+    return code if isinstance(code, str) else str(code)

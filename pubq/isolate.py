@@ -35,7 +35,8 @@ from .errors import JobCrashedError, RetryableError, TtrExceededError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .events import ExecEvent
-    from .queue import Outcome, Queue
+    from .outcome import Outcome
+    from .runner import JobRunner
 
 EXIT_DONE = 0
 EXIT_RETRY = 3
@@ -130,11 +131,11 @@ def _fork(close_in_child: list[int]) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _execute_and_report(queue: Queue, event: ExecEvent, report_fd: int) -> None:
+def _execute_and_report(runner: JobRunner, event: ExecEvent, report_fd: int) -> None:
     """Child side: run the job, send a length-prefixed pickled outcome, exit. Never returns."""
     code = EXIT_ERROR
     try:
-        outcome = queue.execute(event)
+        outcome = runner.execute(event)
         outcome.memory_mib = _peak_rss_mib()
         if outcome.ok:
             code = EXIT_DONE
@@ -162,7 +163,7 @@ def _flush_stdio() -> None:
             pass
 
 
-def _standby_main(queue: Queue, job_fd: int, report_fd: int) -> None:
+def _standby_main(runner: JobRunner, job_fd: int, report_fd: int) -> None:
     """Standby child: wait for one job on the pipe (EOF without one: the worker is gone), run it."""
     from .events import ExecEvent
 
@@ -171,10 +172,10 @@ def _standby_main(queue: Queue, job_fd: int, report_fd: int) -> None:
         if not data:
             os._exit(0)
         job, job_id, attempt, ttr = pickle.loads(data)
-        event = ExecEvent(queue=queue, id=job_id, job=job, ttr=ttr, attempt=attempt)
+        event = ExecEvent(queue=runner.queue, id=job_id, job=job, ttr=ttr, attempt=attempt)
     except BaseException:  # noqa: BLE001
         os._exit(EXIT_ERROR)
-    _execute_and_report(queue, event, report_fd)
+    _execute_and_report(runner, event, report_fd)
 
 
 def _dumps(outcome: Outcome) -> bytes:
@@ -185,7 +186,8 @@ def _dumps(outcome: Outcome) -> bytes:
     try:
         return pickle.dumps(outcome)
     except Exception:  # noqa: BLE001
-        from .queue import Outcome, RecordedError
+        from .errors import RecordedError
+        from .outcome import Outcome
 
         err = outcome.error
         plain = Outcome(
@@ -219,8 +221,8 @@ class Isolator:
     a standby child forked. Without it (None), every job is forked directly.
     """
 
-    def __init__(self, queue: Queue, *, keep_ahead: Callable[[], bool] | None = None) -> None:
-        self.queue = queue
+    def __init__(self, runner: JobRunner, *, keep_ahead: Callable[[], bool] | None = None) -> None:
+        self.runner = runner
         self.keep_ahead = keep_ahead
         self._standby: _Child | None = None
         self._exiting: list[int] = []  # children that reported and are exiting; reaped lazily
@@ -280,7 +282,7 @@ class Isolator:
         read_fd, write_fd = os.pipe()
         pid = _fork([read_fd])
         if pid == 0:  # pragma: no cover - child
-            _execute_and_report(self.queue, event, write_fd)
+            _execute_and_report(self.runner, event, write_fd)
         os.close(write_fd)
         return _Child(pid, read_fd)
 
@@ -290,7 +292,7 @@ class Isolator:
         inherited = [job_w, report_r] + ([busy.report_fd] if busy is not None else [])
         pid = _fork(inherited)
         if pid == 0:  # pragma: no cover - child
-            _standby_main(self.queue, job_r, report_w)
+            _standby_main(self.runner, job_r, report_w)
         os.close(job_r)
         os.close(report_w)
         return _Child(pid, report_r, job_w)
@@ -302,7 +304,7 @@ class Isolator:
         self._exiting.append(child.pid)
 
     def _collect(self, child: _Child, ttr: int, started: float) -> Outcome:
-        from .queue import Outcome
+        from .outcome import Outcome
 
         buf = bytearray()
         need: int | None = None

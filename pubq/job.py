@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .errors import InvalidJobError, UnknownJobError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .queue import JobContext
-
-#: Modules whose Job subclasses every registry knows (pubq's own pipeline jobs).
-BUILTIN_JOB_MODULES: tuple[str, ...] = ("pubq.jobs",)
+    from .runner import JobContext
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 #: Compact JSON that refuses NaN/Infinity and non-JSON types (checked by json itself, at C speed).
@@ -57,11 +54,7 @@ class Job:
     def job_name(cls) -> str:
         if cls.name:
             return cls.name
-        module = cls.__module__
-        # pubq's own jobs live in pubq.jobs.<module>; show them as pubq.jobs.Name like Yii's FQCN.
-        if module.startswith("pubq.jobs."):
-            module = "pubq.jobs"
-        return f"{module}.{cls.__qualname__}"
+        return f"{cls.__module__}.{cls.__qualname__}"
 
     def to_args(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _arg_names(type(self))}
@@ -103,10 +96,9 @@ class JobRegistry:
             self.register(cls)
 
     @classmethod
-    def from_modules(cls, modules: Iterable[str], *, builtins: bool = True) -> JobRegistry:
+    def from_modules(cls, modules: Iterable[str]) -> JobRegistry:
         reg = cls()
-        names = list(BUILTIN_JOB_MODULES if builtins else ()) + list(modules)
-        for modname in names:
+        for modname in modules:
             reg.register_module(modname)
         return reg
 

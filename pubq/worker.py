@@ -1,8 +1,9 @@
-"""The worker loop: reclaim → reserve → execute → ack / retry / fail, with Yii's signals and limits.
+"""The worker loop: reclaim → reserve → run → outcome, with Yii's signals and limits.
 
 ``run`` drains what is due and exits 0; ``listen`` waits for work forever. A first TERM/INT/QUIT/HUP
 lets the running job finish (an idle worker exits at once); a second one puts the job back and
-stops. Outages are ridden out by :class:`~pubq.drivers.resilient.ResilientDriver`.
+stops. Outages are ridden out by a :class:`~pubq.drivers.resilient.ResilientDriver` view with the
+worker's own budget; every outcome is written by a :class:`~pubq.runner.JobRunner`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .drivers.base import Reservation
-from .drivers.resilient import ResilientDriver
+from .drivers.base import Driver, Reservation
+from .drivers.resilient import OutageBudget, ResilientDriver
 from .errors import BackendUnavailableError, DriverError
 from .isolate import STOP_SIGNALS, HardStop, Isolator, standby_pays_off
+from .runner import JobRunner
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queue import Queue
@@ -27,8 +29,6 @@ log = logging.getLogger("pubq.worker")
 
 #: Seconds between two reclaim sweeps of one worker.
 RECLAIM_EVERY = 1.0
-#: How long a reclaimed job is held by the worker recovering it.
-RECLAIM_HOLD = 60.0
 
 
 class _Interrupted(BaseException):
@@ -55,7 +55,9 @@ class Worker:
         max_seconds: float | None = None,
         memory_limit_mib: float | None = None,
         install_signals: bool = True,
-        give_up_after: float | None = 30.0,
+        give_up_after: float | None = None,
+        on_backend_lost: Callable[[DriverError], None] | None = None,
+        on_backend_back: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -64,16 +66,23 @@ class Worker:
         self.max_seconds = max_seconds
         self.memory_limit_mib = memory_limit_mib
         self.install_signals = install_signals
+        #: Seconds one outage may last before ``run`` gives up (``listen`` never does); default: the
+        #: config's ``give_up_after``.
         self.give_up_after = give_up_after
+        self.on_backend_lost = on_backend_lost
+        self.on_backend_back = on_backend_back
         self.clock = clock
         self.jobs = 0
         self.stopping = False
         self.signals = 0
+        #: Why the loop ended: drained, max-jobs, max-seconds, memory-limit, signal, handler, outage.
+        self.stop_reason: str | None = None
         self._state = "busy"  # idle (waiting for work) | busy | job (running a job)
         self._started = clock()
         self._last_reclaim = float("-inf")
         self._previous_handlers: dict[int, Any] = {}
         self._isolator: Isolator | None = None
+        self._runner: JobRunner | None = None
         self.exit_code = 0
 
     # -- public entry points -----------------------------------------------------------
@@ -86,81 +95,91 @@ class Worker:
         """Work forever; ``timeout`` is the longest single blocking wait."""
         return self._work(listen=True, timeout=timeout)
 
-    def drain(self) -> None:
-        """Process everything due without signals or worker events (the sync driver's push)."""
-        self.isolate = False
-        r = self.queue.driver.reserve(0, grace=self.queue.config.grace)
-        while r is not None:
-            r = self._process(r)
-
     # -- the loop ----------------------------------------------------------------------
+
+    def _driver(self, listen: bool) -> Driver:
+        """This worker's view of the queue's driver, with the worker's outage budget."""
+        queue = self.queue
+        if listen:
+            give_up, deadline = None, None
+        else:
+            config_budget = queue.app.config.give_up_after if queue.app is not None else 10.0
+            give_up = self.give_up_after if self.give_up_after is not None else config_budget
+            deadline = self._started + self.max_seconds if self.max_seconds is not None else None
+        budget = OutageBudget(give_up_after=give_up, deadline=deadline, abort=lambda: self.stopping,
+                              on_lost=self.on_backend_lost, on_back=self.on_backend_back)
+        inner = queue.driver
+        if isinstance(inner, ResilientDriver):
+            return inner.with_budget(budget)
+        return ResilientDriver(inner, budget=budget)
 
     def _work(self, *, listen: bool, timeout: int) -> int:
         queue = self.queue
-        inner = queue.driver
-        budget = None if listen else (self.max_seconds or self.give_up_after)
-        if isinstance(inner, ResilientDriver):
-            saved = (inner.give_up_after, inner.abort)
-            inner.give_up_after, inner.abort = budget, (lambda: self.stopping)
-        else:
-            queue.driver = ResilientDriver(inner, give_up_after=budget, abort=lambda: self.stopping)
-        wevent = ev.WorkerEvent(queue=queue, pid=os.getpid())
+        self._runner = JobRunner(queue, self._driver(listen), clock=self.clock)
+        worker_event = ev.WorkerEvent(queue=queue, pid=os.getpid())
         if self.install_signals:
             self._install()
         if self.isolate:
             ahead = self._more_jobs_expected if standby_pays_off() else None
-            self._isolator = Isolator(queue, keep_ahead=ahead)
+            self._isolator = Isolator(self._runner, keep_ahead=ahead)
         try:
-            queue.bus.trigger(ev.WORKER_START, wevent)
-            if wevent.exit_code is not None:
-                return wevent.exit_code
+            queue.bus.trigger(ev.WORKER_START, worker_event)
+            if worker_event.exit_code is not None:
+                self.stop_reason = "handler"
+                return worker_event.exit_code
             try:
-                self._loop(listen, timeout, wevent)
+                self._loop(listen, timeout, worker_event)
             except BackendUnavailableError as exc:
+                self.stop_reason = "outage"
                 log.error("%s; worker stops", exc)
                 raise
             finally:
-                queue.bus.trigger(ev.WORKER_STOP, wevent)
-            return wevent.exit_code if wevent.exit_code is not None else self.exit_code
+                worker_event.extra["stop_reason"] = self.stop_reason
+                queue.bus.trigger(ev.WORKER_STOP, worker_event)
+            return worker_event.exit_code if worker_event.exit_code is not None else self.exit_code
         finally:
             if self._isolator is not None:
                 self._isolator.close()
                 self._isolator = None
-            queue.driver = inner
-            if isinstance(inner, ResilientDriver):
-                inner.give_up_after, inner.abort = saved
             if self.install_signals:
                 self._restore()
 
-    def _loop(self, listen: bool, timeout: int, wevent: ev.WorkerEvent) -> None:
+    def _loop(self, listen: bool, timeout: int, worker_event: ev.WorkerEvent) -> None:
         queue = self.queue
+        runner = self._runner
+        assert runner is not None
         r: Reservation | None = None
+        held_since = self.clock()
         has_loop_handlers = queue.bus.has(ev.WORKER_LOOP)
         while True:
             if has_loop_handlers:
-                queue.bus.trigger(ev.WORKER_LOOP, wevent)
-                if wevent.exit_code is not None:
+                queue.bus.trigger(ev.WORKER_LOOP, worker_event)
+                if worker_event.exit_code is not None:
+                    self.stop_reason = "handler"
                     break
             if self._limit_reached():
                 break
             self._maybe_reclaim()
             if r is None:
+                held_since = self.clock()
                 r = self._reserve(self._wait_for(timeout) if listen else 0)
                 if r is None:
                     if self.stopping or not listen:
+                        self.stop_reason = self.stop_reason or ("signal" if self.stopping else "drained")
                         break
                     continue
             try:
-                r = self._process(r)
+                r, held_since = self._process(r, held_since)
             except HardStop:
                 log.warning("second stop signal: job put back, worker stops")
+                self.stop_reason = "signal"
                 r = None
                 break
         if r is not None:
             # A stop (signal, --max-seconds) landed during the fused ack-and-reserve: the next job
             # is held but will not run. Put it back now, uncounted, instead of leaving it reserved
-            # until its TTR passes (issue #6 soak).
-            queue.driver.release(r)
+            # until its TTR passes.
+            runner.release(r)
 
     def _wait_for(self, timeout: int) -> float:
         if self.max_seconds is None:
@@ -170,18 +189,21 @@ class Worker:
 
     def _limit_reached(self) -> bool:
         if self.stopping:
+            self.stop_reason = self.stop_reason or "signal"
             return True
         if self.max_jobs is not None and self.jobs >= self.max_jobs:
+            self.stop_reason = "max-jobs"
             return True
         if self.max_seconds is not None and self.clock() - self._started >= self.max_seconds:
+            self.stop_reason = "max-seconds"
             return True
         # Checked after a job (not before the first): the limit is for jobs that leak.
         if self.memory_limit_mib is not None and self.jobs:
             rss = rss_mib()
             if rss > self.memory_limit_mib:
-                if not self.stopping:
-                    log.warning("memory limit of %s MiB reached (%.1f MiB); worker stops", self.memory_limit_mib, rss)
+                log.warning("memory limit of %s MiB reached (%.1f MiB); worker stops", self.memory_limit_mib, rss)
                 self.stopping = True
+                self.stop_reason = "memory-limit"
                 return True
         return False
 
@@ -190,11 +212,12 @@ class Worker:
         return not self.stopping and (self.max_jobs is None or self.jobs < self.max_jobs)
 
     def _reserve(self, timeout: float) -> Reservation | None:
+        assert self._runner is not None
         self._state = "idle"
         try:
             if self.stopping:
                 return None
-            return self.queue.driver.reserve(timeout, grace=self.queue.config.grace)
+            return self._runner.driver.reserve(timeout)
         except _Interrupted:
             return None
         finally:
@@ -205,53 +228,48 @@ class Worker:
         if now - self._last_reclaim < RECLAIM_EVERY:
             return
         self._last_reclaim = now
+        runner = self._runner
+        assert runner is not None
         try:
-            items = self.queue.driver.reclaim_expired(100, hold=RECLAIM_HOLD)
+            items = runner.driver.reclaim_expired(100)
         except DriverError as exc:
             log.warning("reclaim failed: %s", exc)
             return
         for item in items:
-            self.queue.recover(item)
+            runner.recover(item)
 
-    def _process(self, r: Reservation) -> Reservation | None:
-        """Run one reservation to its outcome; returns the next one when the ack was fused."""
-        queue = self.queue
-        driver = queue.driver
-        event = queue.begin(r)
+    def _process(self, r: Reservation, held_since: float) -> tuple[Reservation | None, float]:
+        """Run one reservation to its outcome; returns the next one (and since when it is held)
+        when the ack was fused with the next reserve."""
+        runner = self._runner
+        assert runner is not None
+        event = runner.begin(r)
         self.jobs += 1
         if event.error is not None:  # invalid payload: final failure at once, never retried
-            queue.failed(event, event.error, "")
-            return None
+            runner.failed(r, event, event.error, "")
+            return None, held_since
         if event.handled:  # a beforeExec handler skipped it
-            return self._ack(r)
+            before = self.clock()
+            return runner.ack(r, reserve_next=not self._limit_reached())[1], before
         self._state = "job"
         try:
             if self._isolator is not None:
                 outcome = self._isolator.run(event, r.ttr)
             else:
-                outcome = queue.execute(event)
+                outcome = runner.execute(event)
         except HardStop:
             self._state = "busy"
-            driver.release(r)
+            runner.release(r)
             raise
         finally:
             self._state = "busy"
         if not outcome.ok:
-            queue.failed(event, outcome.error, outcome.traceback, outcome=outcome)  # type: ignore[arg-type]
-            return None
-        queue.succeeded(event, outcome)
-        return self._ack(r)
-
-    def _ack(self, r: Reservation) -> Reservation | None:
-        driver = self.queue.driver
-        if self._limit_reached():
-            ok, nxt = driver.ack(r), None
-        else:
-            ok, nxt = driver.ack_and_reserve(r, grace=self.queue.config.grace)
-        if not ok:
-            log.warning("[%s] late ack refused: the job was reclaimed after its TTR and is not counted twice",
-                        r.job_id)
-        return nxt
+            runner.failed(r, event, outcome.error, outcome.traceback, outcome=outcome)  # type: ignore[arg-type]
+            return None, held_since
+        # The next job (when the ack is fused with its reserve) is held from no later than now.
+        before = self.clock()
+        _, nxt = runner.succeeded(r, event, outcome, held_since=held_since, reserve_next=not self._limit_reached())
+        return nxt, before
 
     # -- signals -----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def registry() -> JobRegistry:
-    return JobRegistry.from_modules(["tests.sample_jobs"], builtins=False)
+    return JobRegistry.from_modules(["tests.sample_jobs"])
 
 
 def make_queue(driver: Any, *, name: str = "q", attempts: int = 1, ttr: int = 30, delay: float = 0.0,

@@ -17,6 +17,7 @@ from pubq.drivers.memory import MemoryDriver
 from pubq.isolate import Isolator
 from pubq.job import JobRegistry
 from pubq.queue import Queue
+from pubq.runner import JobRunner
 from pubq.worker import Worker
 from tests.helpers import make_queue, wait_until
 from tests.sample_jobs import RecordJob, read_lines
@@ -58,18 +59,19 @@ def test_every_job_gets_a_process_of_its_own_and_none_is_left_behind(tmp_path):
 
 def test_a_standby_that_died_before_its_job_is_replaced(tmp_path):
     q = make_queue(MemoryDriver("iso"))
+    runner = JobRunner(q)
     log = str(tmp_path / "runs")
-    isolator = Isolator(q, keep_ahead=lambda: True)
+    isolator = Isolator(runner, keep_ahead=lambda: True)
     try:
         for tag in ("a", "b"):
             q.push(RecordJob(path=log, tag=tag))
-        first = q.begin(q.driver.reserve(0, grace=5))
+        first = runner.begin(q.driver.reserve(0))
         assert isolator.run(first, 10).ok
         standby = isolator._standby
         assert standby is not None and _alive(standby.pid)
         os.kill(standby.pid, signal.SIGKILL)
         wait_until(lambda: not _alive(standby.pid), message="standby killed")
-        second = q.begin(q.driver.reserve(0, grace=5))
+        second = runner.begin(q.driver.reserve(0))
         outcome = isolator.run(second, 10)
         assert outcome.ok and outcome.result == "b"
     finally:

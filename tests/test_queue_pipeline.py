@@ -19,7 +19,7 @@ KINDS = ["memory", "redis", "sqlite"]
 
 @pytest.fixture(params=KINDS)
 def driver(request, tmp_path):
-    drv, cleanup = open_driver(request.param, tmp_path)
+    drv, cleanup = open_driver(request.param, tmp_path, grace=0)
     yield drv
     cleanup()
 

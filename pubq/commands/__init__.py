@@ -15,14 +15,8 @@ import click
 
 from .. import __version__
 from ..errors import PubqError
-from .options import CliState, translate_yii_args
+from .options import BUILTINS, CliState, translate_yii_args
 
-#: Built-in commands, module:attribute, loaded on demand so a worker imports only what it runs.
-BUILTINS: dict[str, str] = {
-    "queues": "pubq.commands.admin:queues_cmd",
-    "init": "pubq.commands.admin:init_cmd",
-    "db": "pubq.commands.admin:db_group",
-}
 PUBLISHING_REGISTRAR = "pubq.commands.publishing"
 
 

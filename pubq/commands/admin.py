@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 import yaml
 
-from ..config import DEFAULT_CONFIG_NAME, DEFAULT_DATABASE, default_pipeline_queues
+from ..config import DEFAULT_CONFIG_NAME, DEFAULT_DATABASE
 from ..errors import PubqError, UsageError
+from ..publishing.preset import pipeline_queues
 from .options import color_option, console, emit_json, json_option, state
 
 
@@ -54,7 +55,7 @@ def init_cmd(target: str, redis_url: str | None, force: bool) -> None:
     data: dict = {"database": DEFAULT_DATABASE}
     if redis_url:
         data["redis"] = redis_url
-    data["queues"] = default_pipeline_queues()
+    data["queues"] = pipeline_queues()
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     click.echo(f"Wrote {path}")
 

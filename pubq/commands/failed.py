@@ -8,7 +8,7 @@ import click
 
 from ..errors import JobNotFoundError, UsageError
 from ..job import peek_name
-from .options import color_option, console, current_queue, emit_json, json_option, state
+from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
 from .render import first_line, fmt_time
 
 
@@ -130,10 +130,8 @@ def failed_retry(job_id: str | None, retry_all: bool) -> None:
 @click.option("--interactive/--no-interactive", default=True)
 def failed_purge(assume_yes: bool, interactive: bool) -> None:
     """Delete every entry of the failed registry."""
-    from .queue_group import _confirm
-
     queue = current_queue()
-    if not assume_yes and interactive and not _confirm("Are you sure?"):
+    if not assume_yes and interactive and not confirm("Are you sure?"):
         return
     n = queue.driver.failed_purge()
     click.echo(f"Purged {n} failed job{'s' if n != 1 else ''}.")

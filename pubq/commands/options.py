@@ -13,6 +13,17 @@ import click
 
 from ..errors import UsageError
 
+#: Built-in commands, module:attribute, loaded on demand so a worker imports only what it runs.
+BUILTINS: dict[str, str] = {
+    "queues": "pubq.commands.admin:queues_cmd",
+    "init": "pubq.commands.admin:init_cmd",
+    "db": "pubq.commands.admin:db_group",
+}
+#: Every name a queue may not take: built-in commands, and those planned so that no user queue
+#: ends up shadowing one later.
+BUILTIN_NAMES = frozenset(BUILTINS) | frozenset({
+    "help", "worker", "workers", "jobs", "health", "metrics", "schedule", "dashboard",
+})
 #: Boolean options that also accept Yii's ``--name=value`` spelling.
 YII_BOOLEANS = ("verbose", "isolate", "color", "interactive", "debug", "json", "yes")
 _TRUE = {"1", "true", "yes", "on", "y"}
@@ -68,7 +79,7 @@ class CliState:
             from ..config import load_config
             from ..logs import configure_logging
 
-            self._config = load_config(self.config_path)
+            self._config = load_config(self.config_path, preset=cli_preset())
             # One-shot commands keep stderr to their one line unless a log file is configured;
             # workers switch to the configured level when they start.
             log = self._config.log
@@ -92,6 +103,13 @@ class CliState:
             return False
         stream = stream or sys.stdout
         return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def cli_preset() -> Any:
+    """The publishing preset, with every built-in command name reserved (no queue may take one)."""
+    from ..publishing.preset import publishing_preset
+
+    return publishing_preset(BUILTIN_NAMES)
 
 
 def state() -> CliState:
@@ -146,3 +164,18 @@ def emit_json(data: Any) -> None:
     import json
 
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def confirm(question: str) -> bool:
+    """Yii's prompt: yes/y/no/n in any case, empty means no, anything else asks again."""
+    while True:
+        click.echo(f"{question} (yes|no) [no]:", nl=False)
+        line = sys.stdin.readline()
+        if not line:  # end of input: no
+            click.echo("")
+            return False
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False

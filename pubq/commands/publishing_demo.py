@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ..config import default_pipeline_queues
+from ..publishing.preset import pipeline_queues
 
 #: A 1×1 transparent PNG, so the demo's image is a real image.
 _PNG = bytes.fromhex(
@@ -20,7 +20,7 @@ QUEUE_ORDER = ("copy-asset", "upload-asset", "pub-article", "source-callback")
 
 
 def demo_config(accounts: list[str], failing: str) -> dict[str, Any]:
-    queues = default_pipeline_queues()
+    queues = pipeline_queues()
     for q in queues.values():
         q["driver"] = "db"
         q["retry"] = {"backoff": "fixed", "delay": 1, "jitter": False}
@@ -49,7 +49,8 @@ def run_demo(directory: Path, *, accounts: int = 3, timeout: float = 60.0) -> di
     from ..config import load_config
     from ..logs import configure_logging
     from ..publishing.service import service_for
-    from ..worker import Worker
+    from ..runner import JobRunner
+    from .options import cli_preset
 
     root = directory.resolve()
     (root / "sources").mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ def run_demo(directory: Path, *, accounts: int = 3, timeout: float = 60.0) -> di
     (root / "sources" / "cover.png").write_bytes(_PNG)
     (root / "sources" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"demo-video" * 4096)
 
-    config = load_config(config_path)
+    config = load_config(config_path, preset=cli_preset())
     configure_logging(config.log)
     app = App(config)
     try:
@@ -78,7 +79,7 @@ def run_demo(directory: Path, *, accounts: int = 3, timeout: float = 60.0) -> di
             busy = False
             for name in QUEUE_ORDER:
                 queue = app.queue(name)
-                Worker(queue, isolate=False, install_signals=False).drain()
+                JobRunner(queue).drain()
                 counts = queue.driver.counts()
                 busy = busy or bool(counts.waiting or counts.delayed or counts.reserved)
             if not busy:

@@ -13,7 +13,7 @@ import click
 from ..config import QueueConfig
 from ..errors import JobNotFoundError, PubqError, UsageError
 from .failed import failed_group
-from .options import color_option, console, current_queue, emit_json, json_option, state
+from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
 from .render import render_info
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
@@ -127,28 +127,13 @@ def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) ->
             return
 
 
-def _confirm(question: str) -> bool:
-    """Yii's prompt: yes/y/no/n in any case, empty means no, anything else asks again."""
-    while True:
-        click.echo(f"{question} (yes|no) [no]:", nl=False)
-        line = sys.stdin.readline()
-        if not line:  # end of input: no
-            click.echo("")
-            return False
-        answer = line.strip().lower()
-        if answer in ("y", "yes"):
-            return True
-        if answer in ("", "n", "no"):
-            return False
-
-
 @click.command("clear")
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask.")
 @click.option("--interactive/--no-interactive", default=True, help="--interactive=0 answers yes (Yii).")
 def clear_cmd(assume_yes: bool, interactive: bool) -> None:
     """Delete every job of this queue (ids keep increasing)."""
     queue = current_queue()
-    if not assume_yes and interactive and not _confirm("Are you sure?"):
+    if not assume_yes and interactive and not confirm("Are you sure?"):
         return
     removed = queue.driver.clear()
     click.echo(f"Removed {removed} job{'s' if removed != 1 else ''}.")

@@ -45,6 +45,8 @@ class PublishingJob(Job):
 class CopyAssetJob(PublishingJob):
     """Copy the task's enabled assets into the publish directory (35020 when there are none)."""
 
+    name = "pubq.jobs.CopyAssetJob"
+
     task_id: int
 
     def execute(self, ctx: JobContext) -> Any:
@@ -54,6 +56,8 @@ class CopyAssetJob(PublishingJob):
 @dataclass
 class UploadAssetJob(PublishingJob):
     """Upload the assets for one channel app task (one account)."""
+
+    name = "pubq.jobs.UploadAssetJob"
 
     channel_app_task_id: int
 
@@ -65,6 +69,8 @@ class UploadAssetJob(PublishingJob):
 class PubArticleJob(PublishingJob):
     """Create the item on the platform for one channel app task."""
 
+    name = "pubq.jobs.PubArticleJob"
+
     channel_app_task_id: int
 
     def execute(self, ctx: JobContext) -> Any:
@@ -74,6 +80,8 @@ class PubArticleJob(PublishingJob):
 @dataclass
 class SourceCallbackJob(PublishingJob):
     """POST the task's per-account results to the source, signed; ``event_id`` names the outbox row."""
+
+    name = "pubq.jobs.SourceCallbackJob"
 
     event_id: str
 

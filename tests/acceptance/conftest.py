@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pubq.config import default_pipeline_queues
+from pubq.publishing.preset import pipeline_queues as default_pipeline_queues
 from tests.drivers.backends import REDIS_URL
 from tests.helpers import PUBQ, ROOT, subprocess_env
 from tests.publishing.httpserver import Reply, ScriptedServer

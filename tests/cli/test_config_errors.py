@@ -22,8 +22,8 @@ BASE = "database: sqlite:///x.db\nqueues:\n  work:\n    driver: db\n"
 @pytest.mark.parametrize("text, message", [
     ("queues: [1, 2\n", "invalid YAML (line 2, column 1)"),
     (BASE + "    ttl: 3\n", "queues.work.ttl: unknown key (allowed: attempts, behaviors, channel,"),
-    (BASE + "    ttr: abc\n", "queues.work.ttr: must be an integer ≥ 1 (got 'abc')"),
-    (BASE + "    attempts: 0\n", "queues.work.attempts: must be an integer ≥ 1 (got 0)"),
+    (BASE + "    ttr: abc\n", "queues.work.ttr: must be an integer from 1 to 604,800 s (got 'abc')"),
+    (BASE + "    attempts: 0\n", "queues.work.attempts: must be an integer from 1 to 1,000 (got 0)"),
     (BASE + "    on:\n      afterExec: nowhere.module:Handler.run\n",
      "queues.work.on.afterExec: cannot import handler 'nowhere.module:Handler.run'"),
     (BASE + "    on:\n      afterWhatever: tests.sample_jobs:Recorder.after_exec\n",

@@ -8,8 +8,10 @@ import uuid
 import pytest
 
 from pubq.app import App
-from pubq.config import default_pipeline_queues, parse_config
+from pubq.config import parse_config
 from pubq.publishing.migrations import LATEST, migrate
+from pubq.publishing.preset import pipeline_queues as default_pipeline_queues
+from pubq.publishing.preset import publishing_preset
 from pubq.publishing.service import PublishingService, service_for
 from pubq.worker import Worker
 
@@ -28,7 +30,7 @@ def make_app(tmp_path, database_url: str, *, copy_on: dict | None = None, **publ
     (tmp_path / "sources").mkdir(exist_ok=True)
     raw = {"database": database_url, "queue_database": f"sqlite:///{tmp_path / 'queues.db'}",
            "queues": queues, "publishing": publishing_config(tmp_path, **publishing)}
-    return App(parse_config(raw, None, tmp_path))
+    return App(parse_config(raw, None, tmp_path, preset=publishing_preset()))
 
 
 def drain(app: App, *, isolate: bool) -> None:

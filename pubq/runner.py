@@ -1,0 +1,271 @@
+"""JobRunner: turns a reservation into a run and its outcome into driver writes and events.
+
+It is the one owner of a job's outcome: ``ack`` (also fused with the next reserve), ``retry_later``,
+``fail``, ``settle``, ``unfail``, ``release`` — for the worker, for the isolate parent (which runs the
+job in a child but fires every event and does every write here, so afterError can never fire in
+both), for jobs recovered from a dead worker, and for the ``sync`` driver's inline runs.
+
+Every write presents the reservation's lease token. A write that is refused means the lease was
+taken (the job was reclaimed after its TTR, removed, or retried by an operator): the runner then
+fires no event for that job and logs one warning, so a late worker can never double an outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback as tb
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import events as ev
+from .drivers.base import Driver, FollowUpFailure, Reclaimed, ReclaimKind, Reservation
+from .errors import InvalidJobError, PermanentError, RecordedError, TtrExceededError
+from .events import ExecEvent, HandlerFailure
+from .job import Job, peek_name
+from .outcome import Outcome, failure_info
+from .retry import backoff_delay
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .app import App
+    from .queue import Queue
+
+log = logging.getLogger("pubq.queue")
+
+
+@dataclass
+class JobContext:
+    """What a running job may use: its queue, the app (other queues, services) and its identity."""
+
+    queue: Queue
+    job_id: int
+    attempt: int
+    log: logging.Logger
+
+    @property
+    def app(self) -> App | None:
+        return self.queue.app
+
+
+class JobRunner:
+    """Runs reservations of one queue through ``driver`` (the queue's own, or a worker's view of it
+    with the worker's outage budget)."""
+
+    def __init__(self, queue: Queue, driver: Driver | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.queue = queue
+        self.driver = driver if driver is not None else queue.driver
+        self.clock = clock
+
+    # -- starting --------------------------------------------------------------------------
+
+    def begin(self, r: Reservation) -> ExecEvent:
+        """Decode a reservation and fire beforeExec. ``event.error`` is set for an invalid job."""
+        event = self.decode(r)
+        if event.error is None and self.queue.bus.has(ev.BEFORE_EXEC):
+            self.queue.bus.trigger(ev.BEFORE_EXEC, event)
+        return event
+
+    def decode(self, r: Reservation) -> ExecEvent:
+        """The reservation as an event, without firing anything.
+
+        Anything that goes wrong while turning stored bytes into a job makes an *invalid job*
+        (``event.error``): a worker never dies because of one job's data.
+        """
+        queue = self.queue
+        event = ExecEvent(queue=queue, id=r.job_id, job=None, ttr=r.ttr, attempt=r.attempt, payload=r.payload)
+        limit = queue.config.max_payload_bytes
+        try:
+            if len(r.payload) > limit:
+                # The limit holds on pop too: a payload stored past push's check (another producer,
+                # a lowered limit) is never decoded.
+                raise InvalidJobError(
+                    f"payload is {len(r.payload)} bytes; queue {queue.name} accepts at most {limit} "
+                    f"(max_payload_bytes)"
+                )
+            event.job = queue.registry.decode(r.payload)
+            event.job_name = event.job.job_name()
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is the job's, never the worker's
+            event.error = exc if isinstance(exc, InvalidJobError) else InvalidJobError(
+                f"cannot decode the payload: {type(exc).__name__}: {exc}")
+            event.job_name = _safe_name(r.payload)
+        return event
+
+    def execute(self, event: ExecEvent) -> Outcome:
+        """Run the job's code in this process and capture what happened (no events, no writes)."""
+        assert event.job is not None
+        ctx = JobContext(queue=self.queue, job_id=event.id, attempt=event.attempt, log=log)
+        started = time.perf_counter()
+        try:
+            result = event.job.execute(ctx)
+        except Exception as exc:  # noqa: BLE001 - a job's failure is data, not a crash
+            return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started)
+        return Outcome(ok=True, result=result, duration=time.perf_counter() - started)
+
+    # -- success ------------------------------------------------------------------------------
+
+    def succeeded(self, r: Reservation, event: ExecEvent, outcome: Outcome, *, held_since: float,
+                  reserve_next: bool = False) -> tuple[bool, Reservation | None]:
+        """afterExec, then ack (fused with the next reserve when ``reserve_next``).
+
+        A job that ran past half its TTR may have lost its lease (nothing kills a job at its TTR
+        without isolate): the lease is then renewed first, and when it is gone the job's late
+        success fires no afterExec and is not counted. Returns (acked, next reservation).
+        """
+        if self.clock() - held_since >= r.ttr / 2 and not self.driver.extend(r, self.queue.config.settle_within):
+            log.warning("[%s] %s (attempt: %s) finished after its lease was taken (reclaimed past its TTR of "
+                        "%s s): afterExec not fired, not counted", r.job_id, event.job_name, r.attempt, r.ttr)
+            return False, None
+        event.result = outcome.result
+        event.duration = outcome.duration
+        event.memory_mib = outcome.memory_mib
+        self._keep_follow_ups(event, self.queue.bus.trigger(ev.AFTER_EXEC, event))
+        return self.ack(r, reserve_next=reserve_next)
+
+    def ack(self, r: Reservation, *, reserve_next: bool = False) -> tuple[bool, Reservation | None]:
+        """Count the job done (a beforeExec handler's skip, or after afterExec)."""
+        if reserve_next:
+            ok, nxt = self.driver.ack_and_reserve(r)
+        else:
+            ok, nxt = self.driver.ack(r), None
+        if not ok:
+            log.warning("[%s] late ack refused: the job's lease was taken after its TTR; it is not counted twice",
+                        r.job_id)
+        return ok, nxt
+
+    # -- failure ------------------------------------------------------------------------------
+
+    def failed(self, r: Reservation, event: ExecEvent, error: BaseException, traceback: str = "", *,
+               outcome: Outcome | None = None) -> bool:
+        """Decide retry, write the failure at once, fire afterError, then settle or unfail it.
+
+        Returns False when the lease was taken (reclaimed elsewhere): nothing is written and no
+        handler runs, so the final failure still happens exactly once.
+        """
+        event.error = error
+        event.traceback = traceback
+        if outcome is not None:
+            event.duration = outcome.duration
+            event.memory_mib = outcome.memory_mib
+        retry = self.decide_retry(event.job, r.attempt, error)
+        delay = backoff_delay(self.queue.config.retry, r.attempt) if retry else None
+        if not self.queue.bus.has(ev.AFTER_ERROR):  # nothing can change the decision: one step
+            info = failure_info(error, traceback)
+            done = self.driver.retry_later(r, delay) if delay is not None else (
+                self.driver.fail(r, info) and self.driver.settle(r))
+            if not done:
+                self._stale(r, event)
+            return done
+        if not self.driver.fail(r, failure_info(error, traceback, delay)):
+            self._stale(r, event)
+            return False
+        event.retry = retry
+        self._after_error(r, event, delay)
+        return True
+
+    def _after_error(self, r: Reservation, event: ExecEvent, delay: float | None) -> None:
+        """Run the afterError handlers of a written failure, then apply their (possibly changed) decision."""
+        self._keep_follow_ups(event, self.queue.bus.trigger(ev.AFTER_ERROR, event))
+        if event.retry:
+            if delay is None:  # a handler asked for another attempt
+                delay = backoff_delay(self.queue.config.retry, r.attempt)
+            done = self.driver.unfail(r, delay)
+        else:
+            done = self.driver.settle(r)
+        if not done:
+            log.warning("[%s] %s (attempt: %s): the failure was moved while its afterError handlers ran "
+                        "(removed, retried by an operator, or past settle_within); left as it is",
+                        r.job_id, event.job_name, r.attempt)
+
+    def _stale(self, r: Reservation, event: ExecEvent) -> None:
+        log.warning("[%s] %s (attempt: %s) failed after its lease was taken (reclaimed past its TTR): "
+                    "outcome not recorded, no afterError", r.job_id, event.job_name, r.attempt)
+
+    def decide_retry(self, job: Job | None, attempt: int, error: BaseException) -> bool:
+        """Attempts, then the job's can_retry; permanent errors and invalid jobs never retry."""
+        if job is None or isinstance(error, PermanentError):
+            return False
+        limit = job.attempts or self.queue.config.attempts
+        if attempt >= limit:
+            return False
+        try:
+            return bool(job.can_retry(attempt, error))
+        except Exception:  # noqa: BLE001 - a broken can_retry must not crash the worker
+            log.exception("[%s] %s.can_retry raised; not retrying", attempt, type(job).__name__)
+            return False
+
+    def release(self, r: Reservation) -> bool:
+        """Put a held job back without counting the attempt (a hard stop)."""
+        return self.driver.release(r)
+
+    # -- what dead workers left -------------------------------------------------------------------
+
+    def recover(self, item: Reclaimed) -> None:
+        """Finish what a dead worker left: a lost reservation or an unsettled failure."""
+        r = item.reservation
+        event = self.decode(r)
+        if item.kind is ReclaimKind.LOST:
+            # An invalid payload whose worker died before failing it is recorded with why it can
+            # never run, not as a lost worker.
+            error = event.error or TtrExceededError(
+                f"TTR exceeded / worker lost: no outcome within the job's TTR of {r.ttr} s"
+            )
+            self.failed(r, event, error, "")
+            return
+        failure = item.failure
+        event.error = RecordedError(
+            failure.error_class if failure else "WorkerLostError",
+            failure.message if failure else "the worker was lost before afterError ran",
+            failure.code if failure else "",
+        )
+        event.traceback = failure.traceback if failure else ""
+        delay = failure.retry_delay if failure else None
+        event.retry = delay is not None
+        self._after_error(r, event, delay)
+
+    # -- follow-up failures -----------------------------------------------------------------------
+
+    def _keep_follow_ups(self, event: ExecEvent, failures: Sequence[HandlerFailure]) -> None:
+        for f in failures:
+            log.error(
+                "[%s] %s (attempt: %s) %s handler %s raised %s: %s\n%s",
+                event.id, event.job_name, event.attempt, f.event, f.handler,
+                type(f.error).__name__, f.error, f.traceback,
+            )
+            try:
+                self.driver.record_follow_up(FollowUpFailure(
+                    job_id=event.id, attempt=event.attempt, event=f.event, handler=f.handler,
+                    error_class=type(f.error).__name__, message=str(f.error), traceback=f.traceback,
+                    at=time.time(),
+                ))
+            except Exception:  # noqa: BLE001 - keeping the record must not take the worker down
+                log.exception("[%s] could not record follow-up failure", event.id)
+
+    def drain(self) -> None:
+        """Run everything due in this process, without signals or worker events (``driver: sync``)."""
+        r = self.driver.reserve(0)
+        while r is not None:
+            held_since = self.clock()
+            event = self.begin(r)
+            if event.error is not None:
+                self.failed(r, event, event.error)
+                r = self.driver.reserve(0)
+                continue
+            if event.handled:
+                r = self.ack(r, reserve_next=True)[1]
+                continue
+            outcome = self.execute(event)
+            if outcome.ok:
+                r = self.succeeded(r, event, outcome, held_since=held_since, reserve_next=True)[1]
+            else:
+                self.failed(r, event, outcome.error, outcome.traceback, outcome=outcome)  # type: ignore[arg-type]
+                r = self.driver.reserve(0)
+
+
+def _safe_name(payload: bytes) -> str:
+    """The job name a payload claims, for display; never raises (the payload may be anything)."""
+    try:
+        return peek_name(payload) or "unknown job"
+    except Exception:  # noqa: BLE001 - e.g. nesting too deep for the JSON parser
+        return "unknown job"
