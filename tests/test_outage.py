@@ -5,73 +5,29 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
-import subprocess
 import time
 
 import pytest
 
-from tests.cli.conftest import Cli, write_config
-from tests.helpers import subprocess_env, wait_until
+from tests.helpers import Cli, PrivateRedis, free_port, wait_until
 from tests.sample_jobs import read_lines
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a free port, so it can be killed and restarted."""
-
-    def __init__(self, tmp_path) -> None:
-        self.port = free_port()
-        self.dir = tmp_path
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._answers, timeout=10, message="private redis-server to answer")
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
 
 
 @pytest.fixture
 def redis_server(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+    """A redis-server of the test's own on a free port, so it can be killed and restarted."""
+    with PrivateRedis(dir=tmp_path) as server:
+        yield server
 
 
 def test_a_listening_worker_survives_a_redis_restart_and_takes_new_jobs(tmp_path, redis_server):
-    path, channel = write_config(tmp_path, "redis")
-    cli = Cli(path=path, env=subprocess_env(PUBQ_REDIS_URL=redis_server.url), channel=channel,
-              events=tmp_path / "events")
+    cli = Cli.create(tmp_path, "redis", env={"PUBQ_REDIS_URL": redis_server.url})
     ran = str(tmp_path / "ran")
     proc = cli.popen("work", "listen", "2", "--isolate=0")
     try:
         cli("work", "push", "tests.Record", "--args", json.dumps({"path": ran, "tag": "before"}))
         wait_until(lambda: read_lines(ran), message="the first job")
-        redis_server.stop()
+        redis_server.kill()
         time.sleep(2.0)
         assert proc.poll() is None, "the worker must not exit on an outage"
         redis_server.start()
@@ -87,9 +43,7 @@ def test_a_listening_worker_survives_a_redis_restart_and_takes_new_jobs(tmp_path
 
 
 def test_a_one_shot_command_gives_up_after_its_budget_with_one_line(tmp_path):
-    path, channel = write_config(tmp_path, "redis")
-    cli = Cli(path=path, env=subprocess_env(PUBQ_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), channel=channel,
-              events=tmp_path / "events")
+    cli = Cli.create(tmp_path, "redis", env={"PUBQ_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
     out = cli("work", "info")
     assert out.returncode == 1
     assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1
