@@ -85,6 +85,67 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _proc_status(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def signal_handled(pid: int, sig: int) -> bool:
+    """Whether ``sig``, already sent to ``pid``, has been delivered and the process sleeps again.
+
+    Python runs its handler before an interrupted wait resumes, so once the signal is no longer
+    pending and the main thread is back asleep, the handler has run: a second ``sig`` sent now is
+    seen as a second signal (two sent together can merge into one).
+    """
+    try:
+        status = _proc_status(pid)
+    except FileNotFoundError:
+        return False
+    pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+    return not pending & (1 << (sig - 1)) and status["State"].strip().startswith("S")
+
+
+def _tcp_ports(pid: int) -> set[int]:
+    """Local ports of the TCP sockets ``pid`` holds (from /proc: its fds, then its net namespace)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[9] in inodes:
+                ports.add(int(cols[1].rpartition(":")[2], 16))
+    return ports
+
+
+def blocked_on_redis(pid: int, url: str) -> bool:
+    """Whether the Redis server at ``url`` lists a connection of process ``pid`` as blocked (BLPOP)."""
+    import redis
+
+    ports = _tcp_ports(pid)
+    with redis.Redis.from_url(url) as client:
+        clients = client.client_list()
+    return any("b" in c["flags"] and int(c["addr"].rpartition(":")[2]) in ports for c in clients)
+
+
+def sleeping_in_time_sleep(pid: int) -> bool:
+    """Whether the main thread of ``pid`` is inside ``time.sleep`` (the kernel's nanosleep)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().strip() == "hrtimer_nanosleep"
+    except FileNotFoundError:
+        return False
+
+
 # -- the CLI as a user runs it ---------------------------------------------------------------------------
 
 
@@ -155,6 +216,13 @@ class Cli:
     def info(self) -> dict:
         """``work info --json``."""
         return json.loads(self("work", "info", "--json").stdout)
+
+    def waiting_for_a_job(self, pid: int) -> bool:
+        """Whether the listening worker ``pid`` is idle in its wait for a job (not starting, not
+        reserving): blocked in BLPOP on Redis; on the db driver (SQLite), asleep between two polls."""
+        if self.driver == "redis":
+            return blocked_on_redis(pid, self.env.get("PUBQ_REDIS_URL", REDIS_URL))
+        return sleeping_in_time_sleep(pid)
 
 
 def wait_started(proc: subprocess.Popen) -> None:

@@ -33,7 +33,7 @@ def test_a_worker_killed_while_blocked_in_listen_loses_no_job(tmp_path, driver_k
     proc = cli.popen("work", "listen", "30", "--verbose", "--color=0", "--isolate=0")
     try:
         wait_started(proc)
-        time.sleep(0.3)  # let it settle into its blocking wait
+        wait_until(lambda: cli.waiting_for_a_job(proc.pid), message="the worker to block in its wait for a job")
     finally:
         kill9(proc)
     cli("work", "push", "tests.Record", "--args", json.dumps({"path": str(tmp_path / "ran")}))

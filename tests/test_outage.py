@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 
@@ -28,7 +27,8 @@ def test_a_listening_worker_survives_a_redis_restart_and_takes_new_jobs(tmp_path
         cli("work", "push", "tests.Record", "--args", json.dumps({"path": ran, "tag": "before"}))
         wait_until(lambda: read_lines(ran), message="the first job")
         redis_server.kill()
-        time.sleep(2.0)
+        log = tmp_path / "system.log"
+        wait_until(lambda: log.exists() and "retrying with backoff" in log.read_text(), message="the worker to meet the outage")
         assert proc.poll() is None, "the worker must not exit on an outage"
         redis_server.start()
         assert cli("work", "push", "tests.Record", "--args", json.dumps({"path": ran, "tag": "after"})).returncode == 0

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.helpers import Cli, wait_started, wait_until
+from tests.helpers import Cli, signal_handled, wait_started, wait_until
 from tests.sample_jobs import read_lines
 
 
@@ -24,7 +24,7 @@ def cli(request, tmp_path):
 def test_an_idle_listening_worker_exits_at_once_on_a_stop_signal(cli: Cli, sig):
     proc = cli.popen("work", "listen", "60", "--verbose", "--color=0")
     wait_started(proc)
-    time.sleep(0.2)
+    wait_until(lambda: cli.waiting_for_a_job(proc.pid), message="the worker to wait idle for a job")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=5)  # far below the 60 s wait
     assert proc.returncode == 0, err
@@ -54,7 +54,7 @@ def test_a_second_signal_stops_hard_and_puts_the_job_back_uncounted(cli: Cli, tm
     proc = cli.popen("work", "listen", "5", isolate)
     wait_until(lambda: read_lines(runs), message="the job to start")
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    wait_until(lambda: signal_handled(proc.pid, signal.SIGTERM), message="the first SIGTERM to be handled")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=10)
     assert proc.returncode == 0
