@@ -1,7 +1,9 @@
-"""Helpers shared by the tests: queues on real drivers, the CLI as a user runs it, a private
-redis-server, and waiting on conditions instead of sleeping.
+"""Helpers shared by the tests and the bench: queues on real drivers, the CLI as a user runs it, a
+private redis-server, throwaway PostgreSQL databases, and waiting on conditions instead of sleeping.
 
-Conftests only define fixtures; whatever a test imports lives here.
+The one module both import: the bench runs from a checkout, where ``tests`` is importable, and the
+soak it used to hold now lives with the reliability tests. Conftests only define fixtures; whatever
+a test imports lives here.
 """
 
 from __future__ import annotations
@@ -325,3 +327,25 @@ class PrivateRedis:
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
+
+def fresh_pg_database(admin_url: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """CREATE DATABASE ``<prefix>_<hex>`` on the server of ``admin_url`` (never touch others' data).
+
+    Returns the new database's URL and a callable that drops it (``WITH (FORCE)``: workers may
+    still hold sessions).
+    """
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    def run(sql: str) -> None:
+        conn = psycopg2.connect(admin_url, connect_timeout=10)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    run(f'CREATE DATABASE "{name}"')
+    return f"{admin_url.rpartition('/')[0]}/{name}", lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
