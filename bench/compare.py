@@ -3,7 +3,7 @@
     python bench/compare.py                      # full: 3 runs, ~10-15 min
     python bench/compare.py --quick              # 1 run, fewer jobs, ~2 min
     python bench/compare.py --systems pubq,rq --runs 3 --n 3000
-    python bench/compare.py --scale              # the whole suite: also bench/scale.py (~35 min)
+    python bench/compare.py --scale              # the whole suite: also bench/scale/run.py (~35 min)
 
 Creates (once) the bench's own venv ``bench/.venv-peers`` with pinned peers and pubq from this repo,
 and re-executes itself inside it, so every system uses the same redis-py. One private redis-server
@@ -58,7 +58,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="1 run and fewer jobs (~2 min), for a smoke check")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for latest.md/json")
     ap.add_argument("--scale", action="store_true",
-                    help="then run bench/scale.py too (worker scaling, RSS over 100k jobs, info at 1M waiting)")
+                    help="then run bench/scale/run.py too (worker scaling, RSS over 100k jobs, info at 1M waiting)")
     args = ap.parse_args()
     q = args.quick
     args.runs = args.runs or (1 if q else 3)
@@ -161,10 +161,11 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import redis
 
-    from bench.common import CLIENT_CPU, PrivateRedis, fresh_pg_database, pin_self
+    from bench.common import CLIENT_CPU, pin_self, pinned_redis
     from bench.peers import Cfg
     from bench.peers.harness import cleanup_logs
     from bench.peers.report import machine_info, write_reports
+    from tests.helpers import fresh_pg_database
 
     # Started in the background, SIGINT may be ignored: make both signals unwind (drop the PG database,
     # stop the private redis-server and the workers) instead of orphaning them.
@@ -178,7 +179,7 @@ def main() -> None:
     load_start = [round(x, 2) for x in os.getloadavg()]
     results: dict[str, dict[str, Any]] = {row: {"runs": {}, "errors": []} for row in rows}
     drop_pg = None
-    with PrivateRedis() as server:
+    with pinned_redis() as server:
         r = redis.Redis.from_url(server.url)
         cfgs: dict[str, Cfg] = {}
         for row in rows:
@@ -239,8 +240,8 @@ def main() -> None:
 
 
 def run_scale(args: argparse.Namespace, out: Path, cpus: set[int]) -> None:
-    """bench/scale.py with this run's settings; it pins its own processes, so it starts unpinned."""
-    cmd = [sys.executable, str(ROOT / "bench" / "scale.py"), "--runs", str(args.runs),
+    """bench/scale/run.py with this run's settings; it pins its own processes, so it starts unpinned."""
+    cmd = [sys.executable, str(ROOT / "bench" / "scale" / "run.py"), "--runs", str(args.runs),
            "--json", str(out / "scale-latest.json"), "--markdown", str(out / "scale-latest.md")]
     if args.quick:
         cmd.append("--quick")

@@ -1,19 +1,40 @@
-"""Shared test helpers: building queues on real drivers, waiting on conditions."""
+"""Helpers shared by the tests and the bench: queues on real drivers, the CLI as a user runs it, a
+private redis-server, throwaway PostgreSQL databases, and waiting on conditions instead of sleeping.
+
+The one module both import: the bench runs from a checkout, where ``tests`` is importable, and the
+soak it used to hold now lives with the reliability tests. Conftests only define fixtures; whatever
+a test imports lives here.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from pubq.config import QueueConfig, RetryPolicy
 from pubq.job import JobRegistry
 from pubq.queue import Queue
+from tests.drivers.backends import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
+PUBQ = [sys.executable, "-m", "pubq"]
+
+
+# -- in-process queues -------------------------------------------------------------------------------
 
 
 def registry() -> JobRegistry:
@@ -30,6 +51,9 @@ def make_queue(driver: Any, *, name: str = "q", attempts: int = 1, ttr: int = 30
     return Queue(qc, driver, registry())
 
 
+# -- waiting -------------------------------------------------------------------------------------------
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
                message: str = "condition") -> Any:
     """Poll ``predicate`` until truthy; fail with ``message`` after ``timeout`` seconds."""
@@ -43,7 +67,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+# -- processes -----------------------------------------------------------------------------------------
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment with the repository importable, no ``PUBQ_CONFIG`` and no colours."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.pop("PUBQ_CONFIG", None)
@@ -52,4 +80,272 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-PUBQ = [sys.executable, "-m", "pubq"]
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def signal_handled(pid: int, sig: int) -> bool:
+    """Whether ``sig``, already sent to ``pid``, has been delivered and the process sleeps again.
+
+    Python runs its handler before an interrupted wait resumes, so once the signal is no longer
+    pending and the main thread is back asleep, the handler has run: a second ``sig`` sent now is
+    seen as a second signal (two sent together can merge into one).
+    """
+    try:
+        status = _proc_status(pid)
+    except FileNotFoundError:
+        return False
+    pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+    return not pending & (1 << (sig - 1)) and status["State"].strip().startswith("S")
+
+
+def _tcp_ports(pid: int) -> set[int]:
+    """Local ports of the TCP sockets ``pid`` holds (from /proc: its fds, then its net namespace)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[9] in inodes:
+                ports.add(int(cols[1].rpartition(":")[2], 16))
+    return ports
+
+
+def blocked_on_redis(pid: int, url: str) -> bool:
+    """Whether the Redis server at ``url`` lists a connection of process ``pid`` as blocked (BLPOP)."""
+    import redis
+
+    ports = _tcp_ports(pid)
+    with redis.Redis.from_url(url) as client:
+        clients = client.client_list()
+    return any("b" in c["flags"] and int(c["addr"].rpartition(":")[2]) in ports for c in clients)
+
+
+def sleeping_in_time_sleep(pid: int) -> bool:
+    """Whether the main thread of ``pid`` is inside ``time.sleep`` (the kernel's nanosleep)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().strip() == "hrtimer_nanosleep"
+    except FileNotFoundError:
+        return False
+
+
+# -- the CLI as a user runs it ---------------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, driver: str, **queue_overrides: Any) -> tuple[Path, str]:
+    """A config with one queue ``work`` on ``driver`` ("redis", or the db driver on SQLite) and a
+    unique channel; returns its path and the channel."""
+    channel = f"pubq-test:cli:{uuid.uuid4().hex[:10]}"
+    queue = {
+        "driver": "redis" if driver == "redis" else "db",
+        "channel": channel,
+        "ttr": 30,
+        "attempts": 1,
+        "retry": {"backoff": "fixed", "delay": 0, "jitter": False},
+        "on": {
+            "afterExec": "tests.sample_jobs:Recorder.after_exec",
+            "afterError": "tests.sample_jobs:Recorder.after_error",
+        },
+        "behaviors": ["log"],
+        "grace": 0.2,
+    }
+    queue.update(queue_overrides)
+    data = {
+        "database": f"sqlite:///{tmp_path / 'state.db'}",
+        "jobs": ["tests.sample_jobs"],
+        "queues": {"work": queue},
+        "log": {"file": str(tmp_path / "system.log"), "level": "INFO"},
+    }
+    if driver == "redis":
+        data["redis"] = REDIS_URL
+    else:
+        data["queue_database"] = f"sqlite:///{tmp_path / 'queue.db'}"
+    path = tmp_path / "pubq.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path, channel
+
+
+@dataclass
+class Cli:
+    """``python -m pubq --config PATH …`` in a subprocess; ``events`` is where the Recorder handlers write."""
+
+    path: Path
+    env: dict[str, str]
+    channel: str
+    events: Path
+    driver: str = "redis"
+
+    @classmethod
+    def create(cls, tmp_path: Path, driver: str, *, env: dict[str, str] | None = None,
+               **queue_overrides: Any) -> Cli:
+        """A config of its own under ``tmp_path`` (see :func:`write_config`); ``env`` adds variables."""
+        path, channel = write_config(tmp_path, driver, **queue_overrides)
+        events = tmp_path / "events"
+        return cls(path=path, env=subprocess_env(PUBQ_TEST_EVENTS=str(events), **(env or {})), channel=channel,
+                   events=events, driver=driver)
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*PUBQ, "--config", str(self.path), *args],
+            input=input, capture_output=True, text=True, env=self.env, cwd=ROOT, timeout=timeout,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*PUBQ, "--config", str(self.path), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT,
+        )
+
+    def info(self) -> dict:
+        """``work info --json``."""
+        return json.loads(self("work", "info", "--json").stdout)
+
+    def waiting_for_a_job(self, pid: int) -> bool:
+        """Whether the listening worker ``pid`` is idle in its wait for a job (not starting, not
+        reserving): blocked in BLPOP on Redis; on the db driver (SQLite), asleep between two polls."""
+        if self.driver == "redis":
+            return blocked_on_redis(pid, self.env.get("PUBQ_REDIS_URL", REDIS_URL))
+        return sleeping_in_time_sleep(pid)
+
+
+def wait_started(proc: subprocess.Popen) -> None:
+    """Read a ``--verbose`` worker's output until it says it has started (its signal handlers are in)."""
+    wait_until(lambda: "Worker is started" in (proc.stdout.readline() or ""), message="worker start")
+
+
+# -- servers of the test's own ---------------------------------------------------------------------------
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of our own on a free port, memory-only unless ``appendonly``.
+
+    ``prefix`` goes before the command (the bench pins it with ``taskset``). ``dir`` holds its files
+    and ``redis.log``; without one a temporary directory is made and removed by ``cleanup()``.
+    ``stop()`` shuts it down cleanly (an append-only file is complete), ``kill()`` is a crash
+    (SIGKILL), ``start()`` after either comes back on the same port and directory. Use it as a
+    context manager (or a fixture that calls ``cleanup()``) so it never outlives its user.
+    """
+
+    appendonly: bool = False
+    prefix: Sequence[str] = ()
+    port: int = field(default_factory=free_port)
+    dir: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False)
+    _own_dir: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="pubq-redis-"))
+            self._own_dir = True
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        cmd = [*self.prefix, exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+               "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+               "--daemonize", "no", "--logfile", "redis.log"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(self._answers, timeout=10, message=f"redis-server on port {self.port} to answer "
+                                                          f"(log: {self.dir}/redis.log)")
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir}/redis.log")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SHUTDOWN (clean: the append-only file is complete); SIGKILL if it does not go."""
+        if not self.running():
+            return
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"SHUTDOWN\r\n")
+                s.recv(64)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as in a crash."""
+        if self.running():
+            self.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+            self.proc.wait(timeout=10)  # type: ignore[union-attr]
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)  # type: ignore[arg-type]
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def fresh_pg_database(admin_url: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """CREATE DATABASE ``<prefix>_<hex>`` on the server of ``admin_url`` (never touch others' data).
+
+    Returns the new database's URL and a callable that drops it (``WITH (FORCE)``: workers may
+    still hold sessions).
+    """
+    import psycopg2
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    def run(sql: str) -> None:
+        conn = psycopg2.connect(admin_url, connect_timeout=10)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    run(f'CREATE DATABASE "{name}"')
+    return f"{admin_url.rpartition('/')[0]}/{name}", lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -11,7 +10,7 @@ from pubq import events as ev
 from pubq.drivers.base import JobStatus
 from pubq.worker import Worker
 from tests.drivers.backends import open_driver
-from tests.helpers import make_queue
+from tests.helpers import make_queue, wait_until
 from tests.sample_jobs import FailJob, FlakyJob, NoopJob, RecordJob, SleepJob, SuicideJob, read_lines
 
 KINDS = ["memory", "redis", "sqlite"]
@@ -205,8 +204,9 @@ def test_a_reclaimed_invalid_payload_is_failed_with_its_own_reason_not_a_ttr(dri
     q = make_queue(driver, ttr=1, attempts=3)
     seen = record_events(q)
     bad = q.driver.push(b'{"job": "tests.Record", "args": {"nope": 1}}', ttr=1)
-    assert q.driver.reserve(0).job_id == bad  # the worker holding it dies here
-    time.sleep(1.2)
+    held = q.driver.reserve(0)
+    assert held.job_id == bad  # the worker holding it dies here
+    wait_until(lambda: q.driver.now() > held.deadline, message="the backend clock to pass the job's TTR")
     assert drain(q) == 0
     entry = q.driver.failed_get(bad)
     assert entry.error_class == "InvalidJobError" and "unknown argument(s): nope" in entry.message

@@ -22,9 +22,10 @@ from typing import Any
 
 import redis
 
-from bench.common import CLIENT_CPU, percentile, repo_root, taskset_prefix
+from bench.common import CLIENT_CPU, percentile, taskset_prefix
 from bench.peers import COUNTER, DONE, LATENCIES, STAMP, Adapter, Cfg
 from bench.peers.proxy import CountingProxy
+from tests.helpers import ROOT
 
 GNU_TIME = "/usr/bin/time"
 #: Worker logs of this run (made on first use, removed by cleanup_logs).
@@ -55,9 +56,9 @@ class WorkerProc:
         use_time = self.rss and os.access(GNU_TIME, os.X_OK)
         cmd = [*taskset_prefix(CLIENT_CPU), *([GNU_TIME, "-o", str(self.time_file), "-f", "%M"] if use_time else []),
                sys.executable, "-m", "bench.peers.worker_main", self.mode]
-        env = {**os.environ, **self.cfg.to_env(), "PYTHONPATH": str(repo_root())}
+        env = {**os.environ, **self.cfg.to_env(), "PYTHONPATH": str(ROOT)}
         with open(self.log, "wb") as fh:
-            self.proc = subprocess.Popen(cmd, env=env, cwd=repo_root(), stdout=fh, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid = self._worker_pid() if use_time else self.proc.pid
         return self

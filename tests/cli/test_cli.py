@@ -7,8 +7,7 @@ import re
 import signal
 from pathlib import Path
 
-from tests.cli.conftest import Cli
-from tests.helpers import wait_until
+from tests.helpers import Cli, wait_until
 from tests.sample_jobs import read_lines
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"

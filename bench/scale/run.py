@@ -1,6 +1,6 @@
 """Scale measures of issue #6: worker scaling (1/2/4 processes), worker RSS over 100k jobs, ``info`` at 1M.
 
-    python bench/scale.py [--runs 3] [--quick] [--json out.json] [--backends redis,sqlite,postgres,mariadb]
+    python bench/scale/run.py [--runs 3] [--quick] [--json out.json] [--backends redis,sqlite,postgres,mariadb]
 
 Method (``../shared/docs/benchmarks.md``): a private redis-server pinned to CPU 0, the workers and
 every other client pinned to CPU 1; medians of ``--runs`` runs; every run verified by a counter.
@@ -35,16 +35,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from common import CLIENT_CPU, PrivateRedis, pin_self, repo_root  # noqa: E402
-from scale_env import (  # noqa: E402
+
+from bench.common import CLIENT_CPU, pin_self, pinned_redis  # noqa: E402
+from bench.scale.env import (  # noqa: E402
     Backend,
     CpuSampler,
     child_pid,
-    cli_env,
     machine_info,
     open_backend,
     open_queue,
@@ -53,10 +53,10 @@ from scale_env import (  # noqa: E402
     wait_all,
     write_config,
 )
-from scale_jobs import CountJob, NoopJob  # noqa: E402
-from scale_report import render_markdown  # noqa: E402
-
+from bench.scale.jobs import CountJob, NoopJob  # noqa: E402
+from bench.scale.report import render_markdown  # noqa: E402
 from pubq.drivers.base import FailureInfo  # noqa: E402
+from tests.helpers import subprocess_env  # noqa: E402
 
 WORKER_COUNTS = (1, 2, 4)
 SCALING_N = {"redis": 6_000, "sqlite": 6_000, "postgres": 3_000, "mariadb": 1_000}
@@ -95,11 +95,11 @@ def scaling_run(backend: Backend, workers: int, n: int, tmp: Path, counter: redi
     queue = open_queue(config)
     fill(queue, CountJob(), n)
     key = f"scale:{uuid.uuid4().hex[:10]}"
-    env = cli_env(PUBQ_SCALE_COUNTER=_url(counter), PUBQ_SCALE_KEY=key, PUBQ_SCALE_TOTAL=str(n))
+    env = subprocess_env(PUBQ_SCALE_COUNTER=_url(counter), PUBQ_SCALE_KEY=key, PUBQ_SCALE_TOTAL=str(n))
     sampler = CpuSampler(backend.server_pids).start()
     log = open(tmp / f"workers-{channel.replace(':', '-')}.log", "wb")  # noqa: SIM115 - closed below
     t_launch = time.time()
-    procs = [subprocess.Popen(worker_cmd(config, pinned=pinned), stdout=log, stderr=log, env=env, cwd=repo_root())
+    procs = [subprocess.Popen(worker_cmd(config, pinned=pinned), stdout=log, stderr=log, env=env, cwd=ROOT)
              for _ in range(workers)]
     sampler.worker_pids = [p.pid for p in procs]
     try:
@@ -116,7 +116,7 @@ def scaling_run(backend: Backend, workers: int, n: int, tmp: Path, counter: redi
     counts = queue.driver.counts()
     left_waiting = counts.waiting
     if left_waiting:  # a worker exits when it sees nothing due; drain what it left, then verify all
-        subprocess.run(worker_cmd(config), stdout=log, stderr=log, env=env, cwd=repo_root(), timeout=300)
+        subprocess.run(worker_cmd(config), stdout=log, stderr=log, env=env, cwd=ROOT, timeout=300)
         counts = queue.driver.counts()
     log.close()
     runs, distinct = int(counter.get(f"{key}:runs") or 0), counter.scard(f"{key}:ids")
@@ -200,7 +200,7 @@ def rss_run(backend: Backend, n: int, tmp: Path) -> dict[str, Any]:
     out_file = tmp / f"time-{channel.replace(':', '-')}.txt"
     cmd = ["/usr/bin/time", "-f", "%M %e %U %S", "-o", str(out_file), *worker_cmd(config)]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env(), cwd=repo_root())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env(), cwd=ROOT)
     pid = child_pid(proc.pid)
     samples: list[tuple[float, float, int]] = []  # (t, rss MiB, jobs done)
     deadline = time.monotonic() + 120 + n / 100
@@ -275,7 +275,7 @@ def grow_to(queue: Any, have: dict[str, int], want: dict[str, int]) -> None:
     extra_r, extra_f = want["reserved"] - have["reserved"], want["failed"] - have["failed"]
     fill(queue, NoopJob(), want["delayed"] - have["delayed"], delay=86_400)
     fill(queue, NoopJob(), want["waiting"] - have["waiting"] + extra_r + extra_f)
-    info = FailureInfo("bench.Error", "failed on purpose by bench/scale.py")
+    info = FailureInfo("bench.Error", "failed on purpose by bench/scale/run.py")
     for i in range(extra_r + extra_f):
         r = queue.driver.reserve(0)
         assert r is not None
@@ -286,8 +286,8 @@ def grow_to(queue: Any, have: dict[str, int], want: dict[str, int]) -> None:
 
 def time_cli(config: Path, args: list[str]) -> tuple[float, str]:
     t = time.perf_counter()
-    p = subprocess.run(pubq_cmd(config, "work", *args), capture_output=True, text=True, env=cli_env(),
-                       cwd=repo_root(), timeout=120)
+    p = subprocess.run(pubq_cmd(config, "work", *args), capture_output=True, text=True, env=subprocess_env(),
+                       cwd=ROOT, timeout=120)
     seconds = time.perf_counter() - t
     if p.returncode != 0:
         raise RuntimeError(f"pubq work {' '.join(args)} exited {p.returncode}: {p.stderr[-500:]}")
@@ -339,7 +339,7 @@ def measure_info(names: list[str], runs: int, sizes: tuple[int, ...], tmp: Path)
     """One queue per backend grown from the small size to the big one; its own Redis, dropped after."""
     out: dict[str, Any] = {}
     for name in names:
-        with PrivateRedis() as private:
+        with pinned_redis() as private:
             backend = open_backend(name, tmp, private)
             try:
                 config = write_config(tmp, backend, f"info:{uuid.uuid4().hex[:10]}")
@@ -398,7 +398,7 @@ def main() -> int:
         "machine": machine_info(), "runs": runs, "quick": args.quick,
     }
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="pubq-scale-") as tmp_name, PrivateRedis() as private:
+    with tempfile.TemporaryDirectory(prefix="pubq-scale-") as tmp_name, pinned_redis() as private:
         tmp = Path(tmp_name)
         counter = redis.Redis.from_url(private.url)
         backends: dict[str, Backend] = {}

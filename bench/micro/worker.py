@@ -1,7 +1,7 @@
 """End-to-end worker benchmark (issue 3 targets): pubq's Queue + Worker on a real backend.
 
-    python bench/bench_worker.py --driver redis --n 20000
-    python bench/bench_worker.py --driver sqlite --n 5000
+    python bench/micro/worker.py --driver redis --n 20000
+    python bench/micro/worker.py --driver sqlite --n 5000
 
 Measures push (single and push_many), one worker process draining no-op jobs without isolate and
 with isolate (fork per job), listen pickup latency at a fixed rate, and the worker's RSS. Every run
@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pubq import Job  # noqa: E402
 from pubq.config import QueueConfig, RetryPolicy  # noqa: E402

@@ -1,6 +1,6 @@
 """Quick throughput check of the Redis driver: push, push_many, and a reserve+ack loop.
 
-    python bench/bench_redis_driver.py --n 20000 --url redis://127.0.0.1:6379/0
+    python bench/micro/redis_driver.py --n 20000 --url redis://127.0.0.1:6379/0
 
 Uses a fresh channel and deletes its keys afterwards. Figures vary ±30% between runs (see
 shared/docs/benchmarks.md): compare within one run, and never assert timings in tests.
@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pubq.drivers.base import PushItem  # noqa: E402
 from pubq.drivers.redis import RedisDriver  # noqa: E402

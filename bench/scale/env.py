@@ -1,4 +1,4 @@
-"""The environment of ``bench/scale.py``: backends it creates and removes, configs, CLI runs, /proc sampling.
+"""The environment of ``bench/scale/run.py``: backends it creates and removes, configs, CLI runs, /proc sampling.
 
 Kept apart from the measures so that each measure reads as: set up, run the real CLI, verify, report.
 Everything created here is removed by ``Backend.cleanup`` (a fresh PostgreSQL/MariaDB database per
@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import CLIENT_CPU, PrivateRedis, fresh_pg_database, repo_root, taskset_prefix
 
-BENCH_DIR = Path(__file__).resolve().parent
+from bench.common import CLIENT_CPU, taskset_prefix
+from tests.helpers import ROOT, PrivateRedis, fresh_pg_database, subprocess_env
+
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB_ADMIN = dict(host="127.0.0.1", port=3306, user="root", password="", database="test")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -95,10 +96,10 @@ def write_config(tmp: Path, backend: Backend, channel: str, *, gate: bool = Fals
         "retry": {"backoff": "fixed", "delay": 0, "jitter": False}, "grace": 5,
     }
     if gate:
-        queue["on"] = {"workerStart": "scale_jobs:start_gate"}
+        queue["on"] = {"workerStart": "bench.scale.jobs:start_gate"}
     data: dict[str, Any] = {
         "database": f"sqlite:///{tmp / 'state.db'}",
-        "jobs": ["scale_jobs"],
+        "jobs": ["bench.scale.jobs"],
         "queues": {"work": queue},
         "log": {"file": str(tmp / "worker.log"), "level": "WARNING"},
     }
@@ -109,16 +110,6 @@ def write_config(tmp: Path, backend: Backend, channel: str, *, gate: bool = Fals
     path = tmp / f"pubq-{channel.replace(':', '-')}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    """The environment of every CLI process: the repo and bench/ importable, no colours."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(repo_root()), str(BENCH_DIR)])
-    env.pop("PUBQ_CONFIG", None)
-    env["NO_COLOR"] = "1"
-    env.update(extra)
-    return env
 
 
 def pubq_cmd(config: Path, *args: str, cpu: int | None = CLIENT_CPU) -> list[str]:
@@ -132,7 +123,7 @@ def open_queue(config: Path) -> Any:
     from pubq.app import App
     from pubq.config import load_config
 
-    return App(load_config(config, env=cli_env())).queue("work")
+    return App(load_config(config, env=subprocess_env())).queue("work")
 
 
 def wait_all(procs: Sequence[subprocess.Popen], timeout: float) -> list[int]:
@@ -306,7 +297,7 @@ def machine_info() -> dict[str, Any]:
         "postgres": _first_line(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-Atc",
                                  "SHOW server_version"]),
         "mariadb": _first_line(["mysql", "-h127.0.0.1", "-uroot", "-N", "-e", "SELECT VERSION()"]),
-        "pubq_commit": _first_line(["git", "-C", str(repo_root()), "rev-parse", "--short", "HEAD"]),
-        "pubq_tree_dirty_files": _first_line(["sh", "-c", f"git -C {repo_root()} status --porcelain pubq | wc -l"]),
+        "pubq_commit": _first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "pubq_tree_dirty_files": _first_line(["sh", "-c", f"git -C {ROOT} status --porcelain pubq | wc -l"]),
         "loadavg_start": os.getloadavg(), "has_gnu_time": shutil.which("time") is not None,
     }

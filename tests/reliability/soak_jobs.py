@@ -1,4 +1,4 @@
-"""The soak's job and handlers, imported by the worker processes (``jobs: [soak_jobs]``).
+"""The soak's job and handlers, imported by the worker processes (``jobs: [tests.reliability.soak_jobs]``).
 
 Every record is one short line appended with ``O_APPEND`` to ``$PUBQ_SOAK_DIR/records.log``: the
 kernel keeps a completed ``write`` whatever happens to the process afterwards, and no queue backend

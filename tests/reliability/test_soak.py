@@ -1,6 +1,6 @@
 """The reliability soak of issue #6 at small size, on every backend it covers.
 
-Runs ``bench/soak.py`` as a user would (real CLI workers, SIGKILLs, Redis restarts or PostgreSQL
+Runs ``tests/reliability/soak.py`` as a user would (real CLI workers, SIGKILLs, Redis restarts or PostgreSQL
 session kills, failing and malformed jobs) and asserts its invariants; no timing is asserted.
 A backend that cannot be reached fails the test with the reason (no skip).
 """
@@ -27,7 +27,7 @@ MALFORMED = 100
 def test_the_soak_loses_no_job_and_fails_each_failed_job_exactly_once(backend, tmp_path):
     out = tmp_path / "soak.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--backend", backend, "--jobs", str(JOBS),
+        [sys.executable, str(ROOT / "tests" / "reliability" / "soak.py"), "--backend", backend, "--jobs", str(JOBS),
          "--workers", str(WORKERS), "--kill-every", "2", "--redis-restarts", "2", "--pg-terminations", "2",
          "--fail-rate", "0.01", "--malformed", str(MALFORMED), "--deadline", "300", "--json", str(out),
          "--keep"],  # records and worker logs stay under tmp_path (TMPDIR) to read after a failure

@@ -1,7 +1,7 @@
 """Benchmark of the db driver: push, push_many, a one-process drain loop, and reserve time vs table size.
 
-    python bench/bench_db_driver.py --url sqlite:////tmp/bench.db --n 5000
-    python bench/bench_db_driver.py --url postgresql://postgres@127.0.0.1:5432/test --n 5000 --big
+    python bench/micro/db_driver.py --url sqlite:////tmp/bench.db --n 5000
+    python bench/micro/db_driver.py --url postgresql://postgres@127.0.0.1:5432/test --n 5000 --big
 
 Tables get a prefix of their own (``pubq_bench<pid>_``) and are dropped at the end (``--keep`` keeps
 them); a SQLite URL's file is the user's and only those tables are dropped from it. Each figure is
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pubq.drivers.base import PushItem  # noqa: E402
 from pubq.drivers.db import DbDriver  # noqa: E402

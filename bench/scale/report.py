@@ -1,4 +1,4 @@
-"""Markdown for ``bench/scale.py``'s report: the tables the lead pastes into bench/README.md."""
+"""Markdown for ``bench/scale/run.py``'s report: the tables the lead pastes into bench/README.md."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def _info(data: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    lines = ["## Scale (issue #6): `bench/scale.py`", "", *_header(report)]
+    lines = ["## Scale (issue #6): `bench/scale/run.py`", "", *_header(report)]
     if "scaling" in report:
         lines += _scaling(report["scaling"])
     if "rss" in report:

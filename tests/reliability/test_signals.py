@@ -9,33 +9,22 @@ import time
 
 import pytest
 
-from tests.cli.conftest import Cli, write_config
-from tests.helpers import subprocess_env, wait_until
+from tests.helpers import Cli, signal_handled, wait_started, wait_until
 from tests.sample_jobs import read_lines
 
 
 @pytest.fixture(params=["redis", "sqlite"])
 def cli(request, tmp_path):
-    path, channel = write_config(tmp_path, request.param, attempts=3)
-    c = Cli(path=path, env=subprocess_env(PUBQ_TEST_EVENTS=str(tmp_path / "events")), channel=channel,
-            events=tmp_path / "events")
+    c = Cli.create(tmp_path, request.param, attempts=3)
     yield c
     c("work", "clear", "--yes")
-
-
-def info(cli: Cli) -> dict:
-    return json.loads(cli("work", "info", "--json").stdout)
-
-
-def started(proc) -> None:
-    wait_until(lambda: "Worker is started" in (proc.stdout.readline() or ""), message="worker start")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP])
 def test_an_idle_listening_worker_exits_at_once_on_a_stop_signal(cli: Cli, sig):
     proc = cli.popen("work", "listen", "60", "--verbose", "--color=0")
-    started(proc)
-    time.sleep(0.2)
+    wait_started(proc)
+    wait_until(lambda: cli.waiting_for_a_job(proc.pid), message="the worker to wait idle for a job")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=5)  # far below the 60 s wait
     assert proc.returncode == 0, err
@@ -48,13 +37,13 @@ def test_a_busy_worker_finishes_its_job_then_exits_0(cli: Cli, tmp_path, isolate
     cli("work", "push", "tests.Sleep", "--args", json.dumps({"seconds": 1.0, "path": runs}))
     cli("work", "push", "tests.Noop")
     proc = cli.popen("work", "listen", "5", "--verbose", "--color=0", isolate)
-    started(proc)
+    wait_started(proc)
     wait_until(lambda: read_lines(runs), message="the job to start")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
     assert [line.split()[0] for line in read_lines(runs)] == ["start", "end"]
-    counts = info(cli)
+    counts = cli.info()
     assert (counts["done"], counts["waiting"], counts["reserved"]) == (1, 1, 0)  # the Noop was not taken
 
 
@@ -65,11 +54,11 @@ def test_a_second_signal_stops_hard_and_puts_the_job_back_uncounted(cli: Cli, tm
     proc = cli.popen("work", "listen", "5", isolate)
     wait_until(lambda: read_lines(runs), message="the job to start")
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    wait_until(lambda: signal_handled(proc.pid, signal.SIGTERM), message="the first SIGTERM to be handled")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=10)
     assert proc.returncode == 0
-    counts = info(cli)
+    counts = cli.info()
     assert (counts["waiting"], counts["reserved"], counts["done"], counts["failed"]) == (1, 0, 0, 0)
     assert read_lines(str(cli.events)) == []  # no afterError: the attempt did not fail
     # The next run is attempt 1 again.
@@ -83,11 +72,11 @@ def test_max_seconds_and_max_jobs_end_a_listening_worker(cli: Cli):
         cli("work", "push", "tests.Noop")
     out = cli("work", "listen", "1", "--max-jobs", "2", "--isolate=0")
     assert out.returncode == 0
-    assert info(cli)["done"] == 2
+    assert cli.info()["done"] == 2
     t = time.monotonic()
     out = cli("work", "listen", "30", "--max-seconds", "1", "--isolate=0")
     assert out.returncode == 0 and time.monotonic() - t < 25
-    assert info(cli)["done"] == 3
+    assert cli.info()["done"] == 3
 
 
 def test_memory_limit_stops_the_worker_after_a_job(cli: Cli):
@@ -95,4 +84,4 @@ def test_memory_limit_stops_the_worker_after_a_job(cli: Cli):
         cli("work", "push", "tests.Noop")
     out = cli("work", "listen", "1", "--memory-limit", "1", "--isolate=0")
     assert out.returncode == 0
-    assert info(cli)["done"] == 1 and info(cli)["waiting"] == 2
+    assert cli.info()["done"] == 1 and cli.info()["waiting"] == 2

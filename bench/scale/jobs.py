@@ -1,4 +1,4 @@
-"""Jobs for ``bench/scale.py``, imported by the real CLI workers it starts (``jobs: [scale_jobs]``).
+"""Jobs for ``bench/scale/run.py``, imported by the real CLI workers it starts (``jobs: [bench.scale.jobs]``).
 
 ``scale.Count`` proves every run in one pipelined round trip to the benchmark's private Redis: INCR a
 counter (total runs), SADD the job id (distinct runs; a duplicate shows as SADD → 0) and SET NX the

@@ -1,11 +1,11 @@
 """Reliability soak (issue #6): real CLI workers under SIGKILL and backend restarts lose no job.
 
-    python bench/soak.py --backend redis|sqlite|postgres [--jobs 10000] [--workers 3]
+    python tests/reliability/soak.py --backend redis|sqlite|postgres [--jobs 10000] [--workers 3]
         [--kill-every 2] [--redis-restarts 2] [--pg-terminations 2] [--fail-rate 0.01]
         [--malformed 100] [--json out.json]
 
-What it does: pushes ``--jobs`` soak jobs (``soak_jobs.SoakJob``; ``--fail-rate`` of them raise on
-every attempt) and ``--malformed`` payloads written straight through the driver, below the queue's
+What it does: pushes ``--jobs`` soak jobs (``soak_jobs.SoakJob``; ``--fail-rate`` of them raise
+on every attempt) and ``--malformed`` payloads written straight through the driver, below the queue's
 validation (bad JSON, unknown job, wrong arguments, 10 MB bodies); starts ``--workers`` processes of
 ``python -m pubq --config … soak listen 1`` (isolate mode, as users run them); SIGKILLs a random
 worker every ~``--kill-every`` s and starts a new one; restarts the private Redis (append-only on)
@@ -33,11 +33,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-from common import PrivateRedis, cpu_count, fresh_pg_database, repo_root
-from soak_check import Pushed, check, read_records, refused_ack_ids
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script: python tests/reliability/soak.py
 
-BENCH = Path(__file__).resolve().parent
+import yaml  # noqa: E402
+
+from tests.helpers import PrivateRedis, fresh_pg_database  # noqa: E402
+from tests.reliability.soak_check import Pushed, check, read_records, refused_ack_ids  # noqa: E402
+
+#: The module of the soak's job and handlers, imported by every worker.
+JOBS = "tests.reliability.soak_jobs"
 QUEUE = "soak"
 #: Bytes of the oversized malformed payloads (the queue accepts 1 MiB).
 BIG_BODY = 10 * 1024 * 1024
@@ -70,12 +75,12 @@ class Backend:
 
 
 class RedisBackend(Backend):
-    """A private redis-server with appendonly on, restarted with SHUTDOWN (bench.common)."""
+    """A private redis-server with appendonly on, restarted with SHUTDOWN (tests.helpers)."""
 
     name = "redis"
 
     def __init__(self, restarts: int) -> None:
-        self.server = PrivateRedis(cpu=None, appendonly=True).start()
+        self.server = PrivateRedis(appendonly=True).start()
         self.outages = restarts
 
     def queue_config(self) -> dict[str, Any]:
@@ -163,7 +168,7 @@ def write_config(workdir: Path, backend: Backend, args: argparse.Namespace) -> P
     data: dict[str, Any] = {
         **qc["top"],
         "database": f"sqlite:///{workdir / 'state.db'}",
-        "jobs": ["soak_jobs"],
+        "jobs": [JOBS],
         "queues": {QUEUE: {
             "driver": qc["driver"],
             "channel": f"pubq-soak:{uuid.uuid4().hex[:8]}",
@@ -171,8 +176,8 @@ def write_config(workdir: Path, backend: Backend, args: argparse.Namespace) -> P
             "grace": 1,
             "attempts": args.attempts,
             "retry": {"backoff": "fixed", "delay": 0.2, "jitter": False},
-            "on": {"afterExec": "soak_jobs:SoakRecorder.after_exec",
-                   "afterError": "soak_jobs:SoakRecorder.after_error"},
+            "on": {"afterExec": f"{JOBS}:SoakRecorder.after_exec",
+                   "afterError": f"{JOBS}:SoakRecorder.after_error"},
         }},
         "log": {"file": str(workdir / "system.log"), "level": "WARNING"},
     }
@@ -183,7 +188,7 @@ def write_config(workdir: Path, backend: Backend, args: argparse.Namespace) -> P
 
 def worker_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _URL_ENV}
-    env["PYTHONPATH"] = os.pathsep.join([str(BENCH), str(repo_root()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PUBQ_SOAK_DIR"] = str(workdir)
     env["NO_COLOR"] = "1"
     return env
@@ -213,7 +218,7 @@ def malformed_payloads(n: int, big: int, rng: random.Random) -> list[tuple[str, 
 
 def push_all(queue: Any, args: argparse.Namespace, rng: random.Random) -> Pushed:
     """Valid jobs in chunks through the queue; malformed ones through the driver, interleaved."""
-    from soak_jobs import SoakJob
+    from tests.reliability.soak_jobs import SoakJob
 
     pushed = Pushed()
     failing = set(rng.sample(range(args.jobs), round(args.jobs * args.fail_rate)))
@@ -262,7 +267,7 @@ class Workers:
         log = open(path, "wb")  # noqa: SIM115 - owned by the child
         try:
             proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                    cwd=repo_root(), start_new_session=True)
+                                    cwd=ROOT, start_new_session=True)
             self.all_procs.append(proc)
             self.logs[proc.pid] = path
             return proc
@@ -358,7 +363,6 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     app: App | None = None
     try:
         config = write_config(workdir, backend, args)
-        sys.path.insert(0, str(BENCH))
         app = App(load_config(config, env={}))
         queue = app.queue(QUEUE)
         t_push = time.monotonic()
@@ -435,7 +439,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "wall_seconds": round(wall, 2),
             "jobs_per_second": round(report["pushed"] / wall, 1) if wall else None,
             "log_errors": log_errors(workdir),
-            "machine": {"cpus": cpu_count(), "python": platform.python_version(),
+            "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
                         "platform": platform.platform()},
             "args": {k: v for k, v in vars(args).items() if k != "json"},
             "ok": not report["problems"],
