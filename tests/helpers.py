@@ -151,9 +151,10 @@ def sleeping_in_time_sleep(pid: int) -> bool:
 # -- the CLI as a user runs it ---------------------------------------------------------------------------
 
 
-def write_config(tmp_path: Path, driver: str, **queue_overrides: Any) -> tuple[Path, str]:
+def write_config(tmp_path: Path, driver: str, *, top: dict[str, Any] | None = None,
+                 **queue_overrides: Any) -> tuple[Path, str]:
     """A config with one queue ``work`` on ``driver`` ("redis", or the db driver on SQLite) and a
-    unique channel; returns its path and the channel."""
+    unique channel; ``top`` adds top-level keys. Returns its path and the channel."""
     channel = f"pubq-test:cli:{uuid.uuid4().hex[:10]}"
     queue = {
         "driver": "redis" if driver == "redis" else "db",
@@ -175,6 +176,7 @@ def write_config(tmp_path: Path, driver: str, **queue_overrides: Any) -> tuple[P
         "queues": {"work": queue},
         "log": {"file": str(tmp_path / "system.log"), "level": "INFO"},
     }
+    data.update(top or {})
     if driver == "redis":
         data["redis"] = REDIS_URL
     else:
@@ -196,9 +198,9 @@ class Cli:
 
     @classmethod
     def create(cls, tmp_path: Path, driver: str, *, env: dict[str, str] | None = None,
-               **queue_overrides: Any) -> Cli:
+               top: dict[str, Any] | None = None, **queue_overrides: Any) -> Cli:
         """A config of its own under ``tmp_path`` (see :func:`write_config`); ``env`` adds variables."""
-        path, channel = write_config(tmp_path, driver, **queue_overrides)
+        path, channel = write_config(tmp_path, driver, top=top, **queue_overrides)
         events = tmp_path / "events"
         return cls(path=path, env=subprocess_env(PUBQ_TEST_EVENTS=str(events), **(env or {})), channel=channel,
                    events=events, driver=driver)

@@ -280,8 +280,8 @@ def grow_to(queue: Any, have: dict[str, int], want: dict[str, int]) -> None:
         r = queue.driver.reserve(0)
         assert r is not None
         if i < extra_f:
-            assert queue.driver.fail(r.job_id, r.attempt, info)
-            queue.driver.settle(r.job_id, r.attempt)
+            assert queue.driver.fail(r, info)
+            queue.driver.settle(r)
 
 
 def time_cli(config: Path, args: list[str]) -> tuple[float, str]:

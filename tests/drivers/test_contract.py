@@ -186,11 +186,39 @@ def _reserve_in_thread(driver: Any, timeout: float) -> tuple[threading.Thread, l
     return t, out
 
 
+def _blocked(driver: Any, thread: threading.Thread) -> bool:
+    """Whether ``thread`` sits in a blocking wait inside ``driver.reserve`` (not running, not waiting
+    for the GIL): the memory driver's condition has a waiter; a real driver's thread sleeps in the
+    kernel on something other than a futex (a socket read, select, or the poll interval)."""
+    if hasattr(driver, "_cond"):
+        return bool(driver._cond._waiters)
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/self/task/{thread.native_id}/wchan") as fh:
+            wchan = fh.read()
+    except OSError:
+        return False
+    return state == "S" and "futex" not in wchan
+
+
+def _wait_blocked(driver: Any, thread: threading.Thread) -> None:
+    seen = 0
+
+    def settled() -> bool:
+        nonlocal seen
+        seen = seen + 1 if _blocked(driver, thread) else 0
+        return seen >= 3  # three looks in a row, 20 ms apart: not a passing moment
+
+    wait_for(settled, what="the reserve to block")
+
+
 def test_a_blocked_reserve_picks_up_a_job_pushed_from_another_connection(make_driver):
     channel = unique_channel("wake")
     consumer, producer = make_driver(channel=channel), make_driver(channel=channel)
     t, out = _reserve_in_thread(consumer, 30)
-    time.sleep(0.3)  # let the consumer block; the job must arrive long before its 30 s timeout
+    _wait_blocked(consumer, t)  # the job must arrive long before its 30 s timeout
+    assert out == []
     jid = push(producer, b"wake")
     wait_for(lambda: out, what="the blocked reserve to return")
     t.join(1)

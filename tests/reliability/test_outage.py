@@ -43,7 +43,8 @@ def test_a_listening_worker_survives_a_redis_restart_and_takes_new_jobs(tmp_path
 
 
 def test_a_one_shot_command_gives_up_after_its_budget_with_one_line(tmp_path):
-    cli = Cli.create(tmp_path, "redis", env={"PUBQ_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    cli = Cli.create(tmp_path, "redis", env={"PUBQ_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+                     top={"give_up_after": 1})
     out = cli("work", "info")
     assert out.returncode == 1
     assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1
