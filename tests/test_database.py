@@ -458,9 +458,10 @@ def test_mysql_nowait_and_deadlock_are_retry_and_a_duplicate_is_other():
 
         waiting = threading.Thread(target=a_wants_2)
         waiting.start()
+        # InnoDB refreshes innodb_trx only when it was not read for 0.1 s: poll slower than that
         wait_until(lambda: watcher.execute_sql(
             "SELECT 1 FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = %s AND trx_state = 'LOCK WAIT'",
-            (a_id,)).fetchone(), message="a to wait for row 2")
+            (a_id,)).fetchone(), interval=0.15, message="a to wait for row 2")
         try:
             b.execute_sql(f"SELECT id FROM {table} WHERE id = 1 FOR UPDATE")
         except Exception as exc:  # noqa: BLE001 - collected
