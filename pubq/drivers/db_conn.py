@@ -233,10 +233,7 @@ class DbConnection:
         self._close_listener()
         self._local.conn = None
         if self._owns_db and not self.db.is_closed():
-            try:
-                self.db.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                self.db._state.reset()
+            drop_connection(self.db)
 
     def migrate(self) -> tuple[int, int]:
         """Create or upgrade the tables (idempotent; never drops data). Returns (version before, after)."""
