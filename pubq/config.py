@@ -19,6 +19,7 @@ import yaml
 
 from . import bounds
 from .bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, Bound
+from .database import resolve_url
 from .errors import ConfigError
 from .events import EVENT_NAMES
 
@@ -393,12 +394,7 @@ def _parse_queue(
 
 def resolve_sqlite(url: str, base_dir: Path) -> str:
     """Make a relative ``sqlite:///file.db`` absolute against the config file's folder."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix):]
-        if rest and rest != ":memory:":
-            return prefix + str((base_dir / rest).resolve())
-    return url
+    return resolve_url(url, base_dir)
 
 
 def resolve_reference(ref: str) -> Any:

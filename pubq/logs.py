@@ -11,13 +11,16 @@ import re
 import sys
 from typing import Any
 
-#: user:password@ in URLs, and key=value pairs whose key names a secret.
-_URL_SECRET = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I)
+from pubq.database import redact_url
+
+#: A URL in a log line (up to the next blank), redacted by :func:`pubq.database.redact_url`, and
+#: key=value pairs whose key names a secret.
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.I)
 _KV_SECRET = re.compile(r"(?P<k>(?:password|passwd|secret|token|api[_-]?key)\s*[=:]\s*)(?P<v>[^\s,;&'\"]+)", re.I)
 
 
 def redact(text: str) -> str:
-    text = _URL_SECRET.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+    text = _URL.sub(lambda m: redact_url(m.group()), text)
     return _KV_SECRET.sub(lambda m: f"{m.group('k')}***", text)
 
 

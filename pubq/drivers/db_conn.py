@@ -7,7 +7,11 @@
   :class:`~pubq.errors.DriverError` with the database error as its cause. Reads are retried once on a
   fresh connection (a server restart leaves a stale one); writes are not, since a COMMIT whose answer
   was lost may have happened.
-* A forked child forgets its parent's connections without closing them (see ``abandon``).
+* A forked child forgets its parent's connections without closing them (``pubq.database``'s fork
+  hook calls ``_forget_connections``).
+
+URLs, session settings, error classification and fork handling are :mod:`pubq.database`'s, shared
+with publish state.
 """
 
 from __future__ import annotations
@@ -18,15 +22,27 @@ import os
 import random
 import re
 import select
-import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import peewee as pw
 
+from pubq.database import (
+    ErrorKind,
+    abandon,
+    classify,
+    drop_connection,
+    forget_connection,
+    is_db_error,
+    on_fork_in_child,
+    open_database,
+    prepare_connection,
+    redact_url,
+    sqlstate,
+    unwrap,
+)
 from pubq.drivers import db_schema
 from pubq.drivers.db_sql import NOW_SQL, PgStatement
 from pubq.errors import ConfigError, DriverError
@@ -48,118 +64,22 @@ COUNTERS = {
 
 # -- errors -------------------------------------------------------------------------------------
 
-#: MySQL/MariaDB: lock wait timeout, deadlock. PostgreSQL: serialization failure, deadlock, lock not available.
-_MYSQL_RETRY = {1205, 1213}
 #: PostgreSQL "prepared statement does not exist" (26000, the session was reset under us, e.g. by
-#: DISCARD ALL or a pooler) is retried too, after preparing again.
+#: DISCARD ALL or a pooler): the driver's own case, retried after preparing again (see ``_pg``).
 _PG_NO_STATEMENT = "26000"
-_PG_RETRY = {"40001", "40P01", "55P03", _PG_NO_STATEMENT}
 
 
-def unwrap(exc: BaseException) -> BaseException:
-    """The DB-API exception under a Peewee wrapper."""
-    if type(exc).__module__ == "peewee":
-        if exc.args and isinstance(exc.args[0], BaseException):
-            return exc.args[0]
-        if exc.__context__ is not None:
-            return exc.__context__
-    return exc
-
-
-def is_db_error(exc: BaseException) -> bool:
-    """An error raised by the database layer (DB-API module or Peewee), as opposed to a bug."""
-    if isinstance(exc, sqlite3.Error) or type(exc).__module__ == "peewee":
-        return True
-    return (type(exc).__module__ or "").startswith(("psycopg", "pymysql", "MySQLdb"))
-
-
-def _pgcode(exc: BaseException) -> str | None:
-    return getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)
-
-
-def classify(exc: BaseException) -> str:
-    """``"retry"`` (rolled back; run it again), ``"lost"`` (drop the connection) or ``""``."""
-    exc = unwrap(exc)
-    if isinstance(exc, sqlite3.OperationalError):
-        msg = str(exc).lower()
-        return "retry" if "locked" in msg or "busy" in msg else ""
-    module = type(exc).__module__ or ""
-    if module.startswith("psycopg"):
-        code = _pgcode(exc)
-        if code in _PG_RETRY:
-            return "retry"
-        if code is None and type(exc).__name__ in ("OperationalError", "InterfaceError"):
-            return "lost"  # "server closed the connection unexpectedly", "connection already closed"
-        return "lost" if code and (code.startswith("08") or code.startswith("57P")) else ""
-    if module.startswith(("pymysql", "MySQLdb")):
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if code in _MYSQL_RETRY:
-            return "retry"
-        if type(exc).__name__ == "InterfaceError" or code == 0 or (code is not None and 2000 <= code < 3000):
-            return "lost"  # client errors: 2003 can't connect, 2006 gone away, 2013 lost during query
-    return ""
+def _kind(exc: BaseException) -> ErrorKind:
+    kind = classify(exc)
+    if kind is ErrorKind.OTHER and sqlstate(exc) == _PG_NO_STATEMENT:
+        return ErrorKind.RETRY
+    return kind
 
 
 def first_line(exc: BaseException) -> str:
     exc = unwrap(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-# -- fork safety --------------------------------------------------------------------------------
-# A child must neither use nor close its parent's connections: closing a psycopg2 connection sends
-# a Terminate message on the shared socket and ends the parent's session. After fork the child
-# forgets them; their sockets are pointed at /dev/null so that a late close writes nowhere, and the
-# objects are kept alive so that they are not closed at all while the child runs.
-
-_DRIVERS: weakref.WeakSet[Any] = weakref.WeakSet()
-_ABANDONED: list[Any] = []
-_hook_lock = threading.Lock()
-_hook_installed = False
-
-
-def _socket_fd(conn: Any) -> int | None:
-    try:
-        if hasattr(conn, "fileno"):  # psycopg2 / psycopg
-            return int(conn.fileno())
-        sock = getattr(conn, "_sock", None)  # PyMySQL
-        return int(sock.fileno()) if sock is not None else None
-    except Exception:  # noqa: BLE001 - closed or unusual connection: nothing to neutralize
-        return None
-
-
-def abandon(conn: Any) -> None:
-    """Forget an inherited connection in a forked child without touching the parent's session."""
-    if conn is None:
-        return
-    fd = _socket_fd(conn)
-    if fd is not None and fd >= 0:
-        try:
-            null = os.open(os.devnull, os.O_RDWR)
-            try:
-                os.dup2(null, fd)
-            finally:
-                os.close(null)
-        except OSError:
-            pass
-    _ABANDONED.append(conn)
-
-
-def _after_fork_in_child() -> None:
-    for driver in list(_DRIVERS):
-        try:
-            driver._forget_connections()
-        except Exception:  # noqa: BLE001 - never break a fork
-            pass
-
-
-def _track(driver: Any) -> None:
-    global _hook_installed
-    with _hook_lock:
-        if not _hook_installed:  # one hook for all drivers; they are found through a WeakSet
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-            _hook_installed = True
-        _DRIVERS.add(driver)
 
 
 # -- transactions -------------------------------------------------------------------------------
@@ -206,8 +126,8 @@ class DbConnection:
 
     def __init__(self, database: str | pw.Database, table_prefix: str) -> None:
         if isinstance(database, str):
-            self.url = db_schema.redact(database)
-            self.db = db_schema.open_database(database)
+            self.url = redact_url(database)
+            self.db = open_database(database)
             self._owns_db = True
         elif isinstance(database, pw.Database):
             self.url = f"{type(database).__name__}({database.database!r})"
@@ -230,7 +150,7 @@ class DbConnection:
         self._pg_fast = False  # psycopg2: multi-statement round trips of prepared statements
         self._pg_prepare = True
         self._pg_resets = 0
-        _track(self)
+        on_fork_in_child(self._forget_connections)
 
     # -- SQL templates (see db_sql) ---------------------------------------------------------------
 
@@ -268,14 +188,11 @@ class DbConnection:
     def _setup(self, conn: Any) -> None:
         try:
             cur = conn.cursor()
-            if self.kind == "mysql":
-                # READ COMMITTED: locking reads take no gap locks, so reserve and push do not deadlock (#245).
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            elif self.kind == "sqlite":
+            # MySQL READ COMMITTED (locking reads take no gap locks, so reserve and push do not
+            # deadlock, #245) comes with the connection; a caller's own Peewee database gets it here.
+            prepare_connection(self.db, conn)
+            if self.kind == "sqlite":
                 conn.create_function("pubq_now", 0, time.time)
-                if not self._owns_db:
-                    cur.execute("PRAGMA journal_mode = wal")
-                    cur.execute("PRAGMA busy_timeout = 30000")
             if self._dialect is None:
                 self._dialect = db_schema.detect_dialect(self.db, conn)
                 self._sql.clear()
@@ -297,18 +214,11 @@ class DbConnection:
 
     def _drop_connection(self) -> None:
         self._local.conn = None
-        try:
-            self.db.close()
-        except Exception:  # noqa: BLE001 - the connection is broken already
-            self.db._state.reset()
+        drop_connection(self.db)
 
     def _forget_connections(self) -> None:
         """In a forked child: drop the parent's connections without closing them."""
-        state = self.db._state
-        abandon(state.conn)
-        state.reset()
-        if hasattr(self.db, "_lock"):
-            self.db._lock = threading.Lock()  # another parent thread may have held it at fork
+        forget_connection(self.db)
         abandon(self._listener)
         self._listener = None
         gate = getattr(self._local, "gate", None)
@@ -323,10 +233,7 @@ class DbConnection:
         self._close_listener()
         self._local.conn = None
         if self._owns_db and not self.db.is_closed():
-            try:
-                self.db.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                self.db._state.reset()
+            drop_connection(self.db)
 
     def migrate(self) -> tuple[int, int]:
         """Create or upgrade the tables (idempotent; never drops data). Returns (version before, after)."""
@@ -352,17 +259,17 @@ class DbConnection:
             except Exception as exc:
                 if not is_db_error(exc):
                     raise
-                kind = classify(exc)
-                if kind != "lost" and (self.kind != "sqlite" or cur.connection.in_transaction):
+                kind = _kind(exc)
+                if kind is not ErrorKind.LOST and (self.kind != "sqlite" or cur.connection.in_transaction):
                     try:
                         cur.execute("ROLLBACK")
                     except Exception:  # noqa: BLE001 - the link is gone
-                        kind = "lost"
-                if kind == "retry" and time.monotonic() < give_up:
+                        kind = ErrorKind.LOST
+                if kind is ErrorKind.RETRY and time.monotonic() < give_up:
                     time.sleep(pause * (1 + random.random()))
                     pause = min(pause * 2, 0.1)
                     continue
-                if kind == "lost":
+                if kind is ErrorKind.LOST:
                     self._drop_connection()
                     if idempotent and not reconnected:  # a stale connection (server restarted)
                         reconnected = True
@@ -443,7 +350,7 @@ class DbConnection:
                     try:
                         cur.execute(f"PREPARE {name} ({', '.join(stmt.types)}) AS {text}")
                     except Exception as exc:
-                        if _pgcode(unwrap(exc)) != "42P05":  # already there (another driver, same connection)
+                        if sqlstate(exc) != "42P05":  # already there (another driver, same connection)
                             raise
                     prepared.add(name)
                 names.append(name)
@@ -453,7 +360,7 @@ class DbConnection:
             try:
                 cur.execute(sql, [v for _, args in calls for v in args])
             except Exception as exc:
-                if _pgcode(unwrap(exc)) == _PG_NO_STATEMENT:  # the session was reset: prepare again,
+                if sqlstate(exc) == _PG_NO_STATEMENT:  # the session was reset: prepare again,
                     prepared.clear()  # and after a second time (a transaction pooler) stop preparing
                     self._pg_resets += 1
                     self._pg_prepare = self._pg_resets < 2

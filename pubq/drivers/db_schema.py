@@ -1,4 +1,4 @@
-"""Tables, URLs and migrations of the ``db`` driver (Peewee; SQLite, PostgreSQL, MySQL/MariaDB).
+"""Tables, dialects and migrations of the ``db`` driver (Peewee; SQLite, PostgreSQL, MySQL/MariaDB).
 
 Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channel)::
 
@@ -35,15 +35,14 @@ Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delaye
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import zlib
 from dataclasses import dataclass
 from types import SimpleNamespace
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import peewee as pw
 
+from pubq.database import kind_of
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
@@ -70,78 +69,9 @@ class Dialect:
         return 1 if self.name == "sqlite" else SHARDS
 
 
-# -- URLs --------------------------------------------------------------------------------------
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced, fit for error messages and logs."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
-
-
-def _need(module: str, extra: str, scheme: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"{scheme}:// URLs need the {module} package: pip install pubq[{extra}]")
-
-
-def open_database(url: str) -> pw.Database:
-    """A Peewee database (not connected) for ``sqlite:///rel.db``, ``sqlite:////abs.db``,
-    ``postgresql://user@host:port/db`` (or ``postgres://``) and ``mysql://user:pw@host:port/db``."""
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigError(f"not a database URL: {url!r} (use sqlite:///file.db, postgresql://…, mysql://…)")
-    scheme = url.split("://", 1)[0].lower()
-    if scheme == "sqlite":
-        rest = url.split("://", 1)[1]
-        path, _, query = rest.partition("?")
-        if not path.startswith("/"):
-            raise ConfigError(
-                f"sqlite URL needs three slashes: sqlite:///relative.db or sqlite:////abs.db, got {url!r}"
-            )
-        path = unquote(path[1:])
-        if not path:
-            raise ConfigError(f"sqlite URL has no file name: {url!r}")
-        opts = dict(parse_qsl(query))
-        timeout = float(opts.pop("timeout", 30))
-        if opts:
-            raise ConfigError(f"unknown sqlite URL option(s) {', '.join(sorted(opts))} in {url!r}")
-        # WAL lets readers run beside the one writer; NORMAL sync is durable across process crashes
-        # (only an OS crash can lose the last commits). The busy timeout queues writers instead of
-        # failing them with "database is locked".
-        return pw.SqliteDatabase(
-            path,
-            timeout=timeout,
-            pragmas={"journal_mode": "wal", "synchronous": "normal", "busy_timeout": int(timeout * 1000)},
-        )
-    if scheme in ("postgresql", "postgres"):
-        if importlib.util.find_spec("psycopg2") is None:
-            _need("psycopg", "postgres", scheme)
-        dsn = "postgresql://" + url.split("://", 1)[1]
-        return pw.PostgresqlDatabase(dsn)
-    if scheme in ("mysql", "mariadb", "mysql+pymysql"):
-        _need("pymysql", "mysql", scheme)
-        parts = urlsplit(url)
-        name = unquote(parts.path.lstrip("/"))
-        if not name:
-            raise ConfigError(f"mysql URL has no database name: {redact(url)}")
-        kw: dict[str, object] = {"host": parts.hostname or "127.0.0.1", "port": parts.port or 3306}
-        if parts.username:
-            kw["user"] = unquote(parts.username)
-        if parts.password:
-            kw["password"] = unquote(parts.password)
-        for key, value in parse_qsl(parts.query):
-            kw[key] = int(value) if value.isdigit() else value
-        kw.setdefault("connect_timeout", 10)
-        return pw.MySQLDatabase(name, **kw)
-    raise ConfigError(f"unsupported database URL scheme {scheme!r} (use sqlite, postgresql or mysql)")
-
-
 def dialect_name(db: pw.Database) -> str:
-    if isinstance(db, pw.SqliteDatabase):
-        return "sqlite"
-    if isinstance(db, pw.PostgresqlDatabase):
-        return "postgres"
-    if isinstance(db, pw.MySQLDatabase):
-        return "mysql"
-    raise ConfigError(f"unsupported Peewee database {type(db).__name__} (SQLite, PostgreSQL, MySQL only)")
+    """``"sqlite"``, ``"postgres"`` or ``"mysql"`` (URLs are opened by :mod:`pubq.database`)."""
+    return kind_of(db)
 
 
 def detect_dialect(db: pw.Database, conn: object) -> Dialect:

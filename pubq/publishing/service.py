@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import peewee as pw
 
+from ..database import on_fork_in_child
 from ..errors import ConfigError
 from .adapters.base import ChannelTypeService, resolve_adapter
 from .codes import ChannelAppTaskNotFoundError, DuplicateTaskError, TaskNotFoundError
@@ -58,8 +58,7 @@ class PublishingService:
         self.sleep = sleep
         self._channels: dict[str, ChannelTypeService] = {}
         self._pid = os.getpid()
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._after_fork())
+        on_fork_in_child(self._after_fork)
         if auto_migrate:
             self.migrate()
 
