@@ -1,33 +1,24 @@
-"""Publish state under the real queue core: App, db-driver queues, isolated (forked) job runs."""
+"""Publish state under the real queue core with a real queue backend: App, db-driver queues,
+isolated (forked) job runs, a worker that re-sends lost pushes."""
 
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
 from pubq.app import App
-from pubq.config import default_pipeline_queues, parse_config
+from pubq.config import parse_config
 from pubq.publishing.migrations import LATEST, migrate
 from pubq.publishing.service import PublishingService, service_for
 from pubq.worker import Worker
 
-from .conftest import publishing_config, request_doc
-
-QUEUE_ORDER = ("copy-asset", "upload-asset", "pub-article", "source-callback")
+from .support import QUEUE_ORDER, pipeline_config, request_doc
 
 
 def make_app(tmp_path, database_url: str, *, copy_on: dict | None = None, **publishing) -> App:
-    queues = default_pipeline_queues()
-    queues["copy-asset"]["on"].update(copy_on or {})
-    for name, q in queues.items():
-        q["driver"] = "db"
-        q["channel"] = f"t-{uuid.uuid4().hex[:8]}-{name}"
-        q["retry"] = {"backoff": "fixed", "delay": 0, "jitter": False}
-    (tmp_path / "sources").mkdir(exist_ok=True)
-    raw = {"database": database_url, "queue_database": f"sqlite:///{tmp_path / 'queues.db'}",
-           "queues": queues, "publishing": publishing_config(tmp_path, **publishing)}
+    raw = pipeline_config(tmp_path, database_url, driver="db", **publishing)
+    raw["queues"]["copy-asset"]["on"].update(copy_on or {})
     return App(parse_config(raw, None, tmp_path))
 
 
@@ -69,7 +60,8 @@ def test_a_forked_child_drops_the_connection_without_closing_it(service) -> None
 
 def test_migrations_are_versioned_and_idempotent(service) -> None:
     assert migrate(service.m) == []
-    assert service.m.SchemaVersion.select().where(service.m.SchemaVersion.version == LATEST).exists()
+    SchemaVersion = service.m.SchemaVersion
+    assert SchemaVersion.select().where(SchemaVersion.version == LATEST).exists()
     again = PublishingService(service.db, service.settings)
     assert again.migrate() == []
 

@@ -1,5 +1,6 @@
 """Guarded per-row transitions: the allowed matrix, rejected transitions kept, the outbox written in
-the same transaction, and siblings never touched."""
+the same transaction, and siblings never touched. The copy-asset queue is held, so the pipeline
+itself never moves the rows."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ import pytest
 from pubq.publishing.models import FAILED, PENDING, PUBLISHED, REJECTED, RELEASING, REVIEW, from_us
 from pubq.publishing.transitions import CALLBACK_STATES, SOURCES, JobRef
 
-from .conftest import request_doc
+from .support import request_doc
 
+pytestmark = pytest.mark.held("copy-asset")
 ALL = (PENDING, RELEASING, FAILED, REVIEW, PUBLISHED, REJECTED)
 ALLOWED = {(1, 2), (1, 3), (2, 3), (2, 4), (4, 5), (4, 6)}
 
 
 def _force(service, cat_id: int, status: int) -> None:
-    C = service.m.ChannelAppTask
-    C.update(status=status).where(C.id == cat_id).execute()
+    ChannelAppTask = service.m.ChannelAppTask
+    ChannelAppTask.update(status=status).where(ChannelAppTask.id == cat_id).execute()
 
 
 def _cats(service, task_id: int) -> list:
-    C = service.m.ChannelAppTask
-    return list(C.select().where(C.task == task_id).order_by(C.id))
+    ChannelAppTask = service.m.ChannelAppTask
+    return list(ChannelAppTask.select().where(ChannelAppTask.task == task_id).order_by(ChannelAppTask.id))
 
 
 def test_allowed_matrix_matches_the_spec() -> None:
@@ -49,8 +51,8 @@ def test_every_transition_is_guarded_and_recorded(service, tmp_path, found: int,
     assert (event.kind, event.from_status, event.to_status) == (
         "transition" if result.accepted else "rejected", found, to)
     assert (event.queue, event.job_id, event.attempt, event.code) == ("upload-asset", 7, 1, 123)
-    callbacks = service.m.Outbox.select().where(service.m.Outbox.kind == "callback",
-                                                 service.m.Outbox.channel_app_task == cat.id)
+    Outbox = service.m.Outbox
+    callbacks = Outbox.select().where(Outbox.kind == "callback", Outbox.channel_app_task == cat.id)
     assert callbacks.count() == (1 if result.accepted and to in CALLBACK_STATES else 0)
 
 
@@ -87,7 +89,7 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
     task_id = service.submit(request_doc(tmp_path))
     cat = _cats(service, task_id)[0]
     _force(service, cat.id, RELEASING)
-    Ob = service.m.Outbox
+    Outbox = service.m.Outbox
 
     class Crash(Exception):
         pass
@@ -101,11 +103,11 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
         service.tx(unit)
     # Rolled back together: no status change, no event, no callback intent.
     assert service.channel_app_task(cat.id).status == RELEASING
-    assert not Ob.select().where(Ob.kind == "callback", Ob.channel_app_task == cat.id).exists()
+    assert not Outbox.select().where(Outbox.kind == "callback", Outbox.channel_app_task == cat.id).exists()
     assert not [e for e in service.trace(task_id) if e["kind"] == "transition"]
 
     result = service.transitions.move(cat.id, REVIEW, reason="item created")
-    row = Ob.get_by_id(result.callback_id)
+    row = Outbox.get_by_id(result.callback_id)
     assert (row.kind, row.state, row.job, row.args) == ("callback", "pending", "pubq.jobs.SourceCallbackJob",
                                                         {"event_id": row.event_id})
 
@@ -113,8 +115,8 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
 def test_status_event_times_keep_microseconds(service, tmp_path) -> None:
     task_id = service.submit(request_doc(tmp_path))
     cat = _cats(service, task_id)[0]
-    E = service.m.StatusEvent
+    StatusEvent = service.m.StatusEvent
     at = from_us(1_700_000_000_123_457)
-    E.create(task=task_id, channel_app_task=cat.id, kind="step", reason="x", at=at)
-    assert E.get(E.at == at).at == at
-    assert E.get(E.at == at).at.microsecond == 123_457
+    StatusEvent.create(task=task_id, channel_app_task=cat.id, kind="step", reason="x", at=at)
+    assert StatusEvent.get(StatusEvent.at == at).at == at
+    assert StatusEvent.get(StatusEvent.at == at).at.microsecond == 123_457
