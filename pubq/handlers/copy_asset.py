@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..events import ExecEvent
+from ..publishing.vocabulary import CopyFailureStage
 from .base import arg, is_final, pipeline, ref
 
 
@@ -18,10 +19,10 @@ class CopyAssetEventHandler:
         try:
             p.fan_out(task_id, ref(event))
         except Exception as exc:
-            p.fail_task(task_id, exc, ref(event), stage="follow-up")
+            p.fail_task(task_id, exc, ref(event), stage=CopyFailureStage.FOLLOW_UP)
             raise
 
     def after_error(self, event: ExecEvent) -> None:
         task_id = arg(event, "task_id")
         if task_id is not None and is_final(event):
-            pipeline(event).fail_task(task_id, event.error, ref(event), stage="copy")
+            pipeline(event).fail_task(task_id, event.error, ref(event), stage=CopyFailureStage.COPY)

@@ -18,16 +18,18 @@ from typing import Any
 import peewee as pw
 
 from ..errors import ConfigError
+from . import keys
 from .adapters.base import ChannelTypeService, resolve_adapter
 from .codes import ChannelAppTaskNotFoundError, DuplicateTaskError, TaskNotFoundError
 from .database import forget_connection, open_database, run_in_transaction
 from .migrations import migrate
-from .models import FAILED, PENDING, STATUS_NAMES, Models, build_models, from_us, now_us, to_us
+from .models import Models, build_models, from_us, now_us, to_us
 from .outbox import COPY_JOB, UPLOAD_JOB, Dispatcher, Outbox
 from .ratelimit import RateLimiter
 from .request import PublishRequest, validate_request
 from .settings import PublishingSettings, load_settings
 from .transitions import OPERATOR, JobRef, Transitions
+from .vocabulary import AccountStatus, PubLogStatus, RetryStep
 
 log = logging.getLogger("pubq.publishing")
 
@@ -39,8 +41,8 @@ class RetryResult:
     retried: tuple[str, ...]
     #: Accounts left alone, with their status name.
     skipped: tuple[tuple[str, str], ...]
-    #: The step re-pushed: "copy" or "upload" (None when nothing was retried).
-    step: str | None
+    #: The step pushed again (None when nothing was retried).
+    step: RetryStep | None
     job_ids: tuple[int, ...]
 
 
@@ -130,7 +132,7 @@ class PublishingService:
             self.transitions.step(task.id, None, f"task created: {len(req.accounts)} account(s), "
                                                  f"{len(req.assets)} asset(s)")
             row = self.outbox.add_job(task_id=task.id, cat_id=None, queue=self.settings.queues.copy,
-                                      job=COPY_JOB, args={"task_id": task.id}, dedup_key=f"job:copy:{task.id}:0",
+                                      job=COPY_JOB, args={"task_id": task.id}, dedup_key=keys.copy_job_key(task.id, 0),
                                       reason="task created")
             return task.id, row
 
@@ -147,7 +149,7 @@ class PublishingService:
     def pub_log_exists(self, dedup_key: str) -> bool:
         return self.m.PubLog.select().where(self.m.PubLog.dedup_key == dedup_key).exists()
 
-    def write_pub_log(self, task_id: int, cat_id: int | None, *, status: str, code: int, message: str,
+    def write_pub_log(self, task_id: int, cat_id: int | None, *, status: PubLogStatus, code: int, message: str,
                       data: dict[str, Any] | None = None, dedup_key: str | None = None) -> bool:
         """Add a publish-log row (inside the caller's transaction); False when ``dedup_key`` exists."""
         if dedup_key is not None and self.pub_log_exists(dedup_key):
@@ -167,35 +169,35 @@ class PublishingService:
         if account is not None and not rows:
             raise ChannelAppTaskNotFoundError(f"task ID {task_id} has no account {account!r}")
 
-        def unit() -> tuple[list[str], list[tuple[str, str]], str | None, list[int]]:
+        def unit() -> tuple[list[str], list[tuple[str, str]], RetryStep | None, list[int]]:
             retried, skipped, outbox_rows = [], [], []
             for cat in rows:
-                if cat.status != FAILED:
-                    skipped.append((cat.account, STATUS_NAMES.get(cat.status, "?")))
+                if cat.status != AccountStatus.FAILED:
+                    skipped.append((cat.account, AccountStatus.label_of(cat.status)))
                     continue
                 result = self.transitions.move_in_tx(
-                    cat.id, PENDING, reason="operator retry", job=job, operator=True,
+                    cat.id, AccountStatus.PENDING, reason="operator retry", job=job, operator=True,
                     fields={"round": cat.round + 1, "error_code": None, "error_message": None})
                 if result.accepted:
                     retried.append(cat)
                 else:
-                    skipped.append((cat.account, STATUS_NAMES.get(result.found, "?")))
+                    skipped.append((cat.account, AccountStatus.label_of(result.found)))
             if not retried:
                 return [], skipped, None, []
             if not self.assets_copied(task_id):
                 fresh = m.Task.get_by_id(task_id)
                 m.Task.update(copy_round=fresh.copy_round + 1, copied_at=None).where(m.Task.id == task_id).execute()
-                step = "copy"
+                step = RetryStep.COPY
                 outbox_rows.append(self.outbox.add_job(
                     task_id=task_id, cat_id=None, queue=self.settings.queues.copy, job=COPY_JOB,
-                    args={"task_id": task_id}, dedup_key=f"job:copy:{task_id}:{fresh.copy_round + 1}",
+                    args={"task_id": task_id}, dedup_key=keys.copy_job_key(task_id, fresh.copy_round + 1),
                     reason="operator retry"))
             else:
-                step = "upload"
+                step = RetryStep.UPLOAD
                 for cat in retried:
                     outbox_rows.append(self.outbox.add_job(
                         task_id=task_id, cat_id=cat.id, queue=self.settings.queues.upload, job=UPLOAD_JOB,
-                        args={"channel_app_task_id": cat.id}, dedup_key=f"job:upload:{cat.id}:{cat.round + 1}",
+                        args={"channel_app_task_id": cat.id}, dedup_key=keys.upload_job_key(cat.id, cat.round + 1),
                         reason="operator retry"))
             return [c.account for c in retried], skipped, step, outbox_rows
 
@@ -226,8 +228,8 @@ class PublishingService:
         """Every channel app task of a task as plain data (callback body, show, JSON output)."""
         C = self.m.ChannelAppTask
         return [{
-            "channel_app_task_id": c.id, "account": c.account, "status": c.status,
-            "status_name": STATUS_NAMES.get(c.status, "?"), "enabled": c.enabled, "round": c.round,
+            "channel_app_task_id": c.id, "account": c.account, "status": _plain(c.status),
+            "status_name": AccountStatus.label_of(c.status), "enabled": c.enabled, "round": c.round,
             "item_id": c.item_id, "item_created_at": iso(c.item_created_at),
             "code": c.error_code, "message": c.error_message,
         } for c in C.select().where(C.task == task_id).order_by(C.id)]
@@ -243,11 +245,11 @@ class PublishingService:
             "assets": [{"id": a.id, "position": a.position, "type": a.type, "enabled": a.enabled,
                         "relative_path": a.relative_path, "size": a.size, "sha256": a.sha256}
                        for a in A.select().where(A.task == task_id).order_by(A.position)],
-            "pub_log": [{"id": p.id, "channel_app_task_id": p.channel_app_task_id, "status": p.status,
+            "pub_log": [{"id": p.id, "channel_app_task_id": p.channel_app_task_id, "status": _plain(p.status),
                          "code": p.code, "message": p.message, "data": p.data, "at": iso(p.created_at)}
                         for p in P.select().where(P.task == task_id).order_by(P.id)],
-            "outbox": [{"id": o.id, "kind": o.kind, "queue": o.queue, "job": o.job, "state": o.state,
-                        "job_id": o.job_id, "reason": o.reason, "event_id": o.event_id}
+            "outbox": [{"id": o.id, "kind": _plain(o.kind), "queue": o.queue, "job": o.job,
+                        "state": _plain(o.state), "job_id": o.job_id, "reason": o.reason, "event_id": o.event_id}
                        for o in Ob.select().where(Ob.task == task_id).order_by(Ob.id)],
         }
 
@@ -257,9 +259,9 @@ class PublishingService:
         E, C = self.m.StatusEvent, self.m.ChannelAppTask
         accounts = {c.id: c.account for c in C.select(C.id, C.account).where(C.task == task_id)}
         return [{
-            "id": e.id, "at": iso(e.at), "at_us": to_us(e.at), "kind": e.kind,
+            "id": e.id, "at": iso(e.at), "at_us": to_us(e.at), "kind": _plain(e.kind),
             "channel_app_task_id": e.channel_app_task_id, "account": accounts.get(e.channel_app_task_id),
-            "from": e.from_status, "to": e.to_status, "reason": e.reason, "code": e.code,
+            "from": _plain(e.from_status), "to": _plain(e.to_status), "reason": e.reason, "code": e.code,
             "queue": e.queue, "job_id": e.job_id, "attempt": e.attempt,
         } for e in E.select().where(E.task == task_id).order_by(E.at, E.id)]
 
@@ -285,6 +287,15 @@ def _build_for_app(app: Any) -> PublishingService:
 def migrate_publishing(app: Any) -> list[int]:
     """``pubq db migrate``: create or upgrade the publish-state tables."""
     return service_for(app).migrate()
+
+
+def _plain(value: Any) -> Any:
+    """An enum member as its stored value (``int`` or ``str``), so views serialise the same everywhere."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
 
 
 def iso(value: Any) -> str | None:

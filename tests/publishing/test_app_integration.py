@@ -11,6 +11,7 @@ from pubq.app import App
 from pubq.config import parse_config
 from pubq.publishing.migrations import LATEST, migrate
 from pubq.publishing.service import PublishingService, service_for
+from pubq.publishing.vocabulary import OutboxState
 from pubq.worker import Worker
 
 from .support import QUEUE_ORDER, pipeline_config, request_doc
@@ -78,11 +79,11 @@ def test_a_lost_push_is_resent_by_the_next_worker(tmp_path) -> None:
 
         service.dispatcher = down
         task_id = service.submit(request_doc(tmp_path))
-        assert [o["state"] for o in service.show(task_id)["outbox"]] == ["pending"]
+        assert [o["state"] for o in service.show(task_id)["outbox"]] == [OutboxState.PENDING]
         service.dispatcher = real
         Worker(app.queue("copy-asset"), isolate=False, install_signals=False).run()
         outbox = service.show(task_id)["outbox"]
-        assert outbox[0]["state"] == "pushed" and service.show(task_id)["task"]["copied_at"]
+        assert outbox[0]["state"] == OutboxState.PUSHED and service.show(task_id)["task"]["copied_at"]
     finally:
         app.close()
 

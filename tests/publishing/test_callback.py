@@ -9,6 +9,7 @@ import pytest
 from pubq.jobs import SourceCallbackJob
 from pubq.publishing.callback import SIGNATURE_HEADER, CallbackSender, canonical_json, sign, verify
 from pubq.publishing.codes import CallbackFailedError, CallbackNotAllowedError, CallbackRejectedError
+from pubq.publishing.vocabulary import OutboxKind, OutboxState
 
 from .httpserver import Reply, ScriptedServer
 from .support import make_settings, request_doc
@@ -80,7 +81,7 @@ def test_pipeline_callback_reports_every_account_once_per_event(app, service, re
     last = bodies[-1]
     assert last["task"]["id"] == task_id
     assert [(a["account"], a["status"]) for a in last["accounts"]] == [("a1", 4), ("a2", 4)]
-    assert {o["state"] for o in service.show(task_id)["outbox"] if o["kind"] == "callback"} == {"sent"}
+    assert {o["state"] for o in service.show(task_id)["outbox"] if o["kind"] == OutboxKind.CALLBACK} == {OutboxState.SENT}
     # Re-running a sent callback job sends nothing again.
     event_id = bodies[0]["event_id"]
     app.queue("source-callback").push(SourceCallbackJob(event_id))

@@ -1,5 +1,4 @@
-"""The publishing flow step by step (publishing.md §3/§3a), through the App's real queues and handlers,
-on every database."""
+"""The publishing flow step by step, through the App's real queues and handlers, on every database."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from pubq.handlers.copy_asset import CopyAssetEventHandler
 from pubq.handlers.upload_asset import UploadAssetEventHandler
 from pubq.jobs import CopyAssetJob, PubArticleJob, UploadAssetJob
 from pubq.publishing.codes import DuplicateTaskError, NoChannelAppTasksError, ServerError, StepRejectedError
-from pubq.publishing.models import FAILED, PENDING, PUBLISHED, REVIEW
+from pubq.publishing.vocabulary import AccountStatus, EventKind, OutboxState, PubLogStatus
 
 from .support import QUEUE_ORDER, follow_up_failures, request_doc, run_queue
 
@@ -23,7 +22,7 @@ def accounts(service, task_id: int) -> dict[str, dict]:
     return {a["account"]: a for a in service.accounts_view(task_id)}
 
 
-def logs(service, task_id: int, status: str = "error") -> list[dict]:
+def logs(service, task_id: int, status: str = PubLogStatus.ERROR) -> list[dict]:
     return [p for p in service.show(task_id)["pub_log"] if p["status"] == status]
 
 
@@ -39,17 +38,18 @@ def test_happy_path_publishes_every_account(app, service, recorded, tmp_path) ->
     assert len(recorded.runs) == 10 and all(r.ok for r in recorded.runs), recorded.runs
     assert no_follow_up_failed(app)
     view = accounts(service, task_id)
-    assert {a: v["status"] for a, v in view.items()} == {"a1": REVIEW, "a2": REVIEW, "a3": REVIEW}
+    assert {a: v["status"] for a, v in view.items()} == {
+        "a1": AccountStatus.UNDER_REVIEW, "a2": AccountStatus.UNDER_REVIEW, "a3": AccountStatus.UNDER_REVIEW}
     assert all(v["item_id"] and v["item_created_at"] for v in view.values())
     asset = service.show(task_id)["assets"][0]
     assert PATH.match(asset["relative_path"]) and asset["size"] == 1100 and len(asset["sha256"]) == 64
     assert (tmp_path / "publish" / "video" / asset["relative_path"].lstrip("/")).is_file()
     assert len(recorded.jobs("UploadAssetJob")) == 3 and len(recorded.jobs("PubArticleJob")) == 3
     assert len(recorded.jobs("SourceCallbackJob")) == 3  # one per account reaching 4
-    assert len(logs(service, task_id, "success")) == 3 and not logs(service, task_id)
+    assert len(logs(service, task_id, PubLogStatus.SUCCESS)) == 3 and not logs(service, task_id)
     steps = [(e["account"], e["kind"], e["from"], e["to"]) for e in service.trace(task_id)
-             if e["account"] == "a2" and e["kind"] == "transition"]
-    assert steps == [("a2", "transition", 1, 2), ("a2", "transition", 2, 4)]
+             if e["account"] == "a2" and e["kind"] == EventKind.TRANSITION]
+    assert steps == [("a2", EventKind.TRANSITION, 1, 2), ("a2", EventKind.TRANSITION, 2, 4)]
 
 
 @pytest.mark.fail_accounts("a1", "a4", "a5")
@@ -70,7 +70,7 @@ def test_incident_000_failures_around_a_sibling_create(service, recorded, tmp_pa
     assert art("a2").ok and art("a3").ok
     assert not up("a4").ok and not up("a5").ok
     trace = service.trace(task_id)
-    order = [(e["account"], e["to"]) for e in trace if e["kind"] == "transition"]
+    order = [(e["account"], e["to"]) for e in trace if e["kind"] == EventKind.TRANSITION]
     assert order.index(("a1", 3)) < order.index(("a2", 4)) < order.index(("a4", 3)) < order.index(("a5", 3))
 
     view = accounts(service, task_id)
@@ -81,8 +81,8 @@ def test_incident_000_failures_around_a_sibling_create(service, recorded, tmp_pa
     assert {e["code"] for e in errors} == {35040}
     assert all("fail_accounts" in e["message"] and "Traceback" not in e["message"] for e in errors)
     for a, path in {"a1": [(1, 2), (2, 3)], "a2": [(1, 2), (2, 4)], "a4": [(1, 2), (2, 3)]}.items():
-        assert [(e["from"], e["to"]) for e in trace if e["account"] == a and e["kind"] == "transition"] == path
-    assert not [e for e in trace if e["kind"] == "rejected"]
+        assert [(e["from"], e["to"]) for e in trace if e["account"] == a and e["kind"] == EventKind.TRANSITION] == path
+    assert not [e for e in trace if e["kind"] == EventKind.REJECTED]
     assert len(recorded.jobs("SourceCallbackJob")) == 5
 
     # afterError replayed for the same event key (e.g. after a crash): nothing is written twice.
@@ -100,7 +100,7 @@ def test_35020_when_no_asset_is_enabled(service, recorded, tmp_path) -> None:
     assert isinstance(copy.error, ServerError) and not copy.retry
     assert f"{type(copy.error).__name__}: {copy.error}" == (
         f"ServerError: based on task ID: {task_id}, list of enabled resources is empty")
-    assert {v["status"] for v in accounts(service, task_id).values()} == {FAILED}
+    assert {v["status"] for v in accounts(service, task_id).values()} == {AccountStatus.FAILED}
     errors = logs(service, task_id)
     assert [e["code"] for e in errors] == [35020, 35020]
     assert len(recorded.jobs("SourceCallbackJob")) == 1  # once per task
@@ -137,7 +137,7 @@ def test_a_raising_follow_up_still_logs_and_calls_back(app, service, recorded, t
 
     assert recorded.run(recorded.pushed("CopyAssetJob", task_id=task_id)).ok
     assert follow_up_failures(app, "copy-asset") == [("afterExec", "RuntimeError")]
-    assert {v["status"] for v in accounts(service, task_id).values()} == {FAILED}
+    assert {v["status"] for v in accounts(service, task_id).values()} == {AccountStatus.FAILED}
     errors = logs(service, task_id)
     assert [e["code"] for e in errors] == [35000, 35000]
     assert all("hunter2" not in e["message"] for e in errors)  # internals never reach pub_log
@@ -167,7 +167,7 @@ def test_steps_are_idempotent_when_rerun(app, service, recorded, tmp_path) -> No
     items = list((tmp_path / "platform" / "a1" / "items").glob("*.json"))
     assert len(items) == 1
     assert len(list((tmp_path / "platform" / "a1" / "media").iterdir())) == 1
-    assert [e["to"] for e in service.trace(task_id) if e["kind"] == "transition"] == [2, 4]
+    assert [e["to"] for e in service.trace(task_id) if e["kind"] == EventKind.TRANSITION] == [2, 4]
 
 
 @pytest.mark.fail_accounts("a1")
@@ -181,7 +181,7 @@ def test_stale_job_on_a_failed_row_is_rejected_and_names_task_retry(app, service
     rerun = recorded.run(recorded.pushes[-1])
     assert recorded.pushes[-1].id == again and isinstance(rerun.error, StepRejectedError)
     assert f"pubq task retry {task_id} --account a1" in str(rerun.error)
-    assert [e["kind"] for e in service.trace(task_id) if e["kind"] != "step"][-1] == "rejected"
+    assert [e["kind"] for e in service.trace(task_id) if e["kind"] != EventKind.STEP][-1] == EventKind.REJECTED
     assert len(logs(service, task_id)) == 1  # the rejected re-run wrote no second error row
 
 
@@ -191,7 +191,7 @@ def test_operator_retry_moves_3_to_1_and_repushes_the_step(app, service, recorde
     task_id = service.submit(request_doc(tmp_path, accounts=["a1", "a2"]))
     run_queue(app, "upload-asset")
     assert {a: v["status"] for a, v in accounts(service, task_id).items()} == {
-        "a1": FAILED, "a2": REVIEW}
+        "a1": AccountStatus.FAILED, "a2": AccountStatus.UNDER_REVIEW}
     uploads = len(recorded.jobs("UploadAssetJob"))
 
     result = service.retry(task_id)
@@ -199,13 +199,13 @@ def test_operator_retry_moves_3_to_1_and_repushes_the_step(app, service, recorde
     assert result.retried == ("a1",) and result.step == "upload"
     assert result.skipped == (("a2", "under review"),)
     view = accounts(service, task_id)
-    assert view["a1"]["status"] == PENDING and view["a1"]["round"] == 1
-    assert view["a2"]["status"] == REVIEW
+    assert view["a1"]["status"] == AccountStatus.PENDING and view["a1"]["round"] == 1
+    assert view["a2"]["status"] == AccountStatus.UNDER_REVIEW
     assert len(recorded.jobs("UploadAssetJob")) == uploads + 1
     run_queue(app, "upload-asset")  # still configured to fail: fails again, with its own pub_log row
-    assert accounts(service, task_id)["a1"]["status"] == FAILED
+    assert accounts(service, task_id)["a1"]["status"] == AccountStatus.FAILED
     assert len(logs(service, task_id)) == 2
-    operator = [e for e in service.trace(task_id) if e["queue"] == "operator" and e["kind"] == "transition"]
+    operator = [e for e in service.trace(task_id) if e["queue"] == "operator" and e["kind"] == EventKind.TRANSITION]
     assert [(e["from"], e["to"]) for e in operator] == [(3, 1)]
 
 
@@ -219,7 +219,7 @@ def test_retry_of_a_failed_copy_repushes_the_copy(service, recorded, tmp_path) -
     result = service.retry(task_id)
 
     assert result.step == "copy" and len(recorded.jobs("CopyAssetJob")) == 2
-    assert accounts(service, task_id)["a1"]["status"] == REVIEW
+    assert accounts(service, task_id)["a1"]["status"] == AccountStatus.UNDER_REVIEW
 
 
 def test_duplicate_uuid_is_refused_and_creates_nothing(service, tmp_path) -> None:
@@ -241,15 +241,15 @@ def test_lost_push_is_kept_in_the_outbox_and_flushed(service, recorded, tmp_path
         patch.setattr(service, "dispatcher", down)
         task_id = service.submit(request_doc(tmp_path))
     assert not recorded.pushes
-    assert [o["state"] for o in service.show(task_id)["outbox"]] == ["pending"]
+    assert [o["state"] for o in service.show(task_id)["outbox"]] == [OutboxState.PENDING]
     pushed, left = service.flush_outbox()
     assert pushed >= 1 and recorded.jobs("CopyAssetJob") == [{"task_id": task_id}]
-    assert [o["state"] for o in service.show(task_id)["outbox"]] == ["pushed"]
+    assert [o["state"] for o in service.show(task_id)["outbox"]] == [OutboxState.PUSHED]
 
 
 @pytest.mark.review("published")
 def test_sync_moves_reviewed_items_to_published(service, pipeline, tmp_path) -> None:
     task_id = service.submit(request_doc(tmp_path, accounts=["a1"]))
     changes = pipeline.sync_reviews(task_id)
-    assert [c["status"] for c in changes] == [PUBLISHED]
-    assert accounts(service, task_id)["a1"]["status"] == PUBLISHED
+    assert [c["status"] for c in changes] == [AccountStatus.PUBLISHED]
+    assert accounts(service, task_id)["a1"]["status"] == AccountStatus.PUBLISHED

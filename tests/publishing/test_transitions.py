@@ -8,13 +8,15 @@ import logging
 
 import pytest
 
-from pubq.publishing.models import FAILED, PENDING, PUBLISHED, REJECTED, RELEASING, REVIEW, from_us
+from pubq.publishing.models import from_us
 from pubq.publishing.transitions import CALLBACK_STATES, SOURCES, JobRef
+from pubq.publishing.vocabulary import AccountStatus, EventKind, OutboxKind, OutboxState
 
 from .support import request_doc
 
 pytestmark = pytest.mark.held("copy-asset")
-ALL = (PENDING, RELEASING, FAILED, REVIEW, PUBLISHED, REJECTED)
+PENDING, RELEASING, FAILED = AccountStatus.PENDING, AccountStatus.RELEASING, AccountStatus.FAILED
+UNDER_REVIEW, PUBLISHED, REJECTED = AccountStatus.UNDER_REVIEW, AccountStatus.PUBLISHED, AccountStatus.REJECTED
 ALLOWED = {(1, 2), (1, 3), (2, 3), (2, 4), (4, 5), (4, 6)}
 
 
@@ -28,14 +30,20 @@ def _cats(service, task_id: int) -> list:
     return list(ChannelAppTask.select().where(ChannelAppTask.task == task_id).order_by(ChannelAppTask.id))
 
 
-def test_allowed_matrix_matches_the_spec() -> None:
+def test_the_allowed_transitions_are_the_six_forward_moves_and_the_operator_retry() -> None:
     pairs = {(f, to) for to, froms in SOURCES.items() for f in froms if to != PENDING}
     assert pairs == ALLOWED
     assert SOURCES[PENDING] == {FAILED}  # operator retry only
 
 
-@pytest.mark.parametrize("found", ALL)
-@pytest.mark.parametrize("to", [RELEASING, FAILED, REVIEW, PUBLISHED, REJECTED])
+def test_statuses_keep_their_stored_values_and_names() -> None:
+    assert [(int(s), s.label) for s in AccountStatus] == [
+        (1, "pending"), (2, "releasing"), (3, "failed"), (4, "under review"), (5, "published"), (6, "rejected")]
+    assert AccountStatus.label_of(7) == AccountStatus.label_of(None) == "?"
+
+
+@pytest.mark.parametrize("found", list(AccountStatus))
+@pytest.mark.parametrize("to", [RELEASING, FAILED, UNDER_REVIEW, PUBLISHED, REJECTED])
 def test_every_transition_is_guarded_and_recorded(service, tmp_path, found: int, to: int) -> None:
     task_id = service.submit(request_doc(tmp_path))
     cat = _cats(service, task_id)[0]
@@ -49,24 +57,25 @@ def test_every_transition_is_guarded_and_recorded(service, tmp_path, found: int,
     assert service.channel_app_task(cat.id).status == (to if result.accepted else found)
     event = service.m.StatusEvent.get_by_id(result.status_event_id)
     assert (event.kind, event.from_status, event.to_status) == (
-        "transition" if result.accepted else "rejected", found, to)
+        EventKind.TRANSITION if result.accepted else EventKind.REJECTED, found, to)
     assert (event.queue, event.job_id, event.attempt, event.code) == ("upload-asset", 7, 1, 123)
     Outbox = service.m.Outbox
-    callbacks = Outbox.select().where(Outbox.kind == "callback", Outbox.channel_app_task == cat.id)
+    callbacks = Outbox.select().where(Outbox.kind == OutboxKind.CALLBACK, Outbox.channel_app_task == cat.id)
     assert callbacks.count() == (1 if result.accepted and to in CALLBACK_STATES else 0)
 
 
 def test_rejected_transition_is_logged_and_returned(service, tmp_path, caplog) -> None:
     task_id = service.submit(request_doc(tmp_path))
     cat = _cats(service, task_id)[0]
-    _force(service, cat.id, REVIEW)
+    _force(service, cat.id, UNDER_REVIEW)
     with caplog.at_level(logging.WARNING, logger="pubq.publishing"):
         result = service.transitions.move(cat.id, FAILED, reason="late upload failure",
                                           job=JobRef("upload-asset", 3, 2))
-    assert not result.accepted and result.found == REVIEW
+    assert not result.accepted and result.found == UNDER_REVIEW
     assert "rejected transition" in caplog.text and "late upload failure" in caplog.text
     trace = service.trace(task_id)
-    assert [(e["kind"], e["from"], e["to"]) for e in trace if e["kind"] != "step"] == [("rejected", REVIEW, FAILED)]
+    assert [(e["kind"], e["from"], e["to"]) for e in trace if e["kind"] != EventKind.STEP] == [
+        (EventKind.REJECTED, UNDER_REVIEW, FAILED)]
 
 
 def test_retry_transition_needs_the_operator_flag(service, tmp_path) -> None:
@@ -95,7 +104,7 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
         pass
 
     def unit() -> None:
-        result = service.transitions.move_in_tx(cat.id, REVIEW, reason="item created")
+        result = service.transitions.move_in_tx(cat.id, UNDER_REVIEW, reason="item created")
         assert result.accepted and result.callback_id is not None
         raise Crash
 
@@ -103,12 +112,12 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
         service.tx(unit)
     # Rolled back together: no status change, no event, no callback intent.
     assert service.channel_app_task(cat.id).status == RELEASING
-    assert not Outbox.select().where(Outbox.kind == "callback", Outbox.channel_app_task == cat.id).exists()
-    assert not [e for e in service.trace(task_id) if e["kind"] == "transition"]
+    assert not Outbox.select().where(Outbox.kind == OutboxKind.CALLBACK, Outbox.channel_app_task == cat.id).exists()
+    assert not [e for e in service.trace(task_id) if e["kind"] == EventKind.TRANSITION]
 
-    result = service.transitions.move(cat.id, REVIEW, reason="item created")
+    result = service.transitions.move(cat.id, UNDER_REVIEW, reason="item created")
     row = Outbox.get_by_id(result.callback_id)
-    assert (row.kind, row.state, row.job, row.args) == ("callback", "pending", "pubq.jobs.SourceCallbackJob",
+    assert (row.kind, row.state, row.job, row.args) == (OutboxKind.CALLBACK, OutboxState.PENDING, "pubq.jobs.SourceCallbackJob",
                                                         {"event_id": row.event_id})
 
 
@@ -117,6 +126,6 @@ def test_status_event_times_keep_microseconds(service, tmp_path) -> None:
     cat = _cats(service, task_id)[0]
     StatusEvent = service.m.StatusEvent
     at = from_us(1_700_000_000_123_457)
-    StatusEvent.create(task=task_id, channel_app_task=cat.id, kind="step", reason="x", at=at)
+    StatusEvent.create(task=task_id, channel_app_task=cat.id, kind=EventKind.STEP, reason="x", at=at)
     assert StatusEvent.get(StatusEvent.at == at).at == at
     assert StatusEvent.get(StatusEvent.at == at).at.microsecond == 123_457
