@@ -15,9 +15,9 @@ from typing import Any
 
 from . import keys
 from .codes import ChannelAppTaskNotFoundError
-from .database import run_in_transaction
-from .models import Models, now_us
+from .models import now_us
 from .outbox import Outbox
+from .store import PublishStore
 from .vocabulary import AccountStatus, EventKind
 
 log = logging.getLogger("pubq.publishing")
@@ -75,15 +75,15 @@ class TransitionResult:
 
 
 class Transitions:
-    def __init__(self, models: Models, outbox: Outbox) -> None:
-        self.m = models
+    def __init__(self, store: PublishStore, outbox: Outbox) -> None:
+        self.store = store
         self.outbox = outbox
 
     def move(self, cat_id: int, to: AccountStatus, *, reason: str, job: JobRef = OPERATOR, code: int | None = None,
              operator: bool = False, fields: dict[str, Any] | None = None,
              callback: bool = True) -> TransitionResult:
         """One guarded transition in its own transaction (or a savepoint of the caller's)."""
-        return run_in_transaction(self.m.database, lambda: self.move_in_tx(
+        return self.store.tx(lambda: self.move_in_tx(
             cat_id, to, reason=reason, job=job, code=code, operator=operator, fields=fields,
             callback=callback))
 
@@ -91,11 +91,10 @@ class Transitions:
                    code: int | None = None, operator: bool = False, fields: dict[str, Any] | None = None,
                    callback: bool = True) -> TransitionResult:
         """The transition inside an open transaction: guarded update, status event, callback."""
-        Cat = self.m.ChannelAppTask
-        query = Cat.select(Cat.id, Cat.task, Cat.status, Cat.round, Cat.account).where(Cat.id == cat_id)
-        if self.m.database.for_update:
-            query = query.for_update()
-        row = query.get_or_none()
+        ChannelAppTask = self.store.models.ChannelAppTask
+        query = ChannelAppTask.select(ChannelAppTask.id, ChannelAppTask.task, ChannelAppTask.status,
+                                      ChannelAppTask.round, ChannelAppTask.account).where(ChannelAppTask.id == cat_id)
+        row = self.store.locking(query).get_or_none()
         if row is None:
             raise ChannelAppTaskNotFoundError.make(cat_id=cat_id)
         sources = SOURCES[to] if (to != AccountStatus.PENDING or operator) else frozenset()
@@ -103,11 +102,12 @@ class Transitions:
         accepted = False
         if found in sources:
             values = {"status": to, "updated_at": now_us(), **(fields or {})}
-            updated = Cat.update(**values).where(Cat.id == cat_id, Cat.status.in_(sorted(sources))).execute()
+            updated = ChannelAppTask.update(**values).where(
+                ChannelAppTask.id == cat_id, ChannelAppTask.status.in_(sorted(sources))).execute()
             accepted = updated == 1
             if not accepted:  # changed under us: report what is there now
-                found = Cat.select(Cat.status).where(Cat.id == cat_id).scalar()
-        event = self.m.StatusEvent.create(
+                found = ChannelAppTask.select(ChannelAppTask.status).where(ChannelAppTask.id == cat_id).scalar()
+        event = self.store.models.StatusEvent.create(
             task=row.task_id, channel_app_task=cat_id, kind=EventKind.TRANSITION if accepted else EventKind.REJECTED,
             from_status=found, to_status=to, reason=reason[:255], code=code, queue=job.queue,
             job_id=job.job_id, attempt=job.attempt, at=now_us(),
@@ -127,7 +127,7 @@ class Transitions:
     def step(self, task_id: int, cat_id: int | None, reason: str, *, job: JobRef = OPERATOR,
              code: int | None = None, status: AccountStatus | None = None) -> None:
         """Record a step that changes no status (copied, uploaded, pushed…) in the timeline."""
-        self.m.StatusEvent.create(
+        self.store.models.StatusEvent.create(
             task=task_id, channel_app_task=cat_id, kind=EventKind.STEP, from_status=status, to_status=status,
             reason=reason[:255], code=code, queue=job.queue, job_id=job.job_id, attempt=job.attempt,
             at=now_us())

@@ -60,8 +60,8 @@ def test_a_forked_child_drops_the_connection_without_closing_it(service) -> None
 
 
 def test_migrations_are_versioned_and_idempotent(service) -> None:
-    assert migrate(service.m) == []
-    SchemaVersion = service.m.SchemaVersion
+    assert migrate(service.models) == []
+    SchemaVersion = service.models.SchemaVersion
     assert SchemaVersion.select().where(SchemaVersion.version == LATEST).exists()
     again = PublishingService(service.db, service.settings)
     assert again.migrate() == []
@@ -72,15 +72,15 @@ def test_a_lost_push_is_resent_by_the_next_worker(tmp_path) -> None:
                    copy_on={"workerStart": "pubq.handlers.outbox:OutboxHandler.flush"})
     try:
         service = service_for(app)
-        real = service.dispatcher
+        real = service.outbox.dispatcher
 
         def down(*args):
             raise ConnectionError("redis is down")
 
-        service.dispatcher = down
+        service.outbox.dispatcher = down
         task_id = service.submit(request_doc(tmp_path))
         assert [o["state"] for o in service.show(task_id)["outbox"]] == [OutboxState.PENDING]
-        service.dispatcher = real
+        service.outbox.dispatcher = real
         Worker(app.queue("copy-asset"), isolate=False, install_signals=False).run()
         outbox = service.show(task_id)["outbox"]
         assert outbox[0]["state"] == OutboxState.PUSHED and service.show(task_id)["task"]["copied_at"]

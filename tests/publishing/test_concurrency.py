@@ -61,8 +61,7 @@ def scenarios(draw):
 
 def run_events(app, service, tmp_path, k: int, order: list[Event], workers: int = 4) -> int:
     task_id = service.submit(request_doc(tmp_path, accounts=ACCOUNTS[:k]))
-    ChannelAppTask = service.m.ChannelAppTask
-    cats = [c.id for c in ChannelAppTask.select().where(ChannelAppTask.task == task_id).order_by(ChannelAppTask.id)]
+    cats = [c.id for c in service.records.channel_app_tasks(task_id)]
     pipeline_for(app)  # built once, before the threads
     upload_queue = app.queue("upload-asset")
     upload_failed = UploadAssetEventHandler()

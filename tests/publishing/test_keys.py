@@ -82,7 +82,7 @@ def test_the_pipeline_stores_exactly_these_keys(service, recorded, tmp_path) -> 
     task_id = service.submit(request_doc(tmp_path, accounts=["a1", "a2"]))
     ok, failed = (a["channel_app_task_id"] for a in service.accounts_view(task_id))
     failed_upload = recorded.pushed("UploadAssetJob", channel_app_task_id=failed)
-    Outbox, PubLog = service.m.Outbox, service.m.PubLog
+    Outbox, PubLog = service.models.Outbox, service.models.PubLog
 
     outbox = [r.dedup_key for r in Outbox.select().where(Outbox.task == task_id).order_by(Outbox.id)]
     pub_log = [r.dedup_key for r in PubLog.select().where(PubLog.task == task_id).order_by(PubLog.id)]

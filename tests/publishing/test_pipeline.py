@@ -112,7 +112,7 @@ def test_35020_when_no_asset_is_enabled(service, recorded, tmp_path) -> None:
 @pytest.mark.held("copy-asset")
 def test_35021_when_no_channel_app_task_is_enabled(app, service, recorded, tmp_path) -> None:
     task_id = service.submit(request_doc(tmp_path, accounts=["a1"]))
-    ChannelAppTask = service.m.ChannelAppTask
+    ChannelAppTask = service.models.ChannelAppTask
     ChannelAppTask.update(enabled=False).where(ChannelAppTask.task == task_id).execute()
 
     run_queue(app, "copy-asset")
@@ -132,7 +132,7 @@ def test_a_raising_follow_up_still_logs_and_calls_back(app, service, recorded, t
     def broken(code):
         raise RuntimeError("adapter factory exploded: password=hunter2")
 
-    monkeypatch.setattr(service, "channel", broken)
+    monkeypatch.setattr(service.channels, "get", broken)
     task_id = service.submit(request_doc(tmp_path, accounts=["a1", "a2"]))
 
     assert recorded.run(recorded.pushed("CopyAssetJob", task_id=task_id)).ok
@@ -213,7 +213,7 @@ def test_retry_of_a_failed_copy_repushes_the_copy(service, recorded, tmp_path) -
     doc = request_doc(tmp_path, accounts=["a1"])
     doc["assets"][0]["enabled"] = False
     task_id = service.submit(doc)
-    Asset = service.m.Asset
+    Asset = service.models.Asset
     Asset.update(enabled=True).where(Asset.task == task_id).execute()
 
     result = service.retry(task_id)
@@ -225,7 +225,7 @@ def test_retry_of_a_failed_copy_repushes_the_copy(service, recorded, tmp_path) -
 def test_duplicate_uuid_is_refused_and_creates_nothing(service, tmp_path) -> None:
     doc = request_doc(tmp_path, uid="same-uuid-1")
     first = service.submit(doc)
-    Task = service.m.Task
+    Task = service.models.Task
     before = Task.select().count()
     with pytest.raises(DuplicateTaskError, match=f"task ID: {first}"):
         service.submit(doc)
@@ -238,7 +238,7 @@ def test_lost_push_is_kept_in_the_outbox_and_flushed(service, recorded, tmp_path
         raise ConnectionError("queue backend down")
 
     with monkeypatch.context() as patch:
-        patch.setattr(service, "dispatcher", down)
+        patch.setattr(service.outbox, "dispatcher", down)
         task_id = service.submit(request_doc(tmp_path))
     assert not recorded.pushes
     assert [o["state"] for o in service.show(task_id)["outbox"]] == [OutboxState.PENDING]

@@ -21,13 +21,12 @@ ALLOWED = {(1, 2), (1, 3), (2, 3), (2, 4), (4, 5), (4, 6)}
 
 
 def _force(service, cat_id: int, status: int) -> None:
-    ChannelAppTask = service.m.ChannelAppTask
+    ChannelAppTask = service.models.ChannelAppTask
     ChannelAppTask.update(status=status).where(ChannelAppTask.id == cat_id).execute()
 
 
 def _cats(service, task_id: int) -> list:
-    ChannelAppTask = service.m.ChannelAppTask
-    return list(ChannelAppTask.select().where(ChannelAppTask.task == task_id).order_by(ChannelAppTask.id))
+    return service.records.channel_app_tasks(task_id)
 
 
 def test_the_allowed_transitions_are_the_six_forward_moves_and_the_operator_retry() -> None:
@@ -54,12 +53,12 @@ def test_every_transition_is_guarded_and_recorded(service, tmp_path, found: int,
 
     assert result.accepted == ((found, to) in ALLOWED)
     assert result.found == found
-    assert service.channel_app_task(cat.id).status == (to if result.accepted else found)
-    event = service.m.StatusEvent.get_by_id(result.status_event_id)
+    assert service.records.channel_app_task(cat.id).status == (to if result.accepted else found)
+    event = service.models.StatusEvent.get_by_id(result.status_event_id)
     assert (event.kind, event.from_status, event.to_status) == (
         EventKind.TRANSITION if result.accepted else EventKind.REJECTED, found, to)
     assert (event.queue, event.job_id, event.attempt, event.code) == ("upload-asset", 7, 1, 123)
-    Outbox = service.m.Outbox
+    Outbox = service.models.Outbox
     callbacks = Outbox.select().where(Outbox.kind == OutboxKind.CALLBACK, Outbox.channel_app_task == cat.id)
     assert callbacks.count() == (1 if result.accepted and to in CALLBACK_STATES else 0)
 
@@ -91,14 +90,14 @@ def test_a_transition_touches_only_its_row(service, tmp_path) -> None:
     first, *siblings = _cats(service, task_id)
     service.transitions.move(first.id, FAILED, reason="boom")
     assert [c.status for c in _cats(service, task_id)] == [FAILED, PENDING, PENDING]
-    assert all(service.channel_app_task(c.id).updated_at == c.updated_at for c in siblings)
+    assert all(service.records.channel_app_task(c.id).updated_at == c.updated_at for c in siblings)
 
 
 def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> None:
     task_id = service.submit(request_doc(tmp_path))
     cat = _cats(service, task_id)[0]
     _force(service, cat.id, RELEASING)
-    Outbox = service.m.Outbox
+    Outbox = service.models.Outbox
 
     class Crash(Exception):
         pass
@@ -109,9 +108,9 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
         raise Crash
 
     with pytest.raises(Crash):
-        service.tx(unit)
+        service.store.tx(unit)
     # Rolled back together: no status change, no event, no callback intent.
-    assert service.channel_app_task(cat.id).status == RELEASING
+    assert service.records.channel_app_task(cat.id).status == RELEASING
     assert not Outbox.select().where(Outbox.kind == OutboxKind.CALLBACK, Outbox.channel_app_task == cat.id).exists()
     assert not [e for e in service.trace(task_id) if e["kind"] == EventKind.TRANSITION]
 
@@ -124,7 +123,7 @@ def test_outbox_row_is_written_in_the_same_transaction(service, tmp_path) -> Non
 def test_status_event_times_keep_microseconds(service, tmp_path) -> None:
     task_id = service.submit(request_doc(tmp_path))
     cat = _cats(service, task_id)[0]
-    StatusEvent = service.m.StatusEvent
+    StatusEvent = service.models.StatusEvent
     at = from_us(1_700_000_000_123_457)
     StatusEvent.create(task=task_id, channel_app_task=cat.id, kind=EventKind.STEP, reason="x", at=at)
     assert StatusEvent.get(StatusEvent.at == at).at == at
