@@ -608,13 +608,13 @@ def test_a_forked_child_using_the_queue_driver_and_publish_state_leaves_both_par
     service = PublishingService(url, load_settings({"table_prefix": prefix}, tmp_path), base_dir=tmp_path)
     try:
         driver.push(b"before the fork", ttr=30)
-        service.tx(lambda: service.m.Task.select().count())
+        service.store.tx(lambda: service.models.Task.select().count())
         inherited = [driver.db.connection(), service.db.connection()]
         before = [session_id(driver.db), session_id(service.db)] if kind != "sqlite" else []
 
         def child() -> bool:
             driver.push(b"from the child", ttr=30)
-            count = service.tx(lambda: service.m.Task.select().count())
+            count = service.store.tx(lambda: service.models.Task.select().count())
             mine = [driver.db.connection(), service.db.connection()]
             ok = count == 0 and all(m is not i for m, i in zip(mine, inherited, strict=True))
             for conn in inherited:
@@ -628,8 +628,8 @@ def test_a_forked_child_using_the_queue_driver_and_publish_state_leaves_both_par
         if kind != "sqlite":
             assert [session_id(driver.db), session_id(service.db)] == before
         assert driver.counts().waiting == 2
-        assert service.tx(lambda: service.m.Task.select().count()) == 0
+        assert service.store.tx(lambda: service.models.Task.select().count()) == 0
     finally:
-        drop_all(service.m)
+        drop_all(service.models)
         service.close()
         cleanup()

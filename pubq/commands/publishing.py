@@ -36,9 +36,10 @@ def _pipeline() -> Any:
 
 
 def _status(code: int | None) -> str:
-    from ..publishing.models import STATUS_NAMES
+    """``3 failed``; ``-`` for none."""
+    from ..publishing.vocabulary import AccountStatus
 
-    return f"{code} {STATUS_NAMES.get(code, '?')}" if code is not None else "-"
+    return f"{code} {AccountStatus.label_of(code)}" if code is not None else "-"
 
 
 def _console(color: bool | None) -> Any:
@@ -86,6 +87,7 @@ def read_request(path: str) -> Any:
 def publish_cmd(file: str, as_json: bool) -> None:
     """Publish the request in FILE (JSON or YAML; - for stdin): create the task and push copy-asset."""
     from ..publishing.codes import InvalidRequestError
+    from ..publishing.vocabulary import OutboxKind, OutboxState
 
     service = _service()
     try:
@@ -93,13 +95,13 @@ def publish_cmd(file: str, as_json: bool) -> None:
     except InvalidRequestError as exc:
         raise InvalidRequestError("invalid publish request: " + "; ".join(exc.problems), exc.problems) from None
     shown = service.show(task_id)
-    copy = next((o for o in shown["outbox"] if o["kind"] == "job"), None)
+    copy = next((o for o in shown["outbox"] if o["kind"] == OutboxKind.JOB), None)
     if as_json:
         emit_json({"task_id": task_id, "uuid": shown["task"]["uuid"],
                    "accounts": [a["account"] for a in shown["accounts"]],
                    "copy_job": {"queue": copy["queue"], "id": copy["job_id"], "state": copy["state"]} if copy else None})
         return
-    pushed = (f"{copy['queue']} job {copy['job_id']}" if copy and copy["state"] != "pending"
+    pushed = (f"{copy['queue']} job {copy['job_id']}" if copy and copy["state"] != OutboxState.PENDING
               else "copy-asset push pending (run `pubq outbox flush`)")
     click.echo(f"Task {task_id} created: {len(shown['accounts'])} account(s), {len(shown['assets'])} asset(s); "
                f"{pushed}.")
@@ -160,17 +162,19 @@ def render_show(con: Any, data: dict[str, Any]) -> None:
 @color_option
 def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
     """Replay the timeline of task ID: every transition (accepted or rejected) and step, in order."""
+    from ..publishing.vocabulary import EventKind
+
     events = _service().trace(task_id)
     if as_json:
         emit_json(events)
         return
     table = _table("Time (UTC)", "Account", "Event", "Status", "Reason", "Code", "Job")
     for e in events:
-        if e["kind"] == "step":
+        if e["kind"] == EventKind.STEP:
             change = _status(e["to"]) if e["to"] is not None else ""
         else:
             change = f"{_status(e['from'])} → {_status(e['to'])}"
-        kind = {"rejected": "REJECTED"}.get(e["kind"], e["kind"])
+        kind = "REJECTED" if e["kind"] == EventKind.REJECTED else e["kind"]
         job = f"{e['queue']}[{e['job_id']}] #{e['attempt']}" if e["job_id"] is not None else (e["queue"] or "")
         table.add_row(e["at"], e["account"] or "(task)", kind, change, e["reason"], str(e["code"] or ""), job)
     _console(color).print(table)
@@ -241,12 +245,14 @@ def outbox_flush(as_json: bool) -> None:
 def demo_cmd(directory: str, accounts: int, color: bool | None) -> None:
     """Publish one article to several accounts through the filesystem adapter, one configured to
     fail, drain the queues and show the result. Writes only inside DIR; can be run again."""
+    from ..publishing.vocabulary import AccountStatus
     from .publishing_demo import run_demo
 
     data = run_demo(Path(directory), accounts=accounts)
     con = _console(color)
     render_show(con, data["show"])
-    ok = [a for a in data["show"]["accounts"] if a["status"] in (4, 5)]
+    on_platform = (AccountStatus.UNDER_REVIEW, AccountStatus.PUBLISHED)
+    ok = [a for a in data["show"]["accounts"] if a["status"] in on_platform]
     con.print()
     con.print(f"Published to {len(ok)} of {len(data['show']['accounts'])} account(s); "
               f"{data['failing']} fails on purpose (fail_accounts in {data['config']}).")

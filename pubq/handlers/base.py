@@ -16,7 +16,8 @@ def pipeline(event: ExecEvent) -> Pipeline:
     return pipeline_for(event.queue.app)
 
 
-def ref(event: ExecEvent) -> JobRef:
+def job_ref(event: ExecEvent) -> JobRef:
+    """The job attempt behind the event, which the pipeline records and builds its dedup keys from."""
     return JobRef.from_key(event.key)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..events import ExecEvent
-from .base import arg, is_final, pipeline, ref
+from ..publishing.vocabulary import CopyFailureStage
+from .base import arg, is_final, job_ref, pipeline
 
 
 class CopyAssetEventHandler:
@@ -14,14 +15,14 @@ class CopyAssetEventHandler:
         task_id = arg(event, "task_id")
         if task_id is None:
             return
-        p = pipeline(event)
+        steps = pipeline(event)
         try:
-            p.fan_out(task_id, ref(event))
+            steps.fan_out(task_id, job_ref(event))
         except Exception as exc:
-            p.fail_task(task_id, exc, ref(event), stage="follow-up")
+            steps.fail_task(task_id, exc, job_ref(event), stage=CopyFailureStage.FOLLOW_UP)
             raise
 
     def after_error(self, event: ExecEvent) -> None:
         task_id = arg(event, "task_id")
         if task_id is not None and is_final(event):
-            pipeline(event).fail_task(task_id, event.error, ref(event), stage="copy")
+            pipeline(event).fail_task(task_id, event.error, job_ref(event), stage=CopyFailureStage.COPY)

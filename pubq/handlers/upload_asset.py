@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..events import ExecEvent
-from .base import arg, is_final, pipeline, ref
+from .base import arg, is_final, job_ref, pipeline
 
 
 class UploadAssetEventHandler:
@@ -15,4 +15,4 @@ class UploadAssetEventHandler:
     def after_error(self, event: ExecEvent) -> None:
         cat_id = arg(event, "channel_app_task_id")
         if cat_id is not None and is_final(event):
-            pipeline(event).row_failed(cat_id, event.error, ref(event))
+            pipeline(event).row_failed(cat_id, event.error, job_ref(event))

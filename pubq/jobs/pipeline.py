@@ -35,7 +35,8 @@ class PublishingJob(Job):
         return pipeline_for(ctx.app)
 
     @staticmethod
-    def ref(ctx: JobContext) -> JobRef:
+    def job_ref(ctx: JobContext) -> JobRef:
+        """This attempt, which the pipeline records and builds its dedup keys from."""
         from ..publishing.transitions import JobRef
 
         return JobRef(ctx.queue.name, ctx.job_id, ctx.attempt)
@@ -50,7 +51,7 @@ class CopyAssetJob(PublishingJob):
     task_id: int
 
     def execute(self, ctx: JobContext) -> Any:
-        return self.pipeline(ctx).copy_assets(self.task_id, self.ref(ctx))
+        return self.pipeline(ctx).copy_assets(self.task_id, self.job_ref(ctx))
 
 
 @dataclass
@@ -62,7 +63,7 @@ class UploadAssetJob(PublishingJob):
     channel_app_task_id: int
 
     def execute(self, ctx: JobContext) -> Any:
-        return self.pipeline(ctx).upload(self.channel_app_task_id, self.ref(ctx))
+        return self.pipeline(ctx).upload(self.channel_app_task_id, self.job_ref(ctx))
 
 
 @dataclass
@@ -74,7 +75,7 @@ class PubArticleJob(PublishingJob):
     channel_app_task_id: int
 
     def execute(self, ctx: JobContext) -> Any:
-        return self.pipeline(ctx).publish_article(self.channel_app_task_id, self.ref(ctx))
+        return self.pipeline(ctx).publish_article(self.channel_app_task_id, self.job_ref(ctx))
 
 
 @dataclass
@@ -86,4 +87,4 @@ class SourceCallbackJob(PublishingJob):
     event_id: str
 
     def execute(self, ctx: JobContext) -> Any:
-        return self.pipeline(ctx).send_callback(self.event_id, self.ref(ctx))
+        return self.pipeline(ctx).send_callback(self.event_id, self.job_ref(ctx))

@@ -10,20 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import peewee as pw
 
-#: Channel app task statuses (publishing.md §2).
-PENDING, RELEASING, FAILED, REVIEW, PUBLISHED, REJECTED = 1, 2, 3, 4, 5, 6
-STATUS_NAMES = {
-    PENDING: "pending",
-    RELEASING: "releasing",
-    FAILED: "failed",
-    REVIEW: "under review",
-    PUBLISHED: "published",
-    REJECTED: "rejected",
-}
+from .vocabulary import AccountStatus, EventKind, OutboxKind, OutboxState, PubLogStatus
 
 
 def now_us() -> int:
@@ -62,6 +54,41 @@ class LongTextField(pw.TextField):
         if isinstance(self.model._meta.database, pw.MySQLDatabase):
             return pw.SQL("LONGTEXT")
         return super().ddl_datatype(ctx)
+
+
+class StatusField(pw.SmallIntegerField):
+    """An :class:`AccountStatus`, stored as its integer; a value this version does not know reads as
+    the plain integer."""
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else int(value)
+
+    def python_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return AccountStatus(value)
+        except ValueError:
+            return int(value)
+
+
+class EnumCharField(pw.CharField):
+    """A string enum member, stored as its plain value (read back as the member when known)."""
+
+    def __init__(self, enum: type[StrEnum], **kwargs: Any) -> None:
+        self.enum = enum
+        super().__init__(**kwargs)
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    def python_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return self.enum(value)
+        except ValueError:
+            return value
 
 
 class JSONField(LongTextField):
@@ -130,7 +157,7 @@ def build_models(database: pw.Database, prefix: str = "pub_") -> Models:
         channel_type = pw.CharField(max_length=64)
         account = pw.CharField(max_length=64)
         enabled = pw.BooleanField(default=True)
-        status = pw.SmallIntegerField(default=PENDING)
+        status = StatusField(default=AccountStatus.PENDING)
         #: Bumped by each operator retry (3→1); part of every dedup key of this row's steps.
         round = pw.IntegerField(default=0)
         media = JSONField(null=True)
@@ -159,7 +186,7 @@ def build_models(database: pw.Database, prefix: str = "pub_") -> Models:
     class PubLog(Base):
         task = pw.ForeignKeyField(Task, column_name="task_id")
         channel_app_task = pw.ForeignKeyField(ChannelAppTask, null=True, column_name="channel_app_task_id")
-        status = pw.CharField(max_length=8)  # success | error
+        status = EnumCharField(PubLogStatus, max_length=8)
         code = pw.IntegerField()
         message = pw.TextField()
         data = JSONField(null=True)
@@ -171,9 +198,9 @@ def build_models(database: pw.Database, prefix: str = "pub_") -> Models:
     class StatusEvent(Base):
         task = pw.ForeignKeyField(Task, column_name="task_id")
         channel_app_task = pw.ForeignKeyField(ChannelAppTask, null=True, column_name="channel_app_task_id")
-        kind = pw.CharField(max_length=16)  # transition | rejected | step
-        from_status = pw.SmallIntegerField(null=True)
-        to_status = pw.SmallIntegerField(null=True)
+        kind = EnumCharField(EventKind, max_length=16)
+        from_status = StatusField(null=True)
+        to_status = StatusField(null=True)
         reason = pw.CharField(max_length=255)
         code = pw.IntegerField(null=True)
         queue = pw.CharField(max_length=64, null=True)
@@ -185,14 +212,14 @@ def build_models(database: pw.Database, prefix: str = "pub_") -> Models:
     class Outbox(Base):
         task = pw.ForeignKeyField(Task, column_name="task_id")
         channel_app_task = pw.ForeignKeyField(ChannelAppTask, null=True, column_name="channel_app_task_id")
-        kind = pw.CharField(max_length=16)  # job | callback
+        kind = EnumCharField(OutboxKind, max_length=16)
         queue = pw.CharField(max_length=64)
         job = pw.CharField(max_length=128)
         args = JSONField()
         reason = pw.CharField(max_length=255, default="")
         dedup_key = pw.CharField(max_length=191, unique=True)
         event_id = pw.CharField(max_length=64, null=True, unique=True)
-        state = pw.CharField(max_length=16, default="pending")  # pending | pushed | sent | failed
+        state = EnumCharField(OutboxState, max_length=16, default=OutboxState.PENDING)
         job_id = pw.BigIntegerField(null=True)
         push_attempts = pw.IntegerField(default=0)
         last_error = pw.TextField(null=True)

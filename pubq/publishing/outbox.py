@@ -15,9 +15,10 @@ from typing import Any
 
 import peewee as pw
 
-from .database import run_in_transaction
-from .models import Models, now_us
+from .models import now_us
 from .settings import QueueNames
+from .store import PublishStore
+from .vocabulary import OutboxKind, OutboxState
 
 log = logging.getLogger("pubq.publishing")
 
@@ -33,85 +34,105 @@ STALE_CLAIM_SECONDS = 300
 
 
 class Outbox:
-    def __init__(self, models: Models, queues: QueueNames) -> None:
-        self.m = models
+    def __init__(self, store: PublishStore, queues: QueueNames, dispatcher: Dispatcher | None = None) -> None:
+        self.store = store
         self.queues = queues
+        #: Pushes rows to the queues; None (no queues attached) leaves every row pending.
+        self.dispatcher = dispatcher
 
     # -- writes (call inside the transaction of the state change) ------------------------------
 
     def add_job(self, *, task_id: int, cat_id: int | None, queue: str, job: str, args: dict[str, Any],
                 dedup_key: str, reason: str) -> int:
         """Record a follow-up job once per ``dedup_key``; returns the outbox row id."""
-        return self._insert(task_id=task_id, channel_app_task=cat_id, kind="job", queue=queue, job=job,
-                            args=args, dedup_key=dedup_key, reason=reason)
+        return self._insert(task_id=task_id, channel_app_task=cat_id, kind=OutboxKind.JOB, queue=queue,
+                            job=job, args=args, dedup_key=dedup_key, reason=reason)
 
     def add_callback(self, *, task_id: int, cat_id: int | None, dedup_key: str, reason: str) -> int:
         """Record a source callback once per ``dedup_key``; its ``event_id`` is stable across retries."""
         event_id = uuid.uuid4().hex
-        return self._insert(task_id=task_id, channel_app_task=cat_id, kind="callback",
+        return self._insert(task_id=task_id, channel_app_task=cat_id, kind=OutboxKind.CALLBACK,
                             queue=self.queues.callback, job=CALLBACK_JOB, args={"event_id": event_id},
                             dedup_key=dedup_key, reason=reason, event_id=event_id)
 
     def _insert(self, **values: Any) -> int:
-        Ob = self.m.Outbox
-        Ob.insert(created_at=now_us(), state="pending", task=values.pop("task_id"),
-                 **values).on_conflict_ignore().execute()
-        return Ob.select(Ob.id).where(Ob.dedup_key == values["dedup_key"]).scalar()
+        Row = self.store.models.Outbox
+        Row.insert(created_at=now_us(), state=OutboxState.PENDING, task=values.pop("task_id"),
+                   **values).on_conflict_ignore().execute()
+        return Row.select(Row.id).where(Row.dedup_key == values["dedup_key"]).scalar()
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def exists(self, dedup_key: str) -> bool:
+        """Whether a row was recorded under ``dedup_key``."""
+        Row = self.store.models.Outbox
+        return Row.select().where(Row.dedup_key == dedup_key).exists()
+
+    def pending_for(self, cat_id: int) -> list[int]:
+        """Ids of the channel app task's rows not pushed yet, oldest first."""
+        Row = self.store.models.Outbox
+        query = Row.select(Row.id).where(Row.channel_app_task == cat_id, Row.state == OutboxState.PENDING)
+        return [row.id for row in query.order_by(Row.id)]
 
     # -- dispatch (after commit) -----------------------------------------------------------------
 
-    def dispatch(self, row_ids: Iterable[int], dispatcher: Dispatcher | None) -> list[int]:
-        """Push the given pending rows; returns the job ids pushed. Failures stay pending (logged)."""
-        pushed: list[int] = []
-        if dispatcher is None:
-            return pushed
-        for row_id in row_ids:
-            job_id = self._push_one(row_id, dispatcher)
-            if job_id is not None:
-                pushed.append(job_id)
-        return pushed
+    def dispatch(self, row_ids: Iterable[int | None]) -> list[int]:
+        """Push the given pending rows (None entries are skipped); returns the job ids pushed.
+        Failures stay pending (logged)."""
+        if self.dispatcher is None:
+            return []
+        return self._push_all([r for r in row_ids if r is not None], self.dispatcher)
 
-    def flush(self, dispatcher: Dispatcher, *, limit: int = 1000) -> tuple[int, int]:
+    def flush(self, dispatcher: Dispatcher | None = None, *, limit: int = 1000) -> tuple[int, int]:
         """Push every pending row (and stale claims); returns (pushed, still pending)."""
-        Ob = self.m.Outbox
+        dispatcher = dispatcher or self.dispatcher
+        if dispatcher is None:
+            raise RuntimeError("no dispatcher: the outbox can only be flushed with queues attached")
+        Row = self.store.models.Outbox
         stale = now_us() - STALE_CLAIM_SECONDS * 1_000_000
-        ids = [r.id for r in Ob.select(Ob.id).where(
-            (Ob.state == "pending") | ((Ob.state == "pushing") & (Ob.pushed_at < stale))
-        ).order_by(Ob.id).limit(limit)]
+        ids = [r.id for r in Row.select(Row.id).where(
+            (Row.state == OutboxState.PENDING) | ((Row.state == OutboxState.PUSHING) & (Row.pushed_at < stale))
+        ).order_by(Row.id).limit(limit)]
         for row_id in ids:
-            Ob.update(state="pending").where(Ob.id == row_id, Ob.state == "pushing", Ob.pushed_at < stale).execute()
-        pushed = len(self.dispatch(ids, dispatcher))
-        left = Ob.select().where(Ob.state.in_(("pending", "pushing"))).count()
+            Row.update(state=OutboxState.PENDING).where(
+                Row.id == row_id, Row.state == OutboxState.PUSHING, Row.pushed_at < stale).execute()
+        pushed = len(self._push_all(ids, dispatcher))
+        left = Row.select().where(Row.state.in_((OutboxState.PENDING, OutboxState.PUSHING))).count()
         return pushed, left
 
+    def _push_all(self, row_ids: list[int], dispatcher: Dispatcher) -> list[int]:
+        pushed = [self._push_one(row_id, dispatcher) for row_id in row_ids]
+        return [job_id for job_id in pushed if job_id is not None]
+
     def _push_one(self, row_id: int, dispatcher: Dispatcher) -> int | None:
-        Ob = self.m.Outbox
-        claimed = Ob.update(state="pushing", pushed_at=now_us()).where(
-            Ob.id == row_id, Ob.state == "pending").execute()
+        Row = self.store.models.Outbox
+        claimed = Row.update(state=OutboxState.PUSHING, pushed_at=now_us()).where(
+            Row.id == row_id, Row.state == OutboxState.PENDING).execute()
         if claimed != 1:
             return None  # pushed already, or another dispatcher holds it
-        row = Ob.get_by_id(row_id)
+        row = Row.get_by_id(row_id)
         try:
             job_id = dispatcher(row.queue, row.job, dict(row.args))
         except Exception as exc:  # noqa: BLE001 - the row stays pending for flush; never lost
             log.warning("outbox %s: push of %s to %s failed, left for `pubq outbox flush`: %s",
                         row_id, row.job, row.queue, exc)
-            Ob.update(state="pending", push_attempts=Ob.push_attempts + 1,
-                     last_error=str(exc)[:1000]).where(Ob.id == row_id).execute()
+            Row.update(state=OutboxState.PENDING, push_attempts=Row.push_attempts + 1,
+                       last_error=str(exc)[:1000]).where(Row.id == row_id).execute()
             return None
-        Ob.update(state="pushed", job_id=job_id, push_attempts=Ob.push_attempts + 1).where(
-            Ob.id == row_id, Ob.state == "pushing").execute()
+        Row.update(state=OutboxState.PUSHED, job_id=job_id, push_attempts=Row.push_attempts + 1).where(
+            Row.id == row_id, Row.state == OutboxState.PUSHING).execute()
         return job_id
 
     # -- callbacks -------------------------------------------------------------------------------
 
     def callback_row(self, event_id: str) -> pw.Model | None:
-        Ob = self.m.Outbox
-        return Ob.get_or_none((Ob.event_id == event_id) & (Ob.kind == "callback"))
+        Row = self.store.models.Outbox
+        return Row.get_or_none((Row.event_id == event_id) & (Row.kind == OutboxKind.CALLBACK))
 
-    def mark_callback(self, event_id: str, state: str, error: str | None = None) -> None:
-        Ob = self.m.Outbox
+    def mark_callback(self, event_id: str, state: OutboxState, error: str | None = None) -> None:
+        """Record where a callback ended: sent, skipped or failed (with the reason)."""
+        Row = self.store.models.Outbox
         values: dict[str, Any] = {"state": state, "last_error": error}
-        if state == "sent":
+        if state == OutboxState.SENT:
             values["sent_at"] = now_us()
-        run_in_transaction(self.m.database, lambda: Ob.update(**values).where(Ob.event_id == event_id).execute())
+        self.store.tx(lambda: Row.update(**values).where(Row.event_id == event_id).execute())

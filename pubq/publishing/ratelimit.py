@@ -1,7 +1,8 @@
 """Per-account token buckets stored in the publish-state database.
 
-A bucket is keyed by ``<channel type>:<account>``; several workers on several hosts share it. Each
-take is one short transaction (row lock on PostgreSQL/MySQL, ``BEGIN IMMEDIATE`` on SQLite).
+A bucket is keyed by ``<channel type>:<account>`` (:func:`.keys.rate_bucket_key`); several workers
+on several hosts share it. Each take is one short transaction (row lock on PostgreSQL/MySQL,
+``BEGIN IMMEDIATE`` on SQLite).
 """
 
 from __future__ import annotations
@@ -10,28 +11,25 @@ import time
 from collections.abc import Callable
 
 from .codes import AdapterUnavailableError
-from .database import run_in_transaction
-from .models import Models, now_us
+from .models import now_us
 from .settings import RateLimit
+from .store import PublishStore
 
 
 class RateLimiter:
-    def __init__(self, models: Models, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.m = models
+    def __init__(self, store: PublishStore, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.store = store
         self.sleep = sleep
 
     def try_acquire(self, key: str, limit: RateLimit) -> float:
         """Take one token: 0.0 when taken, else the seconds until one is due."""
-        return run_in_transaction(self.m.database, lambda: self._take(key, limit))
+        return self.store.tx(lambda: self._take(key, limit))
 
     def _take(self, key: str, limit: RateLimit) -> float:
-        B = self.m.RateBucket
+        RateBucket = self.store.models.RateBucket
         now = now_us()
-        B.insert(key=key, tokens=float(limit.burst), updated_us=now).on_conflict_ignore().execute()
-        query = B.select().where(B.key == key)
-        if self.m.database.for_update:
-            query = query.for_update()
-        bucket = query.get()
+        RateBucket.insert(key=key, tokens=float(limit.burst), updated_us=now).on_conflict_ignore().execute()
+        bucket = self.store.locking(RateBucket.select().where(RateBucket.key == key)).get()
         elapsed = max(0.0, (now - bucket.updated_us) / 1_000_000)
         tokens = min(float(limit.burst), bucket.tokens + elapsed * limit.rate)
         wait = 0.0
@@ -39,7 +37,7 @@ class RateLimiter:
             tokens -= 1.0
         else:
             wait = (1.0 - tokens) / limit.rate
-        B.update(tokens=tokens, updated_us=max(now, bucket.updated_us)).where(B.key == key).execute()
+        RateBucket.update(tokens=tokens, updated_us=max(now, bucket.updated_us)).where(RateBucket.key == key).execute()
         return wait
 
     def acquire(self, key: str, limit: RateLimit, *, channel_type: str, account: str) -> None:

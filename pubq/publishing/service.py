@@ -1,16 +1,24 @@
-"""PublishingService: the publish-state database, task creation, publish log, retry, queries.
+"""PublishingService: the publish state of one app, and the operations the CLI and scripts call.
 
-One service per process (the jobs layer caches it per app). It survives ``fork``: a forked child
-drops the inherited connection state without closing it and opens its own on first use.
+It builds each part once and wires them together; the work is done by the parts:
+
+- :class:`~.store.PublishStore`: database, models, transactions, migrations;
+- :class:`~.outbox.Outbox`: follow-up jobs and callbacks, pushed after commit;
+- :class:`~.transitions.Transitions`: guarded per-row status changes and the timeline;
+- :class:`~.publog.PublishLog`: the business log shown to users;
+- :class:`~.records.PublishRecords` and :class:`~.views.TaskViews`: reading publish state;
+- :class:`~.channels.ChannelRegistry`: channel adapters and their rate limits;
+- :class:`~.submission.TaskSubmission` and :class:`~.operator_retry.OperatorRetry`: creating and
+  retrying tasks.
+
+One service per process (:func:`service_for` caches it per app). It survives ``fork``: a forked
+child drops the inherited connection and adapters without closing them and opens its own on first use.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,249 +26,92 @@ import peewee as pw
 
 from ..database import on_fork_in_child
 from ..errors import ConfigError
-from .adapters.base import ChannelTypeService, resolve_adapter
-from .codes import ChannelAppTaskNotFoundError, DuplicateTaskError, TaskNotFoundError
-from .database import forget_connection, open_database, run_in_transaction
-from .migrations import migrate
-from .models import FAILED, PENDING, STATUS_NAMES, Models, build_models, from_us, now_us, to_us
-from .outbox import COPY_JOB, UPLOAD_JOB, Dispatcher, Outbox
+from .channels import ChannelRegistry
+from .models import Models
+from .operator_retry import OperatorRetry, RetryResult
+from .outbox import Dispatcher, Outbox
+from .publog import PublishLog
 from .ratelimit import RateLimiter
-from .request import PublishRequest, validate_request
+from .records import PublishRecords
+from .request import PublishRequest
 from .settings import PublishingSettings, load_settings
+from .store import PublishStore
+from .submission import TaskSubmission
 from .transitions import OPERATOR, JobRef, Transitions
-
-log = logging.getLogger("pubq.publishing")
-
-
-@dataclass(frozen=True)
-class RetryResult:
-    task_id: int
-    #: Accounts moved 3→1.
-    retried: tuple[str, ...]
-    #: Accounts left alone, with their status name.
-    skipped: tuple[tuple[str, str], ...]
-    #: The step re-pushed: "copy" or "upload" (None when nothing was retried).
-    step: str | None
-    job_ids: tuple[int, ...]
+from .views import TaskViews
 
 
 class PublishingService:
     def __init__(self, database: str | pw.Database, settings: PublishingSettings, *,
                  base_dir: Path | None = None, dispatcher: Dispatcher | None = None,
                  auto_migrate: bool = True, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.db = open_database(database, base_dir) if isinstance(database, str) else database
         self.settings = settings
-        self.m: Models = build_models(self.db, settings.table_prefix)
-        self.outbox = Outbox(self.m, settings.queues)
-        self.transitions = Transitions(self.m, self.outbox)
-        self.limiter = RateLimiter(self.m, sleep=sleep)
-        self.dispatcher = dispatcher
+        #: How the parts wait (rate limits, callback retries); tests pass a no-op.
         self.sleep = sleep
-        self._channels: dict[str, ChannelTypeService] = {}
-        self._pid = os.getpid()
+        self.store = PublishStore(database, settings.table_prefix, base_dir=base_dir)
+        self.outbox = Outbox(self.store, settings.queues, dispatcher)
+        self.transitions = Transitions(self.store, self.outbox)
+        self.publish_log = PublishLog(self.store.models)
+        self.records = PublishRecords(self.store.models)
+        self.views = TaskViews(self.store.models, self.records)
+        self.channels = ChannelRegistry(settings, RateLimiter(self.store, sleep=sleep))
+        self.submission = TaskSubmission(self.store, settings, self.transitions, self.outbox)
+        self.retries = OperatorRetry(self.store, settings, self.records, self.transitions, self.outbox)
         on_fork_in_child(self._after_fork)
         if auto_migrate:
             self.migrate()
+
+    @property
+    def db(self) -> pw.Database:
+        return self.store.db
+
+    @property
+    def models(self) -> Models:
+        return self.store.models
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def migrate(self) -> list[int]:
         """Create or upgrade this prefix's tables (idempotent)."""
-        return migrate(self.m)
+        return self.store.migrate()
 
     def _after_fork(self) -> None:
-        forget_connection(self.db)
-        self._channels = {}  # adapters may hold sockets of the parent
-        self._pid = os.getpid()
+        self.store.forget_inherited_connection()
+        self.channels.forget_inherited()
 
     def close(self) -> None:
-        for channel in self._channels.values():
-            channel.adapter.close()
-        self._channels = {}
-        if not self.db.is_closed():
-            self.db.close()
+        self.channels.close()
+        self.store.close()
 
-    def tx(self, fn: Callable[[], Any]) -> Any:
-        return run_in_transaction(self.db, fn)
-
-    def channel(self, code: str) -> ChannelTypeService:
-        """The adapter service of a configured channel type (built once per process)."""
-        service = self._channels.get(code)
-        if service is None:
-            ctype = self.settings.channel_type(code)
-            adapter = resolve_adapter(ctype.adapter, f"publishing.channel_types.{code}.adapter")(ctype)
-            service = self._channels[code] = ChannelTypeService(ctype, adapter, self.limiter)
-        return service
-
-    def dispatch(self, row_ids: list[int | None]) -> list[int]:
-        return self.outbox.dispatch([r for r in row_ids if r is not None], self.dispatcher)
-
-    def flush_outbox(self, dispatcher: Dispatcher | None = None) -> tuple[int, int]:
-        """Push outbox rows whose push failed or never happened; returns (pushed, still pending)."""
-        dispatcher = dispatcher or self.dispatcher
-        if dispatcher is None:
-            raise RuntimeError("no dispatcher: the outbox can only be flushed with queues attached")
-        return self.outbox.flush(dispatcher)
-
-    # -- create ------------------------------------------------------------------------------------
+    # -- operations --------------------------------------------------------------------------------
 
     def submit(self, data: Any) -> int:
         """Validate a request document and create its task; returns the task id."""
-        return self.create_task(validate_request(data, self.settings))
+        return self.submission.submit(data)
 
     def create_task(self, req: PublishRequest) -> int:
-        """Insert task, one channel app task per account (1), assets and the copy job, atomically."""
-        m = self.m
-
-        def unit() -> tuple[int, int]:
-            existing = m.Task.get_or_none((m.Task.source == req.source) & (m.Task.uuid == req.uuid))
-            if existing is not None:
-                raise DuplicateTaskError.make(uuid=req.uuid, source=req.source, task_id=existing.id)
-            now = now_us()
-            task = m.Task.create(uuid=req.uuid, source=req.source, channel_type=req.channel_type,
-                                 callback_url=req.callback_url, title=req.title, body=req.body,
-                                 created_at=now, updated_at=now)
-            for account in req.accounts:
-                m.ChannelAppTask.create(task=task, channel_type=req.channel_type, account=account,
-                                        created_at=now, updated_at=now)
-            for position, asset in enumerate(req.assets):
-                m.Asset.create(task=task, position=position, type=asset.type, source_url=asset.url,
-                               enabled=asset.enabled, created_at=now)
-            self.transitions.step(task.id, None, f"task created: {len(req.accounts)} account(s), "
-                                                 f"{len(req.assets)} asset(s)")
-            row = self.outbox.add_job(task_id=task.id, cat_id=None, queue=self.settings.queues.copy,
-                                      job=COPY_JOB, args={"task_id": task.id}, dedup_key=f"job:copy:{task.id}:0",
-                                      reason="task created")
-            return task.id, row
-
-        try:
-            task_id, row = self.tx(unit)
-        except pw.IntegrityError:  # a concurrent submit of the same uuid won the race
-            existing = m.Task.get((m.Task.source == req.source) & (m.Task.uuid == req.uuid))
-            raise DuplicateTaskError.make(uuid=req.uuid, source=req.source, task_id=existing.id) from None
-        self.dispatch([row])
-        return task_id
-
-    # -- publish log -------------------------------------------------------------------------------
-
-    def pub_log_exists(self, dedup_key: str) -> bool:
-        return self.m.PubLog.select().where(self.m.PubLog.dedup_key == dedup_key).exists()
-
-    def write_pub_log(self, task_id: int, cat_id: int | None, *, status: str, code: int, message: str,
-                      data: dict[str, Any] | None = None, dedup_key: str | None = None) -> bool:
-        """Add a publish-log row (inside the caller's transaction); False when ``dedup_key`` exists."""
-        if dedup_key is not None and self.pub_log_exists(dedup_key):
-            return False
-        self.m.PubLog.create(task=task_id, channel_app_task=cat_id, status=status, code=code,
-                             message=message, data=data, dedup_key=dedup_key, created_at=now_us())
-        return True
-
-    # -- operator retry ------------------------------------------------------------------------------
+        """Create the task of a validated request and push its copy job."""
+        return self.submission.create_task(req)
 
     def retry(self, task_id: int, account: str | None = None, *, job: JobRef = OPERATOR) -> RetryResult:
         """Move failed rows 3→1 (next round) and re-push the earliest uncompleted step."""
-        m = self.m
-        task = self.task(task_id)
-        query = m.ChannelAppTask.select().where(m.ChannelAppTask.task == task_id).order_by(m.ChannelAppTask.id)
-        rows = [c for c in query if account is None or c.account == account]
-        if account is not None and not rows:
-            raise ChannelAppTaskNotFoundError(f"task ID {task_id} has no account {account!r}")
+        return self.retries.retry(task_id, account, job=job)
 
-        def unit() -> tuple[list[str], list[tuple[str, str]], str | None, list[int]]:
-            retried, skipped, outbox_rows = [], [], []
-            for cat in rows:
-                if cat.status != FAILED:
-                    skipped.append((cat.account, STATUS_NAMES.get(cat.status, "?")))
-                    continue
-                result = self.transitions.move_in_tx(
-                    cat.id, PENDING, reason="operator retry", job=job, operator=True,
-                    fields={"round": cat.round + 1, "error_code": None, "error_message": None})
-                if result.accepted:
-                    retried.append(cat)
-                else:
-                    skipped.append((cat.account, STATUS_NAMES.get(result.found, "?")))
-            if not retried:
-                return [], skipped, None, []
-            if not self.assets_copied(task_id):
-                fresh = m.Task.get_by_id(task_id)
-                m.Task.update(copy_round=fresh.copy_round + 1, copied_at=None).where(m.Task.id == task_id).execute()
-                step = "copy"
-                outbox_rows.append(self.outbox.add_job(
-                    task_id=task_id, cat_id=None, queue=self.settings.queues.copy, job=COPY_JOB,
-                    args={"task_id": task_id}, dedup_key=f"job:copy:{task_id}:{fresh.copy_round + 1}",
-                    reason="operator retry"))
-            else:
-                step = "upload"
-                for cat in retried:
-                    outbox_rows.append(self.outbox.add_job(
-                        task_id=task_id, cat_id=cat.id, queue=self.settings.queues.upload, job=UPLOAD_JOB,
-                        args={"channel_app_task_id": cat.id}, dedup_key=f"job:upload:{cat.id}:{cat.round + 1}",
-                        reason="operator retry"))
-            return [c.account for c in retried], skipped, step, outbox_rows
-
-        retried, skipped, step, outbox_rows = self.tx(unit)
-        job_ids = self.dispatch(outbox_rows)
-        return RetryResult(task.id, tuple(retried), tuple(skipped), step, tuple(job_ids))
-
-    def assets_copied(self, task_id: int) -> bool:
-        A = self.m.Asset
-        enabled = A.select().where(A.task == task_id, A.enabled == True)  # noqa: E712 - SQL expression
-        return enabled.exists() and not enabled.where(A.relative_path.is_null()).exists()
-
-    # -- queries ---------------------------------------------------------------------------------
-
-    def task(self, task_id: int) -> pw.Model:
-        task = self.m.Task.get_or_none(self.m.Task.id == task_id)
-        if task is None:
-            raise TaskNotFoundError.make(task_id=task_id)
-        return task
-
-    def channel_app_task(self, cat_id: int) -> pw.Model:
-        cat = self.m.ChannelAppTask.get_or_none(self.m.ChannelAppTask.id == cat_id)
-        if cat is None:
-            raise ChannelAppTaskNotFoundError.make(cat_id=cat_id)
-        return cat
+    def flush_outbox(self, dispatcher: Dispatcher | None = None) -> tuple[int, int]:
+        """Push outbox rows whose push failed or never happened; returns (pushed, still pending)."""
+        return self.outbox.flush(dispatcher)
 
     def accounts_view(self, task_id: int) -> list[dict[str, Any]]:
-        """Every channel app task of a task as plain data (callback body, show, JSON output)."""
-        C = self.m.ChannelAppTask
-        return [{
-            "channel_app_task_id": c.id, "account": c.account, "status": c.status,
-            "status_name": STATUS_NAMES.get(c.status, "?"), "enabled": c.enabled, "round": c.round,
-            "item_id": c.item_id, "item_created_at": iso(c.item_created_at),
-            "code": c.error_code, "message": c.error_message,
-        } for c in C.select().where(C.task == task_id).order_by(C.id)]
+        """Every channel app task of a task as plain data."""
+        return self.views.accounts_view(task_id)
 
     def show(self, task_id: int) -> dict[str, Any]:
-        task = self.task(task_id)
-        A, P, Ob = self.m.Asset, self.m.PubLog, self.m.Outbox
-        return {
-            "task": {"id": task.id, "uuid": task.uuid, "source": task.source, "channel_type": task.channel_type,
-                     "title": task.title, "callback_url": task.callback_url, "created_at": iso(task.created_at),
-                     "copied_at": iso(task.copied_at)},
-            "accounts": self.accounts_view(task_id),
-            "assets": [{"id": a.id, "position": a.position, "type": a.type, "enabled": a.enabled,
-                        "relative_path": a.relative_path, "size": a.size, "sha256": a.sha256}
-                       for a in A.select().where(A.task == task_id).order_by(A.position)],
-            "pub_log": [{"id": p.id, "channel_app_task_id": p.channel_app_task_id, "status": p.status,
-                         "code": p.code, "message": p.message, "data": p.data, "at": iso(p.created_at)}
-                        for p in P.select().where(P.task == task_id).order_by(P.id)],
-            "outbox": [{"id": o.id, "kind": o.kind, "queue": o.queue, "job": o.job, "state": o.state,
-                        "job_id": o.job_id, "reason": o.reason, "event_id": o.event_id}
-                       for o in Ob.select().where(Ob.task == task_id).order_by(Ob.id)],
-        }
+        """The task, its accounts, assets, publish log and outbox rows, as plain data."""
+        return self.views.show(task_id)
 
     def trace(self, task_id: int) -> list[dict[str, Any]]:
         """The task's timeline: every transition (accepted or rejected) and step, in order."""
-        self.task(task_id)
-        E, C = self.m.StatusEvent, self.m.ChannelAppTask
-        accounts = {c.id: c.account for c in C.select(C.id, C.account).where(C.task == task_id)}
-        return [{
-            "id": e.id, "at": iso(e.at), "at_us": to_us(e.at), "kind": e.kind,
-            "channel_app_task_id": e.channel_app_task_id, "account": accounts.get(e.channel_app_task_id),
-            "from": e.from_status, "to": e.to_status, "reason": e.reason, "code": e.code,
-            "queue": e.queue, "job_id": e.job_id, "attempt": e.attempt,
-        } for e in E.select().where(E.task == task_id).order_by(E.at, E.id)]
+        return self.views.trace(task_id)
 
 
 def service_for(app: Any) -> PublishingService:
@@ -286,9 +137,4 @@ def migrate_publishing(app: Any) -> list[int]:
     return service_for(app).migrate()
 
 
-def iso(value: Any) -> str | None:
-    """µs-precise ISO-8601 UTC text for display and JSON."""
-    return None if value is None else value.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-__all__ = ["PublishingService", "RetryResult", "from_us", "iso", "migrate_publishing", "service_for"]
+__all__ = ["PublishingService", "RetryResult", "migrate_publishing", "service_for"]

@@ -11,12 +11,13 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
+from .accounts import Account, ChannelType, RateLimit, Secret
 
 ASSET_TYPES = ("image", "video")
 BUILTIN_ADAPTERS = {
@@ -32,58 +33,6 @@ DEFAULT_QUEUES = {
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?\}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
-
-
-class Secret:
-    """A credential read from the environment. Shows as ``***`` everywhere except :meth:`reveal`."""
-
-    __slots__ = ("_value", "ref")
-
-    def __init__(self, value: str, ref: str) -> None:
-        self._value = value
-        self.ref = ref
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({self.ref})"
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self.ref)
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """Token bucket: ``rate`` tokens per second, at most ``burst`` stored."""
-
-    rate: float
-    burst: int
-    #: Longest a job waits for a token before it gives up and retries later (seconds).
-    max_wait: float = 30.0
-
-
-@dataclass(frozen=True)
-class Account:
-    id: str
-    name: str
-    credentials: Mapping[str, Secret] = field(default_factory=dict)
-    rate_limit: RateLimit | None = None
-
-
-@dataclass(frozen=True)
-class ChannelType:
-    code: str
-    adapter: str
-    options: Mapping[str, Any]
-    accounts: Mapping[str, Account]
-    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True)

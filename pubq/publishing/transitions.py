@@ -13,24 +13,28 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from . import keys
 from .codes import ChannelAppTaskNotFoundError
-from .database import run_in_transaction
-from .models import FAILED, PENDING, PUBLISHED, REJECTED, RELEASING, REVIEW, STATUS_NAMES, Models, now_us
+from .models import now_us
 from .outbox import Outbox
+from .store import PublishStore
+from .vocabulary import AccountStatus, EventKind
 
 log = logging.getLogger("pubq.publishing")
 
-#: to-status → statuses it may come from (publishing.md §2). 3→1 needs ``operator=True``.
-SOURCES: dict[int, frozenset[int]] = {
-    RELEASING: frozenset({PENDING}),
-    FAILED: frozenset({PENDING, RELEASING}),
-    REVIEW: frozenset({RELEASING}),
-    PUBLISHED: frozenset({REVIEW}),
-    REJECTED: frozenset({REVIEW}),
-    PENDING: frozenset({FAILED}),
+#: to-status → statuses it may come from: 1→2, 1→3, 2→3, 2→4, 4→5, 4→6, and 3→1, which only an
+#: operator retry may do (``operator=True``).
+SOURCES: dict[AccountStatus, frozenset[AccountStatus]] = {
+    AccountStatus.RELEASING: frozenset({AccountStatus.PENDING}),
+    AccountStatus.FAILED: frozenset({AccountStatus.PENDING, AccountStatus.RELEASING}),
+    AccountStatus.UNDER_REVIEW: frozenset({AccountStatus.RELEASING}),
+    AccountStatus.PUBLISHED: frozenset({AccountStatus.UNDER_REVIEW}),
+    AccountStatus.REJECTED: frozenset({AccountStatus.UNDER_REVIEW}),
+    AccountStatus.PENDING: frozenset({AccountStatus.FAILED}),
 }
 #: Reaching one of these sends the source a callback.
-CALLBACK_STATES = frozenset({FAILED, REVIEW, PUBLISHED, REJECTED})
+CALLBACK_STATES = frozenset({AccountStatus.FAILED, AccountStatus.UNDER_REVIEW, AccountStatus.PUBLISHED,
+                             AccountStatus.REJECTED})
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,13 @@ class JobRef:
     def from_key(cls, key: tuple[str, int, int]) -> JobRef:
         return cls(*key)
 
-    def dedup(self) -> str:
-        return f"{self.queue}:{self.job_id}:{self.attempt}"
+    def event_key(self) -> str:
+        """This job attempt as the first part of the dedup keys of what it writes."""
+        return keys.event_key(self.queue, self.job_id, self.attempt)
+
+    def as_data(self) -> dict[str, Any]:
+        """This job attempt as the ``data`` of a publish-log row."""
+        return {"queue": self.queue, "job_id": self.job_id, "attempt": self.attempt}
 
 
 OPERATOR = JobRef(queue="operator")
@@ -58,56 +67,56 @@ class TransitionResult:
     task_id: int
     accepted: bool
     #: The status the row had when the transition was tried.
-    found: int
-    to: int
+    found: AccountStatus
+    to: AccountStatus
     status_event_id: int
     #: Outbox id of the callback written with this transition, if any.
     callback_id: int | None = None
 
 
 class Transitions:
-    def __init__(self, models: Models, outbox: Outbox) -> None:
-        self.m = models
+    def __init__(self, store: PublishStore, outbox: Outbox) -> None:
+        self.store = store
         self.outbox = outbox
 
-    def move(self, cat_id: int, to: int, *, reason: str, job: JobRef = OPERATOR, code: int | None = None,
+    def move(self, cat_id: int, to: AccountStatus, *, reason: str, job: JobRef = OPERATOR, code: int | None = None,
              operator: bool = False, fields: dict[str, Any] | None = None,
              callback: bool = True) -> TransitionResult:
         """One guarded transition in its own transaction (or a savepoint of the caller's)."""
-        return run_in_transaction(self.m.database, lambda: self.move_in_tx(
+        return self.store.tx(lambda: self.move_in_tx(
             cat_id, to, reason=reason, job=job, code=code, operator=operator, fields=fields,
             callback=callback))
 
-    def move_in_tx(self, cat_id: int, to: int, *, reason: str, job: JobRef = OPERATOR,
+    def move_in_tx(self, cat_id: int, to: AccountStatus, *, reason: str, job: JobRef = OPERATOR,
                    code: int | None = None, operator: bool = False, fields: dict[str, Any] | None = None,
                    callback: bool = True) -> TransitionResult:
         """The transition inside an open transaction: guarded update, status event, callback."""
-        Cat = self.m.ChannelAppTask
-        query = Cat.select(Cat.id, Cat.task, Cat.status, Cat.round, Cat.account).where(Cat.id == cat_id)
-        if self.m.database.for_update:
-            query = query.for_update()
-        row = query.get_or_none()
+        ChannelAppTask = self.store.models.ChannelAppTask
+        query = ChannelAppTask.select(ChannelAppTask.id, ChannelAppTask.task, ChannelAppTask.status,
+                                      ChannelAppTask.round, ChannelAppTask.account).where(ChannelAppTask.id == cat_id)
+        row = self.store.locking(query).get_or_none()
         if row is None:
             raise ChannelAppTaskNotFoundError.make(cat_id=cat_id)
-        sources = SOURCES[to] if (to != PENDING or operator) else frozenset()
+        sources = SOURCES[to] if (to != AccountStatus.PENDING or operator) else frozenset()
         found = row.status
         accepted = False
         if found in sources:
             values = {"status": to, "updated_at": now_us(), **(fields or {})}
-            updated = Cat.update(**values).where(Cat.id == cat_id, Cat.status.in_(sorted(sources))).execute()
+            updated = ChannelAppTask.update(**values).where(
+                ChannelAppTask.id == cat_id, ChannelAppTask.status.in_(sorted(sources))).execute()
             accepted = updated == 1
             if not accepted:  # changed under us: report what is there now
-                found = Cat.select(Cat.status).where(Cat.id == cat_id).scalar()
-        event = self.m.StatusEvent.create(
-            task=row.task_id, channel_app_task=cat_id, kind="transition" if accepted else "rejected",
+                found = ChannelAppTask.select(ChannelAppTask.status).where(ChannelAppTask.id == cat_id).scalar()
+        event = self.store.models.StatusEvent.create(
+            task=row.task_id, channel_app_task=cat_id, kind=EventKind.TRANSITION if accepted else EventKind.REJECTED,
             from_status=found, to_status=to, reason=reason[:255], code=code, queue=job.queue,
             job_id=job.job_id, attempt=job.attempt, at=now_us(),
         )
         callback_id = None
         if accepted and callback and to in CALLBACK_STATES:
             callback_id = self.outbox.add_callback(
-                task_id=row.task_id, cat_id=cat_id, dedup_key=f"callback:{cat_id}:{row.round}:{to}",
-                reason=f"account {row.account} is {STATUS_NAMES[to]}")
+                task_id=row.task_id, cat_id=cat_id, dedup_key=keys.status_callback_key(cat_id, row.round, to),
+                reason=f"account {row.account} is {AccountStatus(to).label}")
         if not accepted:
             log.warning(
                 "rejected transition of channel app task %s (account %s): %s→%s refused, status is %s "
@@ -116,13 +125,13 @@ class Transitions:
         return TransitionResult(cat_id, row.task_id, accepted, found, to, event.id, callback_id)
 
     def step(self, task_id: int, cat_id: int | None, reason: str, *, job: JobRef = OPERATOR,
-             code: int | None = None, status: int | None = None) -> None:
+             code: int | None = None, status: AccountStatus | None = None) -> None:
         """Record a step that changes no status (copied, uploaded, pushed…) in the timeline."""
-        self.m.StatusEvent.create(
-            task=task_id, channel_app_task=cat_id, kind="step", from_status=status, to_status=status,
+        self.store.models.StatusEvent.create(
+            task=task_id, channel_app_task=cat_id, kind=EventKind.STEP, from_status=status, to_status=status,
             reason=reason[:255], code=code, queue=job.queue, job_id=job.job_id, attempt=job.attempt,
             at=now_us())
 
 
 def _name(status: int | None) -> str:
-    return f"{status} ({STATUS_NAMES.get(status, '?')})" if status is not None else "missing"
+    return f"{int(status)} ({AccountStatus.label_of(status)})" if status is not None else "missing"

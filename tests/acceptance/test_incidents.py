@@ -1,4 +1,6 @@
-"""The three incidents of publishing.md §5, as acceptance stories through the real CLI and queues."""
+"""The three incidents the pipeline was built to fix, as acceptance stories through the real CLI and queues:
+000 (accounts failing around a sibling's create), 001 (the copy-asset flow and its 35020 failure) and
+002 (failures recorded at once, exactly once, and never for a job that succeeded)."""
 
 from __future__ import annotations
 

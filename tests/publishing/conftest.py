@@ -1,83 +1,30 @@
-"""Fixtures for publish-state tests on real SQLite, PostgreSQL and MariaDB/MySQL.
+"""Fixtures for the publishing tests, on real SQLite, PostgreSQL and MariaDB/MySQL.
 
 Every test session uses its own table prefix and drops only those tables at the end. A server that
 cannot be reached makes the tests fail with the URL and the reason — never a silent skip.
+
+``app`` is a :class:`pubq.app.App` over the real pipeline queues (``sync`` driver) and handlers;
+``service`` and ``pipeline`` are its publishing service and pipeline, ``recorded`` what its queues
+did. Markers shape it: ``fail_accounts(*ids)``, ``review(result)`` and ``held(*queues)``.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import peewee as pw
 import pytest
 
+from pubq.app import App
 from pubq.publishing.database import open_database, redact_url
 from pubq.publishing.migrations import drop_all
 from pubq.publishing.models import build_models
-from pubq.publishing.service import PublishingService
-from pubq.publishing.settings import PublishingSettings, load_settings
+from pubq.publishing.pipeline import Pipeline, pipeline_for
+from pubq.publishing.service import PublishingService, service_for
 
-POSTGRES_URL = os.environ.get("PUBQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("PUBQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
-SERVER_URLS = {"postgres": POSTGRES_URL, "mysql": MYSQL_URL}
-DB_KINDS = ("sqlite", "postgres", "mysql")
-#: One prefix per test session: tables of concurrent sessions never collide.
-SESSION_PREFIX = f"pt{uuid.uuid4().hex[:8]}_"
-ACCOUNTS = [f"a{i}" for i in range(1, 9)]
-
-
-class FakeQueues:
-    """A dispatcher that records pushes (queue, job, args) and hands out increasing ids."""
-
-    def __init__(self) -> None:
-        self.pushed: list[tuple[str, str, dict[str, Any]]] = []
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self.fail = False
-
-    def __call__(self, queue: str, job: str, args: dict[str, Any]) -> int:
-        if self.fail:
-            raise ConnectionError("queue backend down")
-        with self._lock:
-            self.pushed.append((queue, job, dict(args)))
-            return next(self._ids)
-
-    def jobs(self, name: str) -> list[dict[str, Any]]:
-        return [args for _, job, args in self.pushed if job.rsplit(".", 1)[-1] == name]
-
-
-def douyin(tmp_path: Path, *, fail: list[str] | None = None, review: str = "review") -> dict[str, Any]:
-    """The ``channel_types`` section: filesystem adapter ``douyin`` with accounts a1..a8."""
-    return {"douyin": {
-        "adapter": "filesystem",
-        "options": {"dir": str(tmp_path / "platform"), "fail_accounts": fail or [], "review": review},
-        "accounts": [{"id": a, "name": f"Account {a}"} for a in ACCOUNTS],
-    }}
-
-
-def publishing_config(tmp_path: Path, *, prefix: str = SESSION_PREFIX, **extra: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "table_prefix": prefix,
-        "source_root": str(tmp_path / "sources"),
-        "publish_dir": str(tmp_path / "publish"),
-        "sources": {"allow_hosts": ["127.0.0.1"], "max_bytes": 1024 * 1024, "timeout": 5},
-        "callback": {"secret": "${PUBQ_TEST_CALLBACK_SECRET:-test-secret}", "allow_hosts": ["127.0.0.1"],
-                     "max_seconds": 3, "timeout": 2},
-        "channel_types": douyin(tmp_path),
-    }
-    config.update(extra)
-    return config
-
-
-def make_settings(tmp_path: Path, **extra: Any) -> PublishingSettings:
-    (tmp_path / "sources").mkdir(exist_ok=True)
-    return load_settings(publishing_config(tmp_path, **extra), tmp_path)
+from .recorder import Recording, recording
+from .support import DB_KINDS, SERVER_URLS, SESSION_PREFIX, douyin, pipeline_app
 
 
 def _server_db(kind: str) -> pw.Database:
@@ -116,52 +63,36 @@ def database_url(db_kind: str, tmp_path: Path, server_databases: dict[str, pw.Da
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> PublishingSettings:
-    """Default settings; a test marked ``@pytest.mark.fail_accounts("a1", …)`` makes those fail."""
-    marker = request.node.get_closest_marker("fail_accounts")
+def app(tmp_path: Path, database_url: str, request: pytest.FixtureRequest) -> Iterator[App]:
+    """The pipeline's App; ``@pytest.mark.fail_accounts("a1", …)`` makes those accounts' uploads fail,
+    ``@pytest.mark.review("published")`` sets the platform's review, ``@pytest.mark.held("copy-asset",
+    …)`` keeps those queues' jobs until the test runs them (:func:`.support.run_queue`)."""
+    fail = request.node.get_closest_marker("fail_accounts")
     review = request.node.get_closest_marker("review")
-    return make_settings(tmp_path, channel_types=douyin(
-        tmp_path, fail=list(marker.args) if marker else None, review=review.args[0] if review else "review"))
+    held = request.node.get_closest_marker("held")
+    app = pipeline_app(tmp_path, database_url, held=tuple(held.args) if held else (),
+                       channel_types=douyin(tmp_path, fail=list(fail.args) if fail else None,
+                                            review=review.args[0] if review else "review"))
+    yield app
+    app.close()
 
 
 @pytest.fixture
-def queues() -> FakeQueues:
-    return FakeQueues()
+def service(app: App) -> PublishingService:
+    return service_for(app)
 
 
 @pytest.fixture
-def service(database_url: str, settings: PublishingSettings, queues: FakeQueues,
-            tmp_path: Path) -> Iterator[PublishingService]:
-    svc = PublishingService(database_url, settings, base_dir=tmp_path, dispatcher=queues, sleep=lambda s: None)
-    yield svc
-    svc.close()
+def pipeline(app: App, service: PublishingService) -> Pipeline:
+    return pipeline_for(app)
 
 
-def write_source(tmp_path: Path, name: str = "clip.mp4", data: bytes = b"video-bytes" * 100) -> str:
-    path = tmp_path / "sources" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return name
-
-
-def request_doc(tmp_path: Path, *, accounts: list[str] | None = None, uid: str | None = None,
-                callback_url: str | None = None, **extra: Any) -> dict[str, Any]:
-    """A valid publish request with one video asset under the source root."""
-    doc = {
-        "uuid": uid or uuid.uuid4().hex,
-        "source": "vms",
-        "channel_type": "douyin",
-        "title": "A video",
-        "body": "Body text",
-        "accounts": accounts or ["a1", "a2"],
-        "assets": [{"type": "video", "url": write_source(tmp_path), "enabled": True}],
-    }
-    if callback_url:
-        doc["callback_url"] = callback_url
-    doc.update(extra)
-    return doc
+@pytest.fixture
+def recorded(app: App) -> Recording:
+    return recording(app)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fail_accounts(*ids): filesystem adapter fails uploads of these accounts")
     config.addinivalue_line("markers", "review(result): what the filesystem platform's review answers")
+    config.addinivalue_line("markers", "held(*queues): these pipeline queues keep their jobs until run_queue()")

@@ -1,35 +1,26 @@
-"""Publish state under the real queue core: App, db-driver queues, isolated (forked) job runs."""
+"""Publish state under the real queue core with a real queue backend: App, db-driver queues,
+isolated (forked) job runs, a worker that re-sends lost pushes."""
 
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
 from pubq.app import App
 from pubq.config import parse_config
 from pubq.publishing.migrations import LATEST, migrate
-from pubq.publishing.preset import pipeline_queues as default_pipeline_queues
 from pubq.publishing.preset import publishing_preset
 from pubq.publishing.service import PublishingService, service_for
+from pubq.publishing.vocabulary import OutboxState
 from pubq.worker import Worker
 
-from .conftest import publishing_config, request_doc
-
-QUEUE_ORDER = ("copy-asset", "upload-asset", "pub-article", "source-callback")
+from .support import QUEUE_ORDER, pipeline_config, request_doc
 
 
 def make_app(tmp_path, database_url: str, *, copy_on: dict | None = None, **publishing) -> App:
-    queues = default_pipeline_queues()
-    queues["copy-asset"]["on"].update(copy_on or {})
-    for name, q in queues.items():
-        q["driver"] = "db"
-        q["channel"] = f"t-{uuid.uuid4().hex[:8]}-{name}"
-        q["retry"] = {"backoff": "fixed", "delay": 0, "jitter": False}
-    (tmp_path / "sources").mkdir(exist_ok=True)
-    raw = {"database": database_url, "queue_database": f"sqlite:///{tmp_path / 'queues.db'}",
-           "queues": queues, "publishing": publishing_config(tmp_path, **publishing)}
+    raw = pipeline_config(tmp_path, database_url, driver="db", **publishing)
+    raw["queues"]["copy-asset"]["on"].update(copy_on or {})
     return App(parse_config(raw, None, tmp_path, preset=publishing_preset()))
 
 
@@ -70,8 +61,9 @@ def test_a_forked_child_drops_the_connection_without_closing_it(service) -> None
 
 
 def test_migrations_are_versioned_and_idempotent(service) -> None:
-    assert migrate(service.m) == []
-    assert service.m.SchemaVersion.select().where(service.m.SchemaVersion.version == LATEST).exists()
+    assert migrate(service.models) == []
+    SchemaVersion = service.models.SchemaVersion
+    assert SchemaVersion.select().where(SchemaVersion.version == LATEST).exists()
     again = PublishingService(service.db, service.settings)
     assert again.migrate() == []
 
@@ -81,18 +73,18 @@ def test_a_lost_push_is_resent_by_the_next_worker(tmp_path) -> None:
                    copy_on={"workerStart": "pubq.handlers.outbox:OutboxHandler.flush"})
     try:
         service = service_for(app)
-        real = service.dispatcher
+        real = service.outbox.dispatcher
 
         def down(*args):
             raise ConnectionError("redis is down")
 
-        service.dispatcher = down
+        service.outbox.dispatcher = down
         task_id = service.submit(request_doc(tmp_path))
-        assert [o["state"] for o in service.show(task_id)["outbox"]] == ["pending"]
-        service.dispatcher = real
+        assert [o["state"] for o in service.show(task_id)["outbox"]] == [OutboxState.PENDING]
+        service.outbox.dispatcher = real
         Worker(app.queue("copy-asset"), isolate=False, install_signals=False).run()
         outbox = service.show(task_id)["outbox"]
-        assert outbox[0]["state"] == "pushed" and service.show(task_id)["task"]["copied_at"]
+        assert outbox[0]["state"] == OutboxState.PUSHED and service.show(task_id)["task"]["copied_at"]
     finally:
         app.close()
 

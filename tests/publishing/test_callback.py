@@ -6,13 +6,13 @@ import json
 
 import pytest
 
+from pubq.jobs import SourceCallbackJob
 from pubq.publishing.callback import SIGNATURE_HEADER, CallbackSender, canonical_json, sign, verify
 from pubq.publishing.codes import CallbackFailedError, CallbackNotAllowedError, CallbackRejectedError
-from pubq.publishing.pipeline import Pipeline
+from pubq.publishing.vocabulary import OutboxKind, OutboxState
 
-from .conftest import make_settings, request_doc
-from .harness import MiniWorker
 from .httpserver import Reply, ScriptedServer
+from .support import make_settings, request_doc
 
 
 def sender(tmp_path, sleeps: list[float] | None = None, **callback) -> CallbackSender:
@@ -73,19 +73,20 @@ def test_private_callback_host_is_refused_unless_allowed(tmp_path) -> None:
         sender(tmp_path, allow_hosts=[]).send("http://127.0.0.1:9/cb", {"event_id": "e"}, task_id=3)
 
 
-def test_pipeline_callback_reports_every_account_once_per_event(service, queues, tmp_path) -> None:
-    with ScriptedServer(lambda r: Reply(200)) as srv:
+def test_pipeline_callback_reports_every_account_once_per_event(app, service, recorded, tmp_path) -> None:
+    with ScriptedServer(lambda r: Reply(200)) as srv:  # the sync queues send both callbacks in submit()
         task_id = service.submit(request_doc(tmp_path, accounts=["a1", "a2"], callback_url=f"{srv.url}/hook"))
-        MiniWorker(Pipeline(service), queues).drain()
     bodies = [json.loads(r.body) for r in srv.requests]
     assert len(bodies) == 2 and len({b["event_id"] for b in bodies}) == 2
     last = bodies[-1]
     assert last["task"]["id"] == task_id
     assert [(a["account"], a["status"]) for a in last["accounts"]] == [("a1", 4), ("a2", 4)]
-    assert {o["state"] for o in service.show(task_id)["outbox"] if o["kind"] == "callback"} == {"sent"}
+    assert {o["state"] for o in service.show(task_id)["outbox"] if o["kind"] == OutboxKind.CALLBACK} == {OutboxState.SENT}
     # Re-running a sent callback job sends nothing again.
     event_id = bodies[0]["event_id"]
-    assert Pipeline(service).send_callback(event_id, None)["skipped"] == "already sent"
+    app.queue("source-callback").push(SourceCallbackJob(event_id))
+    rerun = recorded.run(recorded.pushes[-1])
+    assert rerun.ok and rerun.result["skipped"] == "already sent"
 
 
 def test_a_callback_goes_to_the_address_that_was_checked(tmp_path, monkeypatch) -> None:

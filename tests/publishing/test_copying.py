@@ -17,8 +17,8 @@ from pubq.publishing.codes import (
 from pubq.publishing.copying import copy_asset, publish_name, write_atomically
 from pubq.publishing.netpolicy import NotAllowed, check_url
 
-from .conftest import make_settings
 from .httpserver import Reply, ScriptedServer, cut
+from .support import make_settings
 
 
 def files_under(root: Path) -> list[Path]:

@@ -11,12 +11,11 @@ from pubq.errors import PermanentError, RetryableError
 from pubq.publishing.adapters.base import Article, UploadFile
 from pubq.publishing.adapters.http import HttpAdapter
 from pubq.publishing.codes import AdapterError, AdapterUnavailableError
-from pubq.publishing.pipeline import Pipeline
-from pubq.publishing.service import PublishingService
+from pubq.publishing.service import service_for
 
-from .conftest import ACCOUNTS, make_settings, request_doc
-from .harness import MiniWorker
 from .httpserver import Reply, ScriptedServer
+from .recorder import recording
+from .support import ACCOUNTS, make_settings, pipeline_app, request_doc, run_queue
 
 
 class Platform:
@@ -39,14 +38,19 @@ class Platform:
         return Reply(200, b'{"status": "published"}')
 
 
-def http_settings(tmp_path, url: str, timeout: float = 1.0):
-    return make_settings(tmp_path, channel_types={"web": {
+def http_channel_types(url: str, timeout: float = 1.0) -> dict:
+    """The ``channel_types`` section: channel type ``web`` on the HTTP adapter, accounts a1..a8."""
+    return {"web": {
         "adapter": "http",
         "options": {"base_url": url, "timeout": timeout},
         "rate_limit": {"rate": 1000, "burst": 1000},
         "accounts": [{"id": a, "credentials": {"token": "${PUBQ_TEST_TOKEN_" + a.upper() + ":-tok-" + a + "}"}}
                      for a in ACCOUNTS],
-    }})
+    }}
+
+
+def http_settings(tmp_path, url: str, timeout: float = 1.0):
+    return make_settings(tmp_path, channel_types=http_channel_types(url, timeout))
 
 
 @pytest.fixture
@@ -95,19 +99,21 @@ def test_platform_failures_map_to_permanent_or_retryable(tmp_path, platform, rep
     assert "tok-a2" not in str(info.value) and "account a2" in str(info.value)
 
 
-def test_pipeline_with_http_platform_fails_only_the_given_accounts(tmp_path, platform, database_url,
-                                                                   queues) -> None:
-    settings = http_settings(tmp_path, platform.server.url)
-    service = PublishingService(database_url, settings, base_dir=tmp_path, dispatcher=queues, sleep=lambda s: None)
+def test_pipeline_with_http_platform_fails_only_the_given_accounts(tmp_path, platform, database_url) -> None:
+    app = pipeline_app(tmp_path, database_url, channel_types=http_channel_types(platform.server.url))
     try:
+        service = service_for(app)
         platform.fail["a2"] = Reply(403, b'{"error": "account banned"}')
-        platform.fail["a3"] = Reply(429)
+        platform.fail["a3"] = Reply(429)  # retryable: upload-asset has three attempts
         doc = request_doc(tmp_path, accounts=["a1", "a2", "a3"], channel_type="web")
-        task_id = service.submit(doc)
-        MiniWorker(Pipeline(service), queues).drain()
+        task_id = service.submit(doc)  # the sync queues run the pipeline inside the pushes
+        run_queue(app, "upload-asset")  # a3's retries: a sync queue runs jobs only inside push()
         view = {a["account"]: a for a in service.accounts_view(task_id)}
+        a3_uploads = [r for r in recording(app).runs_of("UploadAssetJob")
+                      if r.args["channel_app_task_id"] == view["a3"]["channel_app_task_id"]]
+        assert [(r.attempt, r.retry) for r in a3_uploads] == [(1, True), (2, True), (3, False)]
         assert {a: v["status"] for a, v in view.items()} == {"a1": 4, "a2": 3, "a3": 3}
         assert view["a2"]["code"] == 35040 and "account banned" in view["a2"]["message"]
         assert view["a3"]["code"] == 35041
     finally:
-        service.close()
+        app.close()

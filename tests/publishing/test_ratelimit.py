@@ -10,7 +10,7 @@ from pubq.publishing.settings import RateLimit
 
 
 def test_bucket_allows_burst_then_asks_to_wait(service) -> None:
-    limiter = RateLimiter(service.m)
+    limiter = RateLimiter(service.store)
     limit = RateLimit(rate=0.001, burst=2)
     key = f"douyin:{id(limiter)}"
     assert limiter.try_acquire(key, limit) == 0
@@ -22,7 +22,7 @@ def test_bucket_allows_burst_then_asks_to_wait(service) -> None:
 
 def test_acquire_waits_for_refill_or_gives_up(service) -> None:
     slept: list[float] = []
-    limiter = RateLimiter(service.m, sleep=slept.append)
+    limiter = RateLimiter(service.store, sleep=slept.append)
     key = f"douyin:{id(limiter)}"
     limiter.acquire(key, RateLimit(rate=0.001, burst=1, max_wait=0), channel_type="douyin", account="a1")
     with pytest.raises(AdapterUnavailableError, match="rate limit"):

@@ -9,7 +9,7 @@ from pubq.publishing.codes import InvalidRequestError
 from pubq.publishing.request import validate_request
 from pubq.publishing.settings import load_settings
 
-from .conftest import make_settings, publishing_config, request_doc
+from .support import make_settings, publishing_config, request_doc
 
 
 def test_defaults_and_paths_resolve_against_base_dir(tmp_path) -> None:

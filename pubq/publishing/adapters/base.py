@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ..accounts import Account, ChannelType
 from ..codes import UnknownAccountError
-from ..settings import Account, ChannelType
+from ..keys import rate_bucket_key
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class ChannelAdapter(ABC):
 
     @abstractmethod
     def review_status(self, account: Account, item_id: str) -> str:
-        """``review``, ``published`` or ``rejected``."""
+        """A :class:`~pubq.publishing.vocabulary.ReviewVerdict` value: ``review``, ``published`` or
+        ``rejected``."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold nothing
         """Release connections; called when the service closes."""
@@ -109,7 +111,7 @@ class ChannelTypeService:
         """Wait for the account's rate-limit token (per channel type + account)."""
         limit = account.rate_limit or self.channel_type.rate_limit
         if limit is not None and self.limiter is not None:
-            self.limiter.acquire(f"{self.channel_type.code}:{account.id}", limit,
+            self.limiter.acquire(rate_bucket_key(self.channel_type.code, account.id), limit,
                                  channel_type=self.channel_type.code, account=account.id)
 
     def upload(self, account: Account, files: list[UploadFile], key: str) -> dict[str, str]:

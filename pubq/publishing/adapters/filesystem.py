@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ..accounts import Account
 from ..codes import AdapterError
-from ..settings import Account
+from ..vocabulary import ReviewVerdict
 from .base import Article, ChannelAdapter, CreatedItem, UploadFile
 
-REVIEW_RESULTS = ("review", "published", "rejected")
+REVIEW_RESULTS = tuple(verdict.value for verdict in ReviewVerdict)
 
 
 class FilesystemAdapter(ChannelAdapter):
@@ -38,7 +39,7 @@ class FilesystemAdapter(ChannelAdapter):
         fail = raw.get("fail_accounts", [])
         if not isinstance(fail, list) or not all(isinstance(a, (str, int)) for a in fail):
             raise ConfigError(f"{path}.fail_accounts: must be a list of account ids")
-        review = raw.get("review", "review")
+        review = raw.get("review", ReviewVerdict.UNDER_REVIEW.value)
         if review not in REVIEW_RESULTS:
             raise ConfigError(f"{path}.review: must be one of {', '.join(REVIEW_RESULTS)}")
         return {
@@ -97,4 +98,4 @@ class FilesystemAdapter(ChannelAdapter):
         if not path.exists():
             raise AdapterError.make(channel_type=self.channel_type.code, account=account.id,
                                     reason=f"item {item_id} does not exist")
-        return json.loads(path.read_text()).get("review", "review")
+        return json.loads(path.read_text()).get("review", ReviewVerdict.UNDER_REVIEW.value)

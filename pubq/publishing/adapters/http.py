@@ -14,8 +14,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ...errors import ConfigError
+from ..accounts import Account
 from ..codes import AdapterError, AdapterUnavailableError
-from ..settings import Account
+from ..keys import asset_upload_key
+from ..vocabulary import ReviewVerdict
 from .base import Article, ChannelAdapter, CreatedItem, UploadFile
 
 DEFAULT_PATHS = {
@@ -109,7 +111,7 @@ class HttpAdapter(ChannelAdapter):
         for f in files:
             with open(f.path, "rb") as fh:
                 data = self._call(account, "POST", self._url("upload", account=account.id),
-                                  key=f"{idempotency_key}:{f.asset_id}",
+                                  key=asset_upload_key(idempotency_key, f.asset_id),
                                   files={"file": (f.path.name, fh)},
                                   data={"type": f.type, "sha256": f.sha256, "size": str(f.size)})
             media_id = data.get("media_id")
@@ -133,7 +135,7 @@ class HttpAdapter(ChannelAdapter):
     def review_status(self, account: Account, item_id: str) -> str:
         data = self._call(account, "GET", self._url("status", account=account.id, item_id=item_id))
         status = data.get("status")
-        return status if status in ("review", "published", "rejected") else "review"
+        return status if status in tuple(ReviewVerdict) else ReviewVerdict.UNDER_REVIEW
 
 
 def _detail(response: Any) -> str:
