@@ -1,4 +1,4 @@
-"""pubq against RQ, Dramatiq, Huey, arq and raw redis-py: same harness, same machine, same run (issue #6).
+"""pubq against RQ, Dramatiq, Huey, arq and raw redis-py: same harness, same machine, same run.
 
     python bench/compare.py                      # full: 3 runs, ~10-15 min
     python bench/compare.py --quick              # 1 run, fewer jobs, ~2 min

@@ -28,7 +28,7 @@ class App:
         self._registry = registry
         self._queues: dict[str, Queue] = {}
         self._extensions: dict[str, Any] = {}
-        #: One instance per handler/behaviour class per process (spec §5.4).
+        #: One instance per handler/behaviour class per process, as config references promise.
         self._instances: dict[type, Any] = {}
 
     @property

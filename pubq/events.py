@@ -71,7 +71,7 @@ class ExecEvent:
     handled: bool = False
     result: Any = None
     error: BaseException | None = None
-    #: afterError: whether another attempt follows. Handlers may change it (spec §5.1).
+    #: afterError: whether another attempt follows. Handlers may change it (the Yii contract).
     retry: bool = False
     #: Seconds the job ran (None when this process did not run it, e.g. a lost worker).
     duration: float | None = None

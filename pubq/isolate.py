@@ -1,7 +1,7 @@
 """Isolate mode: run every job in a child forked from the (already imported) worker.
 
 The child only runs ``execute`` and reports the outcome through a pipe; the parent fires every
-event and does every driver write (spec §5.2), so afterError can never fire in both. A child still
+event and does every driver write, so afterError can never fire in both. A child still
 running at its TTR is killed and the attempt fails with TtrExceededError; one that dies without a
 complete report is a crashed attempt (JobCrashedError naming the signal or exit code).
 
@@ -205,8 +205,8 @@ def standby_pays_off() -> bool:
     """Whether forking ahead can overlap with the worker: only with more than one CPU to run on.
 
     On one CPU (a worker pinned with taskset, a 1-CPU container) the overlap is impossible and the
-    live standby makes the worker's own writes copy shared pages: measured 109-121 jobs/s against
-    134-147 for a plain fork per job.
+    live standby makes the worker's own writes copy shared pages: slower than a plain fork per job
+    (see bench/README.md).
     """
     try:
         return len(os.sched_getaffinity(0)) > 1

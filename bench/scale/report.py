@@ -108,7 +108,7 @@ def _info(data: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    lines = ["## Scale (issue #6): `bench/scale/run.py`", "", *_header(report)]
+    lines = ["## Scale: `bench/scale/run.py`", "", *_header(report)]
     if "scaling" in report:
         lines += _scaling(report["scaling"])
     if "rss" in report:

@@ -1,4 +1,4 @@
-"""Scale measures of issue #6: worker scaling (1/2/4 processes), worker RSS over 100k jobs, ``info`` at 1M.
+"""Scale measures: worker scaling (1/2/4 processes), worker RSS over 100k jobs, ``info`` at 1M.
 
     python bench/scale/run.py [--runs 3] [--quick] [--json out.json] [--backends redis,sqlite,postgres,mariadb]
 

@@ -1,19 +1,19 @@
 """The ``db`` driver: the Driver contract on SQLite, PostgreSQL and MySQL/MariaDB through Peewee.
 
 Reserve takes no global lock (the yii2-queue db driver's mutex ended workers with "Has not waited the
-lock", #234):
+lock", yii2-queue issue #234):
 
 * PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` + ``UPDATE … RETURNING`` in one statement; promote,
   reserve (and the previous job's ack) and the counter updates go in one round trip of prepared
   statements, one implicit transaction. ``push`` sends ``NOTIFY`` and a waiting ``reserve(timeout)``
   ``LISTEN``\\ s on a connection of its own, so pickup is prompt.
 * MySQL 8 / MariaDB ≥ 10.6: ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE`` by id in a short
-  READ COMMITTED transaction (no gap locks, so reserve does not deadlock with push, #245). Older
+  READ COMMITTED transaction (no gap locks, so reserve does not deadlock with push, as in yii2-queue issue #245). Older
   servers fall back to a plain ``FOR UPDATE``.
 * SQLite (WAL): ``BEGIN IMMEDIATE`` takes the single write lock at once; select and guarded update run
   inside it, so the step is atomic; ``busy_timeout`` queues writers instead of failing them.
 
-Indexes keep reserve O(log n) however many rows wait or are delayed (#280, see db_schema). A blocking
+Indexes keep reserve O(log n) however many rows wait or are delayed (yii2-queue issue #280 was the opposite: see db_schema). A blocking
 ``reserve(timeout)`` polls with a short backoff (10 ms doubling to 200 ms, never past the next delayed
 job's due time); on PostgreSQL it sleeps on ``LISTEN`` instead.
 

@@ -189,7 +189,7 @@ class DbConnection:
         try:
             cur = conn.cursor()
             # MySQL READ COMMITTED (locking reads take no gap locks, so reserve and push do not
-            # deadlock, #245) comes with the connection; a caller's own Peewee database gets it here.
+            # deadlock: yii2-queue issue #245) comes with the connection; a caller's own Peewee database gets it here.
             prepare_connection(self.db, conn)
             if self.kind == "sqlite":
                 conn.create_function("pubq_now", 0, time.time)

@@ -1,4 +1,4 @@
-"""The driver conformance suite (spec §3 and §5): one set of guarantees every driver must keep.
+"""The driver conformance suite: one set of guarantees every driver must keep.
 
 Each test runs once per kind in ``DRIVER_KINDS`` on that kind's real backend. Real drivers use the
 server clock, so anything about delays or TTR uses short real times and waits on a condition with a

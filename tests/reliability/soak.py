@@ -1,4 +1,4 @@
-"""Reliability soak (issue #6): real CLI workers under SIGKILL and backend restarts lose no job.
+"""Reliability soak: real CLI workers under SIGKILL and backend restarts lose no job.
 
     python tests/reliability/soak.py --backend redis|sqlite|postgres [--jobs 10000] [--workers 3]
         [--kill-every 2] [--redis-restarts 2] [--pg-terminations 2] [--fail-rate 0.01]

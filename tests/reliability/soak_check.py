@@ -5,7 +5,7 @@ Kept apart from the chaos harness (``soak.py``) so the rules are readable on the
 * lost = 0: every pushed id ends in exactly one terminal state, done (acked; its body ran with
   success at least once) or failed (in the failed registry); nothing waits, is reserved or delayed.
 * a job whose body succeeded twice is explained only by a SIGKILL of the worker that ran it, after
-  that run and before its ack could land (at-least-once, spec §3).
+  that run and before its ack could land (at-least-once delivery).
 * final failures: exactly one afterError with retry=false per failed-registry entry, none for any
   other job; the failed registry, its counter and failed_total agree.
 * the malformed payloads are all in the failed registry as InvalidJobError with the expected reason.

@@ -1,4 +1,4 @@
-"""The reliability soak of issue #6 at small size, on every backend it covers.
+"""The reliability soak at small size, on every backend it covers.
 
 Runs ``tests/reliability/soak.py`` as a user would (real CLI workers, SIGKILLs, Redis restarts or PostgreSQL
 session kills, failing and malformed jobs) and asserts its invariants; no timing is asserted.
