@@ -18,7 +18,7 @@ from .options import color_option, console, emit_json, json_option, state
 @color_option
 def queues_cmd(as_json: bool, color: bool | None) -> None:
     """List configured queues with their driver and counts."""
-    from rich.table import Table
+    from .tables import Rows
 
     app = state().app
     rows = []
@@ -35,12 +35,11 @@ def queues_cmd(as_json: bool, color: bool | None) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("Queue", "Driver", "Channel", "Waiting", "Delayed", "Reserved", "Done", "Failed",
-                  box=None, pad_edge=False)
+    counts = ("Waiting", "Delayed", "Reserved", "Done", "Failed")
+    table = Rows("Queue", "Driver", "Channel", *counts, right=counts)
     for r in rows:
-        table.add_row(r["queue"], r["driver"], r["channel"],
-                      *(str(r.get(k, "?")) for k in ("waiting", "delayed", "reserved", "done", "failed")))
-    console(state().use_color(color)).print(table)
+        table.add(r["queue"], r["driver"], r["channel"], *(r.get(k.lower(), "?") for k in counts))
+    table.print(console(state().use_color(color)))
 
 
 @click.command("init")

@@ -15,6 +15,7 @@ import click
 
 from ..errors import UsageError
 from .options import color_option, console, emit_json, json_option, state
+from .tables import Rows
 
 
 def register(root: click.Group) -> None:
@@ -43,19 +44,19 @@ def _status(code: int | None) -> str:
 
 
 def _console(color: bool | None) -> Any:
-    """The shared console; off a terminal, wide enough that ids and µs times are never cut."""
-    import sys
-
-    con = console(state().use_color(color))
-    if not sys.stdout.isatty():
-        con.width = 240
-    return con
+    return console(state().use_color(color))
 
 
-def _table(*headers: str) -> Any:
-    from rich.table import Table
+def account_summary(accounts: list[dict[str, Any]]) -> str:
+    """``3 accounts: 2 under review, 1 failed``, in the order of the statuses, by their labels."""
+    from collections import Counter
 
-    return Table(*headers, box=None, pad_edge=False, show_edge=False)
+    from ..publishing.vocabulary import AccountStatus
+
+    counts = Counter(a["status"] for a in accounts)
+    parts = [f"{n} {AccountStatus.label_of(code)}" for code, n in sorted(counts.items())]
+    total = len(accounts)
+    return f"{total} account{'s' if total != 1 else ''}: {', '.join(parts) or 'none'}"
 
 
 def read_request(path: str) -> Any:
@@ -130,30 +131,34 @@ def task_show(task_id: int, as_json: bool, color: bool | None) -> None:
 
 def render_show(con: Any, data: dict[str, Any]) -> None:
     t = data["task"]
-    con.print(f"Task {t['id']}  uuid {t['uuid']}  source {t['source']}  channel type {t['channel_type']}  "
-              f"created {t['created_at']}")
+    con.print(f"Task {t['id']}  uuid {t['uuid']}")
+    con.print(f"Source {t['source']}  channel type {t['channel_type']}  created {t['created_at']}")
     if t["title"]:
         con.print(f"Title: {t['title']}")
-    accounts = _table("Account", "Status", "Item", "Item created at", "Code", "Message")
+    # An account's error is the newest error row of the publish log below, so the table keeps to
+    # what fits an 80-column terminal with every id and time whole.
+    accounts = Rows("Account", "Status", "Item", "Item created at (UTC)")
     for a in data["accounts"]:
-        accounts.add_row(a["account"], _status(a["status"]), a["item_id"] or "-", a["item_created_at"] or "-",
-                         str(a["code"] or "-"), a["message"] or "")
+        accounts.add(a["account"], _status(a["status"]), a["item_id"] or "-", a["item_created_at"] or "-")
     con.print()
-    con.print(accounts)
-    assets = _table("#", "Type", "Enabled", "Relative path", "Size", "SHA-256")
+    accounts.print(con)
+    con.print(account_summary(data["accounts"]) + ".")
+    assets = Rows("#", "Type", "Relative path", "Size", "SHA-256", right=("#", "Size"))
     for a in data["assets"]:
-        assets.add_row(str(a["position"]), a["type"], "yes" if a["enabled"] else "no", a["relative_path"] or "-",
-                       str(a["size"] if a["size"] is not None else "-"), (a["sha256"] or "-")[:16])
+        assets.add(a["position"], a["type"] if a["enabled"] else f"{a['type']} (disabled)",
+                   a["relative_path"] or "-", a["size"] if a["size"] is not None else "-",
+                   (a["sha256"] or "-")[:12])
     con.print()
-    con.print(assets)
+    assets.print(con)
     if data["pub_log"]:
         accounts_by_id = {a["channel_app_task_id"]: a["account"] for a in data["accounts"]}
-        log = _table("Time (UTC)", "Account", "Status", "Code", "Message")
+        log = Rows("Time (UTC)", "Account", "Status", "Code", "Message", text=("Message",))
         for p in data["pub_log"]:
-            log.add_row(p["at"], accounts_by_id.get(p["channel_app_task_id"], "(task)"), p["status"],
-                        str(p["code"]), p["message"])
+            log.add(p["at"], accounts_by_id.get(p["channel_app_task_id"], "(task)"), p["status"], p["code"],
+                    p["message"])
         con.print()
-        con.print(log)
+        con.print("Publish log")
+        log.print(con)
 
 
 @task_group.command("trace")
@@ -168,7 +173,7 @@ def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
     if as_json:
         emit_json(events)
         return
-    table = _table("Time (UTC)", "Account", "Event", "Status", "Reason", "Code", "Job")
+    table = Rows("Time (UTC)", "Account", "Event", "Status", "Reason", "Code", "Job", text=("Reason",))
     for e in events:
         if e["kind"] == EventKind.STEP:
             change = _status(e["to"]) if e["to"] is not None else ""
@@ -176,8 +181,8 @@ def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
             change = f"{_status(e['from'])} → {_status(e['to'])}"
         kind = "REJECTED" if e["kind"] == EventKind.REJECTED else e["kind"]
         job = f"{e['queue']}[{e['job_id']}] #{e['attempt']}" if e["job_id"] is not None else (e["queue"] or "")
-        table.add_row(e["at"], e["account"] or "(task)", kind, change, e["reason"], str(e["code"] or ""), job)
-    _console(color).print(table)
+        table.add(e["at"], e["account"] or "(task)", kind, change, e["reason"], e["code"] or "", job)
+    table.print(_console(color))
 
 
 @task_group.command("retry")
@@ -245,15 +250,14 @@ def outbox_flush(as_json: bool) -> None:
 def demo_cmd(directory: str, accounts: int, color: bool | None) -> None:
     """Publish one article to several accounts through the filesystem adapter, one configured to
     fail, drain the queues and show the result. Writes only inside DIR; can be run again."""
-    from ..publishing.vocabulary import AccountStatus
     from .publishing_demo import run_demo
 
     data = run_demo(Path(directory), accounts=accounts)
     con = _console(color)
     render_show(con, data["show"])
-    on_platform = (AccountStatus.UNDER_REVIEW, AccountStatus.PUBLISHED)
-    ok = [a for a in data["show"]["accounts"] if a["status"] in on_platform]
+    task_id, config = data["task_id"], data["config"]
     con.print()
-    con.print(f"Published to {len(ok)} of {len(data['show']['accounts'])} account(s); "
-              f"{data['failing']} fails on purpose (fail_accounts in {data['config']}).")
-    con.print(f"Timeline: pubq --config {data['config']} task trace {data['task_id']}")
+    con.print(f"{data['failing']} fails on purpose (fail_accounts in {config}).")
+    con.print(f"Under review: the item is on the platform, which has not decided yet; "
+              f"`pubq --config {config} task sync {task_id}` asks it.")
+    con.print(f"Timeline: pubq --config {config} task trace {task_id}")
