@@ -32,6 +32,7 @@ from tests.drivers.backends import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBQ = [sys.executable, "-m", "pubq"]
+GOLDEN = ROOT / "tests" / "golden"
 
 
 # -- in-process queues -------------------------------------------------------------------------------
@@ -277,6 +278,15 @@ def run_in_terminal(cmd: Sequence[str], env: dict[str, str], *, columns: int = 8
         errors.close()
     out = b"".join(chunks).decode("utf-8", errors="replace").replace("\r\n", "\n")
     return code, out + (f"--- stderr\n{stderr}" if stderr else "")
+
+
+def check_golden(name: str, text: str) -> None:
+    """``text`` must equal ``tests/golden/NAME``; ``PUBQ_UPDATE_GOLDEN=1`` rewrites the file instead
+    (then read the diff before committing it)."""
+    path = GOLDEN / name
+    if os.environ.get("PUBQ_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs:\n{text}"
 
 
 def wait_started(proc: subprocess.Popen) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import PubqError, UsageError
 from .options import color_option, console, emit_json, json_option, state
 from .tables import Rows
 
@@ -83,13 +83,40 @@ def read_request(path: str) -> Any:
 
 
 @click.command("publish")
-@click.argument("file", metavar="FILE")
+@click.argument("file", metavar="FILE", required=False)
+@click.option("--wait", is_flag=True,
+              help="Watch every account until none has a step left (a live table on a terminal). "
+                   "Workers do the steps: keep them running, e.g. `pubq copy-asset listen` in other terminals.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600, show_default=True,
+              metavar="S", help="With --wait: give up after S seconds (exit 1; the task goes on).")
+@click.option("--example", is_flag=True, help="Print a request that works with this config (JSON), then exit.")
+@click.option("--channel-type", metavar="CODE", default=None,
+              help="With --example: the channel type (default: the first one configured).")
+@click.option("--schema", is_flag=True, help="Print the JSON Schema of a request, then exit.")
 @json_option
-def publish_cmd(file: str, as_json: bool) -> None:
-    """Publish the request in FILE (JSON or YAML; - for stdin): create the task and push copy-asset."""
+@color_option
+def publish_cmd(file: str | None, wait: bool, timeout: float, example: bool, channel_type: str | None,
+                schema: bool, as_json: bool, color: bool | None) -> None:
+    """Publish the request in FILE (JSON or YAML; - for stdin): create the task and push copy-asset.
+
+    \b
+    A request names a channel type, its accounts and the assets:
+      pubq publish --example > request.json    a request that works with this config
+      pubq publish request.json --wait         publish it, watch each account
+      pubq publish --schema                    the format, as a JSON Schema
+    """
     from ..publishing.codes import InvalidRequestError
     from ..publishing.vocabulary import OutboxKind, OutboxState
 
+    if schema or example:
+        if file is not None or wait:
+            raise UsageError("--schema and --example print a document; they take no FILE and no --wait")
+        _print_schema() if schema else _print_example(channel_type)
+        return
+    if channel_type is not None:
+        raise UsageError("--channel-type goes with --example")
+    if file is None:
+        raise UsageError("give the request FILE (start from `pubq publish --example`)")
     service = _service()
     try:
         task_id = service.submit(read_request(file))
@@ -97,15 +124,107 @@ def publish_cmd(file: str, as_json: bool) -> None:
         raise InvalidRequestError("invalid publish request: " + "; ".join(exc.problems), exc.problems) from None
     shown = service.show(task_id)
     copy = next((o for o in shown["outbox"] if o["kind"] == OutboxKind.JOB), None)
+    if not as_json:
+        pushed = (f"{copy['queue']} job {copy['job_id']}" if copy and copy["state"] != OutboxState.PENDING
+                  else "copy-asset push pending (run `pubq outbox flush`)")
+        click.echo(f"Task {task_id} created: {len(shown['accounts'])} account(s), {len(shown['assets'])} asset(s); "
+                   f"{pushed}.")
+    accounts = shown["accounts"]
+    if wait:
+        accounts = _wait(service, task_id, timeout, as_json, color)
     if as_json:
         emit_json({"task_id": task_id, "uuid": shown["task"]["uuid"],
-                   "accounts": [a["account"] for a in shown["accounts"]],
+                   "accounts": [a["account"] for a in accounts] if not wait else accounts,
                    "copy_job": {"queue": copy["queue"], "id": copy["job_id"], "state": copy["state"]} if copy else None})
         return
-    pushed = (f"{copy['queue']} job {copy['job_id']}" if copy and copy["state"] != OutboxState.PENDING
-              else "copy-asset push pending (run `pubq outbox flush`)")
-    click.echo(f"Task {task_id} created: {len(shown['accounts'])} account(s), {len(shown['assets'])} asset(s); "
-               f"{pushed}.")
+    for line in _next_steps(service, task_id, accounts, shown["task"]["callback_url"], waited=wait):
+        click.echo(line)
+
+
+def _pubq() -> str:
+    """How the user runs pubq here: with ``--config`` when they gave one."""
+    import shlex
+
+    path = state().config_path
+    return "pubq" if path is None else f"pubq --config {shlex.quote(path)}"
+
+
+def _pending_queues(service: Any, with_callback: bool) -> list[str]:
+    """The pipeline queues whose jobs a worker must run (not ``sync``), in pipeline order."""
+    names = service.settings.queues
+    wanted = [names.copy, names.upload, names.article] + ([names.callback] if with_callback else [])
+    queues = state().app.config.queues
+    return [q for q in wanted if q in queues and queues[q].driver != "sync"]
+
+
+def _workers_hint(service: Any, with_callback: bool) -> str:
+    queues = _pending_queues(service, with_callback)
+    if not queues:
+        return "The queues are sync: the pipeline runs inside `pubq publish`."
+    return (f"Waiting for workers: keep `{_pubq()} QUEUE listen` running for {', '.join(queues)} "
+            f"(each in its own terminal), or run them once: {' && '.join(f'{_pubq()} {q} run' for q in queues)}. "
+            "Ctrl-C stops watching; the task goes on.")
+
+
+def _wait(service: Any, task_id: int, timeout: float, as_json: bool, color: bool | None) -> list[dict[str, Any]]:
+    import io
+
+    from rich.console import Console
+
+    from .publish_watch import watch
+
+    con = Console(file=io.StringIO()) if as_json else _console(color)
+    task = service.show(task_id)["task"]
+    try:
+        return watch(lambda: service.accounts_view(task_id), con, summary=account_summary,
+                     waiting_hint=_workers_hint(service, bool(task["callback_url"])), timeout=timeout,
+                     show=f"{_pubq()} task show {task_id}")
+    except KeyboardInterrupt:
+        click.echo(f"Stopped watching; the task goes on: {_pubq()} task show {task_id}", err=True)
+        raise
+
+
+def _next_steps(service: Any, task_id: int, accounts: list[dict[str, Any]], callback_url: str | None, *,
+                waited: bool) -> list[str]:
+    """What to run after ``publish``: the workers (unless the queues ran inline), then where to look."""
+    from .publish_watch import settled
+
+    pubq = _pubq()
+    lines = []
+    queues = _pending_queues(service, bool(callback_url))
+    if settled(accounts) == len(accounts):
+        lines.append(f"{account_summary(accounts)}.")
+    elif queues:
+        lines += ["Next, the workers run its steps: keep `pubq QUEUE listen` running for each queue, or run them once:",
+                  "  " + " && ".join(f"{pubq} {q} run" for q in queues)]
+    lines += [
+        "Then:" if len(lines) > 1 else "See:",
+        f"  {pubq} task show {task_id}     each account's status{'' if waited else ' (publish with --wait to watch it)'}",
+        f"  {pubq} task trace {task_id}    every step, in order",
+        f"  {pubq} task sync {task_id}     ask the platform for review results (under review → published or rejected)",
+    ]
+    return lines
+
+
+def _print_schema() -> None:
+    from ..publishing.request_doc import request_schema
+
+    emit_json(request_schema())
+
+
+def _print_example(channel_type: str | None) -> None:
+    from ..publishing.request_doc import example_request
+    from ..publishing.settings import load_settings
+
+    config = state().config
+    try:
+        settings = load_settings(config.publishing, config.base_dir)
+    except PubqError as exc:
+        raise type(exc)(f"{config.source}: {exc}") from None
+    doc, notes = example_request(settings, channel_type)
+    emit_json(doc)
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
 
 
 # -- task ------------------------------------------------------------------------------------------
@@ -209,15 +328,29 @@ def task_retry(task_id: int, account: str | None, as_json: bool) -> None:
 @click.argument("task_id", type=int, metavar="ID", required=False)
 @json_option
 def task_sync(task_id: int | None, as_json: bool) -> None:
-    """Poll the platforms for accounts under review (4) and record published (5) / rejected (6)."""
+    """Ask the platforms about accounts under review (4) and record published (5) / rejected (6).
+
+    Review results arrive only this way: the platform decides, and each `pubq task sync` asks its
+    adapter about every account under review (of task ID, or of every task). Run it again later, or
+    from cron to keep statuses current."""
+    from ..publishing.vocabulary import AccountStatus
+
     changes = _pipeline().sync_reviews(task_id)
     if as_json:
         emit_json(changes)
         return
-    if not changes:
-        click.echo("No review results yet.")
+    before = AccountStatus.UNDER_REVIEW.label
     for c in changes:
-        click.echo(f"channel app task {c['channel_app_task_id']} ({c['account']}): {_status(c['status'])}")
+        click.echo(f"{c['account']} (channel app task {c['channel_app_task_id']}): "
+                   f"{before} → {AccountStatus.label_of(c['status'])}")
+    waiting = len(_service().records.under_review(task_id))
+    scope = f"of task {task_id} " if task_id is not None else ""
+    if waiting:
+        click.echo(f"{waiting} account{'s' if waiting != 1 else ''} {scope}still {before}: the platform has not "
+                   f"decided yet. Results arrive when `{_pubq()} task sync` asks again (run it from cron to keep "
+                   "statuses current).")
+    elif not changes:
+        click.echo(f"No account {scope}is {before}: there is nothing to ask the platform.")
 
 
 # -- outbox ------------------------------------------------------------------------------------------

@@ -6,16 +6,14 @@ by placeholders of the same width, so the alignment is checked too)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 from pubq.publishing.preset import pipeline_queues
-from tests.helpers import Cli
+from tests.helpers import GOLDEN, Cli, check_golden
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 UUID = "golden-task-0001"
 ACCOUNTS = ["demo-1", "demo-2", "demo-3"]
 
@@ -26,14 +24,6 @@ def normalize(text: str) -> str:
     text = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", "2026-01-02 03:04:05", text)
     text = re.sub(r"/\d{4}/\d\d/\d\d/\d{10}\.\d{4}\.\d{10}\.", "/YYYY/MM/DD/TTTTTTTTTT.NNNN.RRRRRRRRRR.", text)
     return re.sub(r"pubq-test:cli:[0-9a-f]{10}", "pubq-test:cli:0123456789", text)
-
-
-def check_golden(name: str, text: str) -> None:
-    """Compare with ``tests/golden/NAME``; ``PUBQ_UPDATE_GOLDEN=1`` rewrites the file instead."""
-    path = GOLDEN / name
-    if os.environ.get("PUBQ_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs:\n{text}"
 
 
 def assert_no_trailing_blanks(text: str) -> None:
