@@ -83,7 +83,7 @@ def read_request(path: str) -> Any:
 
 
 @click.command("publish")
-@click.argument("file", metavar="FILE", required=False)
+@click.argument("file", metavar="[FILE]", required=False)
 @click.option("--wait", is_flag=True,
               help="Watch every account until none has a step left (a live table on a terminal). "
                    "Workers do the steps: keep them running, e.g. `pubq copy-asset listen` in other terminals.")
@@ -97,7 +97,9 @@ def read_request(path: str) -> Any:
 @color_option
 def publish_cmd(file: str | None, wait: bool, timeout: float, example: bool, channel_type: str | None,
                 schema: bool, as_json: bool, color: bool | None) -> None:
-    """Publish the request in FILE (JSON or YAML; - for stdin): create the task and push copy-asset.
+    """Publish a request: create its task, push copy-asset.
+
+    FILE is the request, JSON or YAML (- reads stdin).
 
     \b
     A request names a channel type, its accounts and the assets:
@@ -285,7 +287,9 @@ def render_show(con: Any, data: dict[str, Any]) -> None:
 @json_option
 @color_option
 def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
-    """Replay the timeline of task ID: every transition (accepted or rejected) and step, in order."""
+    """Replay the timeline of task ID, in order.
+
+    Every transition (accepted or rejected) and step, with µs times."""
     from ..publishing.vocabulary import EventKind
 
     events = _service().trace(task_id)
@@ -309,7 +313,9 @@ def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
 @click.option("--account", default=None, metavar="A", help="Retry only this account.")
 @json_option
 def task_retry(task_id: int, account: str | None, as_json: bool) -> None:
-    """Move failed accounts (3) back to pending (1) and re-push their earliest unfinished step."""
+    """Retry the failed accounts of task ID.
+
+    Moves failed accounts (3) back to pending (1) and re-pushes their earliest unfinished step."""
     result = _service().retry(task_id, account)
     if as_json:
         emit_json({"task_id": result.task_id, "retried": list(result.retried), "step": result.step,
@@ -328,9 +334,9 @@ def task_retry(task_id: int, account: str | None, as_json: bool) -> None:
 @click.argument("task_id", type=int, metavar="ID", required=False)
 @json_option
 def task_sync(task_id: int | None, as_json: bool) -> None:
-    """Ask the platforms about accounts under review (4) and record published (5) / rejected (6).
+    """Ask the platforms for review results.
 
-    Review results arrive only this way: the platform decides, and each `pubq task sync` asks its
+    Accounts under review (4) become published (5) or rejected (6). Review results arrive only this way: the platform decides, and each `pubq task sync` asks its
     adapter about every account under review (of task ID, or of every task). Run it again later, or
     from cron to keep statuses current."""
     from ..publishing.vocabulary import AccountStatus
@@ -381,8 +387,10 @@ def outbox_flush(as_json: bool) -> None:
 @click.option("--accounts", type=click.IntRange(1, 20), default=3, show_default=True, help="How many accounts.")
 @color_option
 def demo_cmd(directory: str, accounts: int, color: bool | None) -> None:
-    """Publish one article to several accounts through the filesystem adapter, one configured to
-    fail, drain the queues and show the result. Writes only inside DIR; can be run again."""
+    """Publish a demo article to several accounts (no server).
+
+    Through the filesystem adapter on embedded SQLite, one account configured to fail; drains the
+    queues and shows the result. Writes only inside DIR; can be run again."""
     from .publishing_demo import run_demo
 
     data = run_demo(Path(directory), accounts=accounts)
