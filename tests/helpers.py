@@ -32,6 +32,7 @@ from tests.drivers.backends import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBQ = [sys.executable, "-m", "pubq"]
+GOLDEN = ROOT / "tests" / "golden"
 
 
 # -- in-process queues -------------------------------------------------------------------------------
@@ -217,6 +218,11 @@ class Cli:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT,
         )
 
+    def terminal(self, *args: str, columns: int = 80, timeout: float = 60) -> tuple[int, str]:
+        """The command with its stdout on a terminal ``columns`` wide (see :func:`run_in_terminal`)."""
+        return run_in_terminal([*PUBQ, "--config", str(self.path), *args], self.env, columns=columns,
+                               timeout=timeout)
+
     def info(self) -> dict:
         """``work info --json``."""
         return json.loads(self("work", "info", "--json").stdout)
@@ -227,6 +233,60 @@ class Cli:
         if self.driver == "redis":
             return blocked_on_redis(pid, self.env.get("PUBQ_REDIS_URL", REDIS_URL))
         return sleeping_in_time_sleep(pid)
+
+
+def run_in_terminal(cmd: Sequence[str], env: dict[str, str], *, columns: int = 80, cwd: Path = ROOT,
+                    timeout: float = 60) -> tuple[int, str]:
+    """Run ``cmd`` with stdout (and stdin) on a pseudo-terminal of ``columns`` × 24, as a user's
+    terminal; ``COLUMNS`` says the same. Returns the exit code and what it printed (``\n`` line
+    ends); stderr is appended after a ``--- stderr`` line when there is any."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    errors = tempfile.TemporaryFile()
+    proc = subprocess.Popen(list(cmd), stdin=slave, stdout=slave, stderr=errors, cwd=cwd,
+                            env={**env, "COLUMNS": str(columns)})
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every holder of the terminal's other end has closed it
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None and not select.select([master], [], [], 0)[0]:
+                break
+        else:
+            proc.kill()
+            raise AssertionError(f"{' '.join(cmd)} did not end within {timeout} s")
+        code = proc.wait(timeout=10)
+    finally:
+        os.close(master)
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", errors="replace")
+        errors.close()
+    out = b"".join(chunks).decode("utf-8", errors="replace").replace("\r\n", "\n")
+    return code, out + (f"--- stderr\n{stderr}" if stderr else "")
+
+
+def check_golden(name: str, text: str) -> None:
+    """``text`` must equal ``tests/golden/NAME``; ``PUBQ_UPDATE_GOLDEN=1`` rewrites the file instead
+    (then read the diff before committing it)."""
+    path = GOLDEN / name
+    if os.environ.get("PUBQ_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs:\n{text}"
 
 
 def wait_started(proc: subprocess.Popen) -> None:

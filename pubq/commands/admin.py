@@ -11,6 +11,7 @@ from ..config import DEFAULT_CONFIG_NAME, DEFAULT_DATABASE
 from ..errors import PubqError, UsageError
 from ..publishing.preset import pipeline_queues
 from .options import color_option, console, emit_json, json_option, state
+from .publishing_init import create_publishing_files, publishing_next_steps, publishing_section
 
 
 @click.command("queues")
@@ -18,7 +19,7 @@ from .options import color_option, console, emit_json, json_option, state
 @color_option
 def queues_cmd(as_json: bool, color: bool | None) -> None:
     """List configured queues with their driver and counts."""
-    from rich.table import Table
+    from .tables import Rows
 
     app = state().app
     rows = []
@@ -35,12 +36,11 @@ def queues_cmd(as_json: bool, color: bool | None) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("Queue", "Driver", "Channel", "Waiting", "Delayed", "Reserved", "Done", "Failed",
-                  box=None, pad_edge=False)
+    counts = ("Waiting", "Delayed", "Reserved", "Done", "Failed")
+    table = Rows("Queue", "Driver", "Channel", *counts, right=counts)
     for r in rows:
-        table.add_row(r["queue"], r["driver"], r["channel"],
-                      *(str(r.get(k, "?")) for k in ("waiting", "delayed", "reserved", "done", "failed")))
-    console(state().use_color(color)).print(table)
+        table.add(r["queue"], r["driver"], r["channel"], *(r.get(k.lower(), "?") for k in counts))
+    table.print(console(state().use_color(color)))
 
 
 @click.command("init")
@@ -48,7 +48,8 @@ def queues_cmd(as_json: bool, color: bool | None) -> None:
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Use Redis for the queues.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init_cmd(target: str, redis_url: str | None, force: bool) -> None:
-    """Write a starter config: the four pipeline queues on embedded SQLite (or Redis)."""
+    """Write a starter config: the four pipeline queues on embedded SQLite (or Redis) and a
+    publishing section with a filesystem channel type, so that the first `pubq publish` works."""
     path = Path(target)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists (use --force to overwrite)")
@@ -56,8 +57,13 @@ def init_cmd(target: str, redis_url: str | None, force: bool) -> None:
     if redis_url:
         data["redis"] = redis_url
     data["queues"] = pipeline_queues()
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    text = yaml.safe_dump(data, sort_keys=False)
+    text += "\n" + publishing_section()
+    path.write_text(text, encoding="utf-8")
     click.echo(f"Wrote {path}")
+    for created in create_publishing_files(path.parent):
+        click.echo(f"Wrote {created}{'/' if created.is_dir() else ''}")
+    click.echo("\n".join(publishing_next_steps(path)))
 
 
 @click.group("db")

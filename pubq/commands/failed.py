@@ -10,6 +10,7 @@ from ..errors import JobNotFoundError, UsageError
 from ..job import peek_name
 from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
 from .render import first_line, fmt_time
+from .tables import Rows
 
 
 def _job_id(value: str) -> int:
@@ -47,8 +48,6 @@ def _failed_dict(f: Any) -> dict[str, Any]:
 @color_option
 def failed_list(limit: int, offset: int, follow_up: bool, as_json: bool, color: bool | None) -> None:
     """Newest first."""
-    from rich.table import Table
-
     queue = current_queue()
     if follow_up:
         items = queue.driver.follow_up_list(offset, limit)
@@ -56,24 +55,24 @@ def failed_list(limit: int, offset: int, follow_up: bool, as_json: bool, color: 
             emit_json([{"id": f.job_id, "attempt": f.attempt, "event": f.event, "handler": f.handler,
                         "error_class": f.error_class, "message": f.message, "at": f.at} for f in items])
             return
-        table = Table("ID", "Attempt", "Event", "Handler", "Error", "At", box=None, pad_edge=False)
+        table = Rows("ID", "Attempt", "Event", "Handler", "Error", "At", text=("Error",))
         for f in items:
-            table.add_row(str(f.job_id), str(f.attempt), f.event, f.handler,
+            table.add(str(f.job_id), str(f.attempt), f.event, f.handler,
                           f"{f.error_class}: {first_line(f.message, 60)}", fmt_time(f.at))
     else:
         entries = queue.driver.failed_list(offset, limit)
         if as_json:
             emit_json([_failed_dict(f) for f in entries])
             return
-        table = Table("ID", "Job", "Attempts", "Error", "Failed at", box=None, pad_edge=False)
+        table = Rows("ID", "Job", "Attempts", "Error", "Failed at", text=("Error",))
         for f in entries:
-            table.add_row(str(f.job_id), peek_name(f.payload) or "unknown job", str(f.attempts),
+            table.add(str(f.job_id), peek_name(f.payload) or "unknown job", str(f.attempts),
                           f"{f.error_class}: {first_line(f.message, 60)}", fmt_time(f.failed_at))
     con = console(state().use_color(color))
-    if table.row_count == 0:
+    if not table:
         con.print("No failed jobs." if not follow_up else "No follow-up failures.")
     else:
-        con.print(table)
+        table.print(con)
 
 
 @failed_group.command("show")

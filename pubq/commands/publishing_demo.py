@@ -12,7 +12,7 @@ import yaml
 from ..publishing.preset import pipeline_queues
 
 #: A 1×1 transparent PNG, so the demo's image is a real image.
-_PNG = bytes.fromhex(
+PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
 )
@@ -58,7 +58,7 @@ def run_demo(directory: Path, *, accounts: int = 3, timeout: float = 60.0) -> di
     failing = names[-1]
     config_path = root / "pubq.yaml"
     config_path.write_text(yaml.safe_dump(demo_config(names, failing), sort_keys=False), encoding="utf-8")
-    (root / "sources" / "cover.png").write_bytes(_PNG)
+    (root / "sources" / "cover.png").write_bytes(PNG)
     (root / "sources" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"demo-video" * 4096)
 
     config = load_config(config_path, preset=cli_preset())

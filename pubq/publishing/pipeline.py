@@ -219,7 +219,7 @@ class Pipeline:
             if result.accepted:
                 self.publish_log.write(
                     task.id, cat_id, status=PubLogStatus.SUCCESS, code=0,
-                    message=f"published to account {cat.account}; the platform is reviewing it",
+                    message=f"account {cat.account}: item created, {AccountStatus.UNDER_REVIEW.label} by the platform",
                     data={"item_id": item_id, "item_created_at": iso(created)},
                     dedup_key=keys.success_log_key(cat_id, cat.round, AccountStatus.UNDER_REVIEW))
             return result

@@ -139,7 +139,7 @@ def test_demo_runs_in_its_own_directory_and_again(pipeline: Pipeline, tmp_path) 
     for _ in range(2):
         out = pipeline("demo", "--dir", str(target), "--color=0")
         assert out.returncode == 0, out.stderr
-        assert "Published to 2 of 3 account(s)" in out.stdout
+        assert "3 accounts: 1 failed, 2 under review." in out.stdout
         assert "demo-3" in out.stdout and "35040" in out.stdout
     assert sorted(p.name for p in target.iterdir()) == [
         "platform", "publish", "pubq.log", "pubq.yaml", "queues.db", "queues.db-pubq.lock", "sources", "state.db"]
