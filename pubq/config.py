@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,10 @@ def load_config(
 ) -> Config:
     """Find, read and validate the configuration (``--config``, ``$PUBQ_CONFIG``, ``./pubq.yaml``).
 
-    Without a file, the preset's queues run on ``sqlite:///pubq.db`` in the current folder.
+    The folder holding the config file goes first on the import path, as a script's folder does,
+    before any ``jobs:`` module or handler is imported: users keep their code beside the config
+    (``jobs: [myapp.jobs]`` with ``myapp/jobs.py`` next to ``pubq.yaml``). Without a file, the
+    preset's queues run on ``sqlite:///pubq.db`` in the current folder.
     """
     env = os.environ if env is None else env
     found = find_config_path(os.fspath(path) if path else None, env)
@@ -172,8 +176,16 @@ def load_config(
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
+    add_import_path(found.resolve().parent)
     return parse_config(raw, found, found.resolve().parent, env=env, check_handlers=check_handlers,
                         preset=preset)
+
+
+def add_import_path(folder: Path) -> None:
+    """Put ``folder`` first on ``sys.path`` (once), so modules beside the config file import."""
+    entry = str(folder)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
 
 
 class _Checker:
