@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -17,30 +18,45 @@ from .options import color_option, console, emit_json, json_option, state
 @json_option
 @color_option
 def queues_cmd(as_json: bool, color: bool | None) -> None:
-    """List configured queues with their driver and counts."""
+    """List the configured queues with their driver and counts.
+
+    Every queue is asked at once, each within the outage budget (give_up_after); a queue that cannot
+    be reached shows ``?`` and its reason on stderr, and the command exits 1.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from rich.table import Table
 
     app = state().app
-    rows = []
-    for name in app.queue_names():
-        q = app.queue(name)
+    queues = [app.queue(name) for name in app.queue_names()]  # built here: App is not thread-safe
+
+    def ask(q: Any) -> tuple[dict[str, int], str | None]:
         try:
-            counts = q.driver.counts().as_dict()
-            error = None
+            return q.driver.counts().as_dict(), None
         except PubqError as exc:
-            counts, error = {}, str(exc)
-        rows.append({"queue": name, "driver": q.config.driver, "channel": q.config.channel,
+            return {}, str(exc)
+
+    with ThreadPoolExecutor(max_workers=min(len(queues), 16) or 1) as pool:
+        answers = list(pool.map(ask, queues))
+    rows = []
+    for q, (counts, error) in zip(queues, answers, strict=True):
+        rows.append({"queue": q.name, "driver": q.config.driver, "channel": q.config.channel,
                      "ttr": q.config.ttr, "attempts": q.config.attempts, **counts,
                      **({"error": error} if error else {})})
     if as_json:
         emit_json(rows)
-        return
-    table = Table("Queue", "Driver", "Channel", "Waiting", "Delayed", "Reserved", "Done", "Failed",
-                  box=None, pad_edge=False)
-    for r in rows:
-        table.add_row(r["queue"], r["driver"], r["channel"],
-                      *(str(r.get(k, "?")) for k in ("waiting", "delayed", "reserved", "done", "failed")))
-    console(state().use_color(color)).print(table)
+    else:
+        table = Table("Queue", "Driver", "Channel", "Waiting", "Delayed", "Reserved", "Done", "Failed",
+                      box=None, pad_edge=False)
+        for r in rows:
+            table.add_row(r["queue"], r["driver"], r["channel"],
+                          *(str(r.get(k, "?")) for k in ("waiting", "delayed", "reserved", "done", "failed")))
+        console(state().use_color(color)).print(table)
+    failed = [r["error"] for r in rows if "error" in r]
+    for error in failed:
+        click.echo(f"Error: {error}", err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 @click.command("init")
