@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +301,10 @@ def parse_config(
         channels[(q.url, q.channel)] = qname
         queues[qname] = q
 
+    if "log" in top:
+        # Setting ``log:`` is enough for the system log to get every job's lines and tracebacks.
+        queues = {name: _with_log_behavior(q) for name, q in queues.items()}
+
     publishing = c.mapping(top.get("publishing"), "publishing")
     log_raw = c.mapping(top.get("log"), "log", _LOG_KEYS)
     level = str(log_raw.get("level", "INFO")).upper()
@@ -402,6 +406,14 @@ def _parse_queue(
         settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
     )
+
+
+def _with_log_behavior(q: QueueConfig) -> QueueConfig:
+    """``q`` with the ``log`` behaviour attached (once, wherever the user listed it)."""
+    ref = BEHAVIOR_ALIASES["log"]
+    if ref in q.behaviors:
+        return q
+    return replace(q, behaviors=(*q.behaviors, ref))
 
 
 def resolve_sqlite(url: str, base_dir: Path) -> str:

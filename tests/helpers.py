@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ from tests.drivers.backends import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBQ = [sys.executable, "-m", "pubq"]
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 # -- in-process queues -------------------------------------------------------------------------------
@@ -184,6 +186,35 @@ def write_config(tmp_path: Path, driver: str, *, top: dict[str, Any] | None = No
     path = tmp_path / "pubq.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, channel
+
+
+# -- golden output ---------------------------------------------------------------------------------
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}[ ,]", re.M)
+
+
+def normalize(text: str) -> str:
+    """Dates, pids, durations, memory, paths and line numbers vary; the shape of every line must not.
+
+    A Done line's ``(0.249 s, 12.5 MiB)`` becomes ``(T s, M MiB)`` and an Error line's ``(0.012 s)``
+    becomes ``(T s)``, so a golden file tells the two apart.
+    """
+    text = _DATE.sub("DATE ", text)
+    text = re.sub(r"^DATE \d{3} ", "DATE ", text, flags=re.M)  # the log's ",123" milliseconds
+    text = re.sub(r"(pid|PID): \d+", r"\1: PID", text)
+    text = re.sub(r"Worker \d+ is", "Worker PID is", text)
+    text = re.sub(r"worker \d+ stops", "worker PID stops", text)
+    text = re.sub(r"\(\d+\.\d{3} s, [\d.]+ MiB\)", "(T s, M MiB)", text)
+    text = re.sub(r"\(\d+\.\d{3} s\)", "(T s)", text)
+    text = re.sub(r"Worker is stopped \(\d+:\d{2}:\d{2}\)", "Worker is stopped (UPTIME)", text)
+    text = re.sub(r"^#(\d+) \S+\(\d+\): ", r"#\1 FILE(LINE): ", text, flags=re.M)
+    text = re.sub(r" in /\S+:\d+\.", " in FILE:LINE.", text)
+    text = re.sub(r'File "[^"]+", line \d+', 'File "FILE", line LINE', text)
+    return text
+
+
+def golden(name: str) -> str:
+    return (GOLDEN / name).read_text()
 
 
 @dataclass

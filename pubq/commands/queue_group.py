@@ -11,12 +11,13 @@ from typing import Any
 import click
 
 from ..config import QueueConfig
-from ..errors import JobNotFoundError, PubqError, UsageError
+from ..errors import JobNotFoundError, UsageError
 from .failed import failed_group
 from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
 from .render import render_info
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
 
 
 def _configure_worker_logging() -> None:
@@ -45,10 +46,21 @@ def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: in
 
     _configure_worker_logging()
     queue = current_queue()
-    if verbose:
-        VerboseBehavior(sys.stdout, color=state().use_color(color)).attach(queue)
+    if not verbose:
+        return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
+                      memory_limit_mib=memory_limit, on_put_back=_put_back_notice)
+    # Attached last, so the Done/Error line sees which afterExec/afterError handlers raised.
+    console = VerboseBehavior(sys.stdout, color=state().use_color(color))
+    console.attach(queue)
     return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
-                  memory_limit_mib=memory_limit)
+                  memory_limit_mib=memory_limit, on_backend_lost=console.backend_lost,
+                  on_backend_back=console.backend_back, on_put_back=console.put_back)
+
+
+def _put_back_notice(event: Any) -> None:
+    """Without --verbose a second Ctrl-C still says what became of the job (on stderr)."""
+    click.echo(f"Second stop signal: job {event.id} ({event.job_name}) is put back to waiting; the worker stops.",
+               err=True)
 
 
 def make_queue_group(name: str, qc: QueueConfig) -> click.Group:
@@ -91,14 +103,20 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
             raise click.NoSuchOption(token)
     if len(timeout_args) > 1:
         raise click.UsageError(f"Got unexpected extra argument ({timeout_args[1]})")
-    try:
-        seconds = int(timeout_args[0]) if timeout_args else 3
-    except ValueError:
-        seconds = 0
-    if seconds < 1:
-        raise PubqError("Timeout must be greater than zero.")
+    seconds = listen_timeout(timeout_args[0] if timeout_args else "3")
     worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
     return worker.listen(seconds)
+
+
+def listen_timeout(text: str) -> int:
+    """Yii's two messages: not a whole number → "Timeout must be numeric.", below 1 → "… greater
+    than zero." Usage errors exit 2 (README, "Exit codes")."""
+    if not _INTEGER.match(text.strip()):
+        raise UsageError("Timeout must be numeric.")
+    seconds = int(text)
+    if seconds < 1:
+        raise UsageError("Timeout must be greater than zero.")
+    return seconds
 
 
 @click.command("info")

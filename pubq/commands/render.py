@@ -13,12 +13,16 @@ INFO_FIELDS = ("waiting", "delayed", "reserved", "done", "failed")
 
 
 def render_info(con: Any, counts: Counts) -> None:
-    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus ``- failed: N``."""
+    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus pubq's ``- failed: N``, and
+    ``- follow-up failed: N`` (raising afterExec/afterError handlers) when there are any."""
     con.print(Text("Jobs", style="green"))
-    for name in INFO_FIELDS:
+    rows = [(name, getattr(counts, name)) for name in INFO_FIELDS]
+    if counts.follow_up_failed:
+        rows.append(("follow-up failed", counts.follow_up_failed))
+    for name, value in rows:
         line = Text("- ")
         line.append(f"{name}:", style="yellow")
-        line.append(f" {getattr(counts, name)}")
+        line.append(f" {value}")
         con.print(line)
 
 
