@@ -230,11 +230,19 @@ class Cli:
     @classmethod
     def create(cls, tmp_path: Path, driver: str, *, env: dict[str, str] | None = None,
                top: dict[str, Any] | None = None, **queue_overrides: Any) -> Cli:
-        """A config of its own under ``tmp_path`` (see :func:`write_config`); ``env`` adds variables."""
+        """A config of its own under ``tmp_path`` (see :func:`write_config`); ``env`` adds variables.
+
+        Its Redis keys are deleted after the test (``tests/conftest.py`` calls :meth:`cleanup`)."""
         path, channel = write_config(tmp_path, driver, top=top, **queue_overrides)
         events = tmp_path / "events"
-        return cls(path=path, env=subprocess_env(PUBQ_TEST_EVENTS=str(events), **(env or {})), channel=channel,
-                   events=events, driver=driver)
+        cli = cls(path=path, env=subprocess_env(PUBQ_TEST_EVENTS=str(events), **(env or {})), channel=channel,
+                  events=events, driver=driver)
+        CREATED_CONFIGS.append((path, cli.env))
+        return cli
+
+    def cleanup(self) -> None:
+        """Delete every Redis key of this config's queues (see :func:`drop_redis_queues`)."""
+        drop_redis_queues(self.path, self.env)
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -258,6 +266,36 @@ class Cli:
         if self.driver == "redis":
             return blocked_on_redis(pid, self.env.get("PUBQ_REDIS_URL", REDIS_URL))
         return sleeping_in_time_sleep(pid)
+
+
+#: Config files written by this test (path, environment); ``tests/conftest.py`` drops their Redis
+#: keys after each test, whatever the test did.
+CREATED_CONFIGS: list[tuple[Path, dict[str, str]]] = []
+
+
+def drop_redis_queues(config: Path, env: dict[str, str] | None = None) -> None:
+    """Delete exactly the keys of the Redis queues that ``config`` names: each driver's fixed key list
+    (counters included), never a pattern, never FLUSHDB. A server that is gone (a test's private
+    one, or a dead port) is skipped."""
+    import redis
+
+    from pubq.config import load_config
+    from pubq.drivers.redis import RedisDriver
+
+    try:
+        cfg = load_config(config, env=env or {}, check_handlers=False)
+    except Exception:  # noqa: BLE001 - a test that broke its own config on purpose
+        return
+    for q in cfg.queues.values():
+        if q.driver != "redis":
+            continue
+        driver = RedisDriver(redis.Redis.from_url(q.url, socket_connect_timeout=2, socket_timeout=5), q.channel)
+        try:
+            driver.client.delete(*driver.keys)
+        except redis.RedisError:
+            pass
+        finally:
+            driver.client.close()
 
 
 def wait_started(proc: subprocess.Popen) -> None:

@@ -15,9 +15,7 @@ from tests.sample_jobs import read_lines
 
 @pytest.fixture(params=["redis", "sqlite"])
 def cli(request, tmp_path):
-    c = Cli.create(tmp_path, request.param, attempts=3)
-    yield c
-    c("work", "clear", "--yes")
+    return Cli.create(tmp_path, request.param, attempts=3)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP])
