@@ -59,6 +59,38 @@ def queues_cmd(as_json: bool, color: bool | None) -> None:
         raise click.exceptions.Exit(1)
 
 
+@click.command("jobs")
+@json_option
+@color_option
+def jobs_cmd(as_json: bool, color: bool | None) -> None:
+    """List the registered jobs: the names push takes, with their arguments.
+
+    Jobs come from pubq itself and from the modules under ``jobs:`` in the config.
+    """
+    from rich.table import Table
+
+    from ..job import job_fields
+
+    registry = state().app.registry
+    rows = []
+    for name in registry.names():
+        cls = registry.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        summary = doc[0] if doc and not doc[0].startswith(f"{cls.__name__}(") else ""
+        rows.append({"name": name, "class": f"{cls.__module__}:{cls.__qualname__}", "summary": summary,
+                     "fields": [{"name": f.name, "type": f.type, "required": f.required,
+                                 **({} if f.required else {"default": f.default})} for f in job_fields(cls)]})
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("Job", "Arguments", "Class", box=None, pad_edge=False)
+    for r in rows:
+        args = ", ".join(f"{f['name']}: {f['type']}" + ("" if f["required"] else f" = {f['default']}")
+                         for f in r["fields"])
+        table.add_row(r["name"], args or "-", r["class"])
+    console(state().use_color(color)).print(table)
+
+
 @click.command("init")
 @click.option("--path", "target", default=DEFAULT_CONFIG_NAME, show_default=True, help="Where to write the config.")
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Use Redis for the queues.")

@@ -18,6 +18,7 @@ BUILTINS: dict[str, str] = {
     "queues": "pubq.commands.admin:queues_cmd",
     "init": "pubq.commands.admin:init_cmd",
     "db": "pubq.commands.admin:db_group",
+    "jobs": "pubq.commands.admin:jobs_cmd",
 }
 #: Every name a queue may not take: built-in commands, and those planned so that no user queue
 #: ends up shadowing one later.

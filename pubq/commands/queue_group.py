@@ -169,8 +169,21 @@ def remove_cmd(job_id: str) -> None:
         raise JobNotFoundError("The job is not found.")
 
 
+def _complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of ``push JOB``: the registered job names (``pubq jobs``)."""
+    from click.shell_completion import CompletionItem
+
+    from . import _root_state
+
+    try:
+        names = _root_state(ctx).app.registry.names()
+    except Exception:  # noqa: BLE001 - completion must never fail loudly
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 @click.command("push")
-@click.argument("job_name", metavar="JOB")
+@click.argument("job_name", metavar="JOB", shell_complete=_complete_job_names)
 @click.option("--args", "args_json", default="{}", metavar="JSON", help="Job arguments as a JSON object.")
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before the job is due.")
 @click.option("--priority", type=click.IntRange(0, 1_000_000), default=None, help="Lower runs first (default 1024).")
@@ -178,7 +191,10 @@ def remove_cmd(job_id: str) -> None:
 @json_option
 def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, ttr: int | None,
              as_json: bool) -> None:
-    """Push job JOB (its registered name) with --args JSON; prints the new id."""
+    """Push job JOB with --args JSON; prints the new id.
+
+    JOB is a registered job name (``pubq jobs`` lists them with their arguments).
+    """
     try:
         args = json.loads(args_json)
     except ValueError as exc:

@@ -453,6 +453,8 @@ class DbDriver(DbConnection, BaseDriver):
 
     def counts(self) -> Counts:
         row = self._read(COUNTS_SQL, (self.channel, self.channel, self.channel))
+        if row is None:  # no database file yet
+            return Counts()
         waiting, delayed, reserved, failed, done, failed_total, follow_ups, due = (int(v) for v in row)
         return Counts(waiting + due, delayed - due, reserved, done, failed, failed_total, follow_ups)
 
@@ -461,6 +463,9 @@ class DbDriver(DbConnection, BaseDriver):
         return tx.one("SELECT state, attempt FROM {J} WHERE id = ? AND channel = ?{LOCK}", (job_id, self.channel))
 
     def remove(self, job_id: int) -> bool:
+        if self._no_file_yet():
+            return False
+
         def fn(tx: Tx) -> bool:
             row = self._locked_job(tx, job_id)
             if row is None:
@@ -499,6 +504,8 @@ class DbDriver(DbConnection, BaseDriver):
     def clear(self) -> int:
         """Live jobs and failed entries go in short batches (no long lock); returns the live jobs gone.
         The id sequence and the done / failed_total / follow_up_failed totals are kept."""
+        if self._no_file_yet():
+            return 0
         max_id = self._max_id()
         gone = self._delete_states(("waiting", "delayed", "reserved"), max_id)
         self._delete_states(("failed",), max_id)
@@ -524,6 +531,9 @@ class DbDriver(DbConnection, BaseDriver):
         return replace(_failed(row), history=attempt_history.attempts(row[16]))
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
+        if self._no_file_yet():
+            return False
+
         def fn(tx: Tx) -> bool:
             row = self._locked_job(tx, job_id)
             if row is None or row[0] != "failed":
@@ -542,7 +552,7 @@ class DbDriver(DbConnection, BaseDriver):
         return self._write(fn)
 
     def failed_purge(self) -> int:
-        return self._delete_states(("failed",), self._max_id())
+        return 0 if self._no_file_yet() else self._delete_states(("failed",), self._max_id())
 
     def record_follow_up(self, failure: FollowUpFailure) -> None:
         def fn(tx: Tx) -> None:

@@ -61,3 +61,47 @@ def test_a_handler_beside_the_config_file_is_imported_too(tmp_path):
         "images: {driver: db, channel: images, on: {afterExec: 'myapp.hooks:after_exec'}}"))
     out = pubq(config, "images", "info")
     assert out.returncode == 0, out.stderr
+
+
+def test_read_only_commands_in_an_empty_folder_write_no_database(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*PUBQ, *args], capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path,
+                              timeout=60)
+
+    listed = run("queues")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[3:] for line in listed.stdout.splitlines()[1:]] == [["0"] * 5] * 4
+    assert run("copy-asset", "info").stdout.startswith("Jobs\n- waiting: 0\n")
+    assert run("copy-asset", "failed", "list").stdout == "No failed jobs.\n"
+    assert run("copy-asset", "failed", "show", "1").returncode == 1
+    assert run("copy-asset", "remove", "1").returncode == 1
+    assert run("copy-asset", "clear", "--yes").returncode == 0
+    assert list(tmp_path.iterdir()) == []  # "no queue data yet" is not a reason to create pubq.db
+    assert run("copy-asset", "push", "pubq.jobs.CopyAssetJob", "--args", '{"task_id": 1}').stdout == "1\n"
+    assert (tmp_path / "pubq.db").exists()  # the first write creates it
+
+
+def test_pubq_jobs_lists_the_registered_names_with_their_arguments(tmp_path):
+    config = user_folder(tmp_path)
+    out = pubq(config, "jobs")
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
+    assert "path: str, width: int = 800" in rows["myapp.Resize"] and "myapp.jobs:ResizeJob" in rows["myapp.Resize"]
+    assert "pubq.jobs.CopyAssetJob" in rows  # pubq's own jobs are registered too
+    data = {j["name"]: j for j in json.loads(pubq(config, "jobs", "--json").stdout)}
+    assert data["myapp.Resize"]["fields"] == [
+        {"name": "path", "type": "str", "required": True},
+        {"name": "width", "type": "int", "required": False, "default": "800"},
+    ]
+
+
+def test_an_unknown_job_name_gets_the_close_one_and_push_completes_job_names(tmp_path):
+    config = user_folder(tmp_path)
+    out = pubq(config, "images", "push", "myapp.Resiz")
+    assert (out.returncode, out.stderr) == (
+        2, "Error: unknown job 'myapp.Resiz'; did you mean 'myapp.Resize'? (pubq jobs lists every registered job)\n")
+    done = subprocess.run([*PUBQ, "--config", str(config), "images", "push", "my"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, env=subprocess_env(
+                              _PUBQ_COMPLETE="bash_complete", COMP_CWORD="5",
+                              COMP_WORDS=f"pubq --config {config} images push my"))
+    assert done.stdout.splitlines() == ["plain,myapp.Resize"]
