@@ -17,7 +17,7 @@ import click
 
 from .. import __version__
 from ..errors import PubqError
-from .options import BUILTINS, CliState, translate_yii_args
+from .options import BUILTINS, CliState, HelpGroup, translate_yii_args
 
 PUBLISHING_REGISTRAR = "pubq.commands.publishing"
 
@@ -35,7 +35,7 @@ def _root_state(ctx: click.Context) -> CliState:
     return st
 
 
-class RootGroup(click.Group):
+class RootGroup(HelpGroup):
     """Resolves queue names from the config on demand."""
 
     def _publishing(self) -> dict[str, click.Command]:

@@ -11,7 +11,7 @@ import yaml
 from ..config import DEFAULT_CONFIG_NAME, DEFAULT_DATABASE
 from ..errors import PubqError, UsageError
 from ..publishing.preset import pipeline_queues
-from .options import color_option, console, emit_json, json_option, state
+from .options import HelpGroup, color_option, console, emit_json, json_option, state
 
 
 @click.command("queues")
@@ -108,7 +108,7 @@ def init_cmd(target: str, redis_url: str | None, force: bool) -> None:
     click.echo(f"Wrote {path}")
 
 
-@click.group("db")
+@click.group("db", cls=HelpGroup)
 def db_group() -> None:
     """Database schema of the db queue driver and of publish state."""
 

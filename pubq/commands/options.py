@@ -63,6 +63,21 @@ def translate_yii_args(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class HelpGroup(click.Group):
+    """A group whose ``--help`` shows each command's first sentence whole: click cuts summaries at
+    the terminal's width (``…``), mid-sentence."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 @dataclass
 class CliState:
     """What the root group parsed; the app is loaded on first use so ``--help`` needs nothing."""
@@ -140,7 +155,7 @@ def console(color: bool, *, stderr: bool = False) -> Any:
     return Console(
         file=stream,
         width=None if tty or os.environ.get("COLUMNS") else 200,
-        force_terminal=color,
+        force_terminal=color or None,  # colour off still lets rich see a terminal (rich.live redraws)
         no_color=not color,
         color_system="standard" if color else None,
         highlight=False,

@@ -13,8 +13,8 @@ import click
 from ..config import QueueConfig
 from ..errors import JobNotFoundError, UsageError
 from .failed import failed_group
-from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
-from .render import render_info
+from .options import HelpGroup, color_option, confirm, console, current_queue, emit_json, json_option, state
+from .render import info_text, render_info
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -66,7 +66,7 @@ def _put_back_notice(event: Any) -> None:
 def make_queue_group(name: str, qc: QueueConfig) -> click.Group:
     help_text = qc.description or f"Queue {name} ({qc.driver}, channel {qc.channel})."
 
-    @click.group(name=name, invoke_without_command=True, help=help_text)
+    @click.group(name=name, cls=HelpGroup, invoke_without_command=True, help=help_text)
     @click.pass_context
     def group(ctx: click.Context) -> None:
         if ctx.invoked_subcommand is None:
@@ -126,23 +126,43 @@ def listen_timeout(text: str) -> int:
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between refreshes with --watch.")
 def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) -> None:
-    """Job counts: waiting, delayed, reserved, done, failed (stored counters, O(1))."""
+    """Job counts: waiting, delayed, reserved, done, failed (stored counters, O(1)).
+
+    With --watch the counts refresh in place every --interval seconds until Ctrl-C; with --watch
+    --json each snapshot is one compact JSON line (for a pipe); piped text appends the snapshots.
+    """
     queue = current_queue()
-    use_color = state().use_color(color)
-    while True:
-        counts = queue.driver.counts()
+    con = console(state().use_color(color))
+
+    def snapshot() -> dict[str, Any]:
+        return {"queue": queue.name, "driver": queue.config.driver, **queue.driver.counts().as_dict()}
+
+    if not watch:
         if as_json:
-            emit_json({"queue": queue.name, "driver": queue.config.driver, **counts.as_dict()})
+            emit_json(snapshot())
         else:
-            if watch and use_color:
-                click.echo("\x1b[2J\x1b[H", nl=False)
-            render_info(console(use_color), counts)
-        if not watch:
-            return
-        try:
-            time.sleep(interval)
-        except KeyboardInterrupt:
-            return
+            render_info(con, queue.driver.counts())
+        return
+    try:
+        if as_json:
+            while True:
+                click.echo(json.dumps(snapshot(), separators=(",", ":")))
+                sys.stdout.flush()
+                time.sleep(interval)
+        elif not con.is_terminal:
+            while True:
+                render_info(con, queue.driver.counts())
+                con.print()
+                time.sleep(interval)
+        else:
+            from rich.live import Live
+
+            with Live(info_text(queue.driver.counts()), console=con, auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(info_text(queue.driver.counts()), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 @click.command("clear")

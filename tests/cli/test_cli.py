@@ -156,8 +156,10 @@ def test_failed_list_show_retry_and_purge(cli: Cli):
     assert shown["error_class"] == "RuntimeError" and "Traceback" in shown["traceback"]
     assert cli("work", "failed", "retry", first).returncode == 0
     assert "- waiting: 1" in cli("work", "info").stdout
+    out = cli("work", "failed", "retry", first)
+    assert (out.returncode, out.stderr) == (1, f"Error: Job {first} is not in the failed registry (it is waiting).\n")
     out = cli("work", "failed", "retry", "999999")
-    assert (out.returncode, out.stderr) == (1, "Error: The job is not found.\n")
+    assert (out.returncode, out.stderr) == (1, "Error: Job 999999 is not in the failed registry.\n")
     assert cli("work", "failed", "purge", "--yes").stdout.strip() == "Purged 1 failed job."
     assert "No failed jobs." in cli("work", "failed", "list").stdout
 
