@@ -91,21 +91,128 @@ def jobs_cmd(as_json: bool, color: bool | None) -> None:
     console(state().use_color(color)).print(table)
 
 
+#: The example job module ``pubq init`` writes beside the config (never over an existing file).
+EXAMPLE_JOBS = '''"""Your jobs: dataclass subclasses of pubq.Job whose fields are the job's JSON arguments.
+
+This folder is on the import path because pubq.yaml is in it, so this module is ``myapp.jobs``
+(listed under ``jobs:`` there). ``pubq jobs`` shows what can be pushed.
+"""
+
+from dataclasses import dataclass
+
+from pubq import Job
+
+
+@dataclass
+class HelloJob(Job):
+    """Say hello (the first line of a job's docstring is its summary in ``pubq jobs``)."""
+
+    name = "myapp.Hello"  # the name you push it by (default: module.Class)
+
+    who: str = "world"
+
+    def execute(self, ctx):  # ctx.queue, ctx.app, ctx.job_id, ctx.attempt
+        print(f"Hello, {self.who}! (job {ctx.job_id}, attempt {ctx.attempt})", flush=True)
+'''
+
+_CONFIG_HEAD = """\
+# pubq.yaml, written by `pubq init`. pubq checks every key when it loads this file: an unknown key or
+# a bad value stops it with one line naming the key. Found as --config FILE, else $PUBQ_CONFIG, else
+# ./pubq.yaml.
+
+# Where queue state lives (driver: db) and publish state. postgresql://… and mysql://… work too.
+database: {database}
+# With a Redis URL here, queues default to driver: redis.
+{redis}
+
+# Modules whose pubq.Job classes can be pushed by name. The folder holding this file is on the
+# import path, so myapp/jobs.py beside it is `myapp.jobs`. `pubq jobs` lists what is registered.
+{jobs}
+
+# The system log: each job's lines and the traceback of every failed attempt.
+log: {{file: pubq.log, level: INFO, format: text}}
+
+# Seconds a one-shot command (info, push, run …) keeps retrying a backend that is down.
+give_up_after: 10
+
+queues:
+  # Your queue: `pubq default push myapp.Hello --args '{{"who": "world"}}'`, then `pubq default listen -v`.
+  default:
+    ttr: 300                      # seconds a job may run before it is killed (isolate) or reclaimed
+    attempts: 3                   # runs in all, the first included
+    retry: {{backoff: exponential, delay: 5, max_delay: 600, jitter: true}}
+    # on:                         # handlers, "package.module:Class.method", called in order
+    #   afterExec: myapp.hooks:Notify.after_exec
+    #   afterError: myapp.hooks:Notify.after_error
+
+  # The publishing pipeline's queues (copy-asset → upload-asset → pub-article → source-callback);
+  # `pubq demo` shows them at work.
+{pipeline}"""
+
+
+def publishing_section() -> str:
+    """The ``publishing:`` part of the file ``pubq init`` writes: channel types, accounts, source
+    root and publish dirs, so that a first ``pubq publish`` works.
+
+    PLACEHOLDER, owned by issue 12 item 13 (publishing usability): it returns a working section
+    there. Until then the file has none, and ``pubq publish`` needs one (see ``pubq demo``'s config).
+    """
+    return ""
+
+
+def starter_config(redis_url: str | None, with_example: bool) -> str:
+    """The commented text of the file ``pubq init`` writes (it loads as a valid config)."""
+    pipeline = yaml.safe_dump(pipeline_queues(), sort_keys=False, width=200)
+    text = _CONFIG_HEAD.format(
+        database=DEFAULT_DATABASE,
+        redis=f"redis: {redis_url}" if redis_url else "# redis: redis://127.0.0.1:6379/0",
+        jobs="jobs:\n  - myapp.jobs" if with_example else "# jobs:\n#   - myapp.jobs",
+        pipeline="".join(f"  {line}\n" for line in pipeline.splitlines()),
+    )
+    section = publishing_section()
+    return text + (f"\n{section.rstrip()}\n" if section else "")
+
+
 @click.command("init")
 @click.option("--path", "target", default=DEFAULT_CONFIG_NAME, show_default=True, help="Where to write the config.")
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Use Redis for the queues.")
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init_cmd(target: str, redis_url: str | None, force: bool) -> None:
-    """Write a starter config: the four pipeline queues on embedded SQLite (or Redis)."""
+@click.option("--example/--no-example", default=True, show_default=True,
+              help="Also write myapp/jobs.py, an example job, beside the config (kept if it exists).")
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+def init_cmd(target: str, redis_url: str | None, example: bool, force: bool) -> None:
+    """Write a commented starter config (and an example job), then say what to run next.
+
+    The config has a queue for your jobs (default) and the four publishing queues, on embedded
+    SQLite unless --redis is given.
+    """
     path = Path(target)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists (use --force to overwrite)")
-    data: dict = {"database": DEFAULT_DATABASE}
-    if redis_url:
-        data["redis"] = redis_url
-    data["queues"] = pipeline_queues()
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    click.echo(f"Wrote {path}")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--redis must be a redis://, rediss:// or unix:// URL (got {redis_url!r})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter_config(redis_url, example), encoding="utf-8")
+    wrote = [str(path)]
+    if example:
+        module = path.parent / "myapp" / "jobs.py"
+        if not module.exists():
+            module.parent.mkdir(exist_ok=True)
+            module.write_text(EXAMPLE_JOBS, encoding="utf-8")
+            wrote.append(f"{module} (an example job)")
+    click.echo(f"Wrote {' and '.join(wrote)}.")
+    pubq = "pubq" if path.resolve() == Path(DEFAULT_CONFIG_NAME).resolve() else f"pubq --config {path}"
+    steps = [(f"{pubq} jobs", "the jobs you can push" + (", myapp.Hello among them" if example else ""))]
+    if example:
+        steps += [(f"{pubq} default push myapp.Hello --args '{{\"who\": \"world\"}}'", "queue a job"),
+                  (f"{pubq} default listen -v", "run it, and every job pushed after it (Ctrl-C stops)")]
+    else:
+        steps += [(f"{pubq} default listen -v", "work the default queue (Ctrl-C stops)")]
+    width = max(len(cmd) for cmd, _ in steps)
+    click.echo("Next steps:")
+    for cmd, why in steps:
+        click.echo(f"  {cmd.ljust(width)}   # {why}")
+    click.echo(f"Then write your own jobs{' in myapp/jobs.py' if example else ''} and list their modules "
+               f"under jobs: in {path.name}; the comments there say what each setting does.")
 
 
 @click.group("db", cls=HelpGroup)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+from pathlib import Path
 
 from tests.helpers import PUBQ, ROOT, subprocess_env
 
@@ -105,3 +106,56 @@ def test_an_unknown_job_name_gets_the_close_one_and_push_completes_job_names(tmp
                               _PUBQ_COMPLETE="bash_complete", COMP_CWORD="5",
                               COMP_WORDS=f"pubq --config {config} images push my"))
     assert done.stdout.splitlines() == ["plain,myapp.Resize"]
+
+
+def test_pubq_init_walks_a_new_user_to_their_own_job_running_under_listen(tmp_path):
+    """README's five commands: install, init, then the three steps init prints, verbatim."""
+    import shlex
+    import signal
+
+    from tests.helpers import wait_until
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([*PUBQ, *argv[1:]], capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path,
+                              timeout=60)
+
+    init = run(["pubq", "init"])
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.startswith(f"Wrote pubq.yaml and {Path('myapp') / 'jobs.py'} (an example job).\nNext steps:\n")
+    steps = [shlex.split(line.split("   # ")[0]) for line in init.stdout.splitlines() if line.startswith("  pubq ")]
+    assert [s[:2] for s in steps] == [["pubq", "jobs"], ["pubq", "default"], ["pubq", "default"]]
+    assert "pubq.yaml" in (tmp_path / "pubq.yaml").read_text().splitlines()[0]  # a commented file
+    listed = run(steps[0])
+    assert listed.returncode == 0 and "myapp.Hello" in listed.stdout, listed.stderr
+    pushed = run(steps[1])
+    assert (pushed.returncode, pushed.stdout) == (0, "1\n"), pushed.stderr
+    assert steps[2][2:] == ["listen", "-v"]
+    proc = subprocess.Popen([*PUBQ, *steps[2][1:], "--color=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=subprocess_env(), cwd=tmp_path)
+    lines: list[str] = []
+    try:
+        wait_until(lambda: lines.append(proc.stdout.readline()) or "- Done (" in lines[-1], message="the job to run")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Hello, world! (job 1, attempt 1)\n" in lines
+    again = run(["pubq", "init"])
+    assert (again.returncode, again.stderr) == (2, "Error: pubq.yaml already exists (use --force to overwrite)\n")
+
+
+def test_pubq_init_elsewhere_names_the_config_in_its_steps_and_keeps_an_existing_module(tmp_path):
+    (tmp_path / "conf" / "myapp").mkdir(parents=True)
+    (tmp_path / "conf" / "myapp" / "jobs.py").write_text(MYAPP_JOBS)
+    target = tmp_path / "conf" / "queues.yaml"
+    out = subprocess.run([*PUBQ, "init", "--path", str(target), "--redis", "redis://127.0.0.1:6379/0"],
+                         capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"Wrote {target}.\n")  # the user's module is not overwritten
+    assert f"  pubq --config {target} default listen -v " in out.stdout
+    assert (tmp_path / "conf" / "myapp" / "jobs.py").read_text() == MYAPP_JOBS
+    assert "\nredis: redis://127.0.0.1:6379/0\n" in target.read_text()
+    jobs = pubq(target, "jobs")
+    assert "myapp.Resize" in jobs.stdout, jobs.stderr
