@@ -88,6 +88,7 @@ class Worker:
         self._last_reclaim = float("-inf")
         self._previous_handlers: dict[int, Any] = {}
         self._isolator: Isolator | None = None
+        self._listening = False
         self._runner: JobRunner | None = None
         self.exit_code = 0
 
@@ -112,12 +113,22 @@ class Worker:
             config_budget = queue.app.config.give_up_after if queue.app is not None else 10.0
             give_up = self.give_up_after if self.give_up_after is not None else config_budget
             deadline = self._started + self.max_seconds if self.max_seconds is not None else None
-        budget = OutageBudget(give_up_after=give_up, deadline=deadline, abort=lambda: self.stopping,
+        # listen never gives up on an outage, but stops riding one out at --max-seconds (and ends
+        # normally there); run's --max-seconds is its deadline (then it exits 1, spec §5.10).
+        self._listening = listen
+        budget = OutageBudget(give_up_after=give_up, deadline=deadline, abort=self._should_abort,
                               on_lost=self.on_backend_lost, on_back=self.on_backend_back)
         inner = queue.driver
         if isinstance(inner, ResilientDriver):
             return inner.with_budget(budget)
         return ResilientDriver(inner, budget=budget, label=f"queue {queue.name}")
+
+    def _out_of_time(self) -> bool:
+        return self.max_seconds is not None and self.clock() - self._started >= self.max_seconds
+
+    def _should_abort(self) -> bool:
+        """Stop retrying an unreachable backend: the worker is stopping, or a listen reached --max-seconds."""
+        return self.stopping or (self._listening and self._out_of_time())
 
     def _work(self, *, listen: bool, timeout: int) -> int:
         queue = self.queue
@@ -243,6 +254,10 @@ class Worker:
             return self._runner.driver.reserve(timeout)
         except _Interrupted:
             return None
+        except BackendUnavailableError:
+            if self._should_abort():  # the loop ends with the signal or --max-seconds as its reason
+                return None
+            raise
         finally:
             self._state = "busy"
 
@@ -267,7 +282,7 @@ class Worker:
         except _Interrupted:
             return
         except BackendUnavailableError:
-            if self.stopping:
+            if self._should_abort():
                 return
             raise  # the outage budget is spent: reclaim and reserve share it
         except DriverError as exc:

@@ -77,6 +77,15 @@ def test_run_with_redis_down_says_so_and_gives_up_within_one_budget_for_reclaim_
     assert (tmp_path / "system.log").read_text().count("queue work: backend lost") == 1
 
 
+def test_listen_never_gives_up_on_an_outage_but_ends_normally_at_max_seconds(tmp_path):
+    cli = Cli.create(tmp_path, "redis", env={"PUBQ_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+                     top={"give_up_after": 0.5})  # listen ignores it
+    out = cli("work", "listen", "1", "-v", "--color=0", "--max-seconds", "2")
+    assert (out.returncode, out.stderr) == (0, "")
+    lines = [line.split(" - ", 1)[1] for line in out.stdout.splitlines()]
+    assert lines[1].startswith("Backend lost: ") and lines[2] == "Worker stops: --max-seconds 2 reached"
+
+
 def test_an_idle_worker_stops_at_once_while_redis_is_down(tmp_path, redis_server):
     cli = Cli.create(tmp_path, "redis", env={"PUBQ_REDIS_URL": redis_server.url})
     proc = cli.popen("work", "listen", "1", "-v", "--color=0")
