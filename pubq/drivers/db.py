@@ -588,7 +588,7 @@ class DbDriver(DbConnection, BaseDriver):
         return float(self._read("SELECT {NOW}")[0])
 
     def ping(self) -> None:
-        self._read("SELECT 1")
+        self._ping()
 
     def __repr__(self) -> str:
         return f"DbDriver({self.url}, channel={self.channel!r})"
