@@ -69,7 +69,7 @@ class App:
         # One-shot commands retry an unreachable backend for give_up_after seconds, then exit 1;
         # a worker takes its own view with its own budget.
         budget = OutageBudget(give_up_after=self.config.give_up_after)
-        return ResilientDriver(cls(qc.url, qc.channel, policy=policy), budget=budget)
+        return ResilientDriver(cls(qc.url, qc.channel, policy=policy), budget=budget, label=f"queue {qc.name}")
 
     def extension(self, key: str, factory: Callable[[App], T]) -> T:
         """A per-app service built on first use (publishing state, HTTP clients…)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,10 @@ def load_config(
 ) -> Config:
     """Find, read and validate the configuration (``--config``, ``$PUBQ_CONFIG``, ``./pubq.yaml``).
 
-    Without a file, the preset's queues run on ``sqlite:///pubq.db`` in the current folder.
+    The folder holding the config file goes first on the import path, as a script's folder does,
+    before any ``jobs:`` module or handler is imported: users keep their code beside the config
+    (``jobs: [myapp.jobs]`` with ``myapp/jobs.py`` next to ``pubq.yaml``). Without a file, the
+    preset's queues run on ``sqlite:///pubq.db`` in the current folder.
     """
     env = os.environ if env is None else env
     found = find_config_path(os.fspath(path) if path else None, env)
@@ -172,8 +176,16 @@ def load_config(
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{label}: invalid YAML{where}: {problem}") from None
+    add_import_path(found.resolve().parent)
     return parse_config(raw, found, found.resolve().parent, env=env, check_handlers=check_handlers,
                         preset=preset)
+
+
+def add_import_path(folder: Path) -> None:
+    """Put ``folder`` first on ``sys.path`` (once), so modules beside the config file import."""
+    entry = str(folder)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
 
 
 class _Checker:
@@ -289,6 +301,10 @@ def parse_config(
         channels[(q.url, q.channel)] = qname
         queues[qname] = q
 
+    if "log" in top:
+        # Setting ``log:`` is enough for the system log to get every job's lines and tracebacks.
+        queues = {name: _with_log_behavior(q) for name, q in queues.items()}
+
     publishing = c.mapping(top.get("publishing"), "publishing")
     log_raw = c.mapping(top.get("log"), "log", _LOG_KEYS)
     level = str(log_raw.get("level", "INFO")).upper()
@@ -390,6 +406,14 @@ def _parse_queue(
         settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
     )
+
+
+def _with_log_behavior(q: QueueConfig) -> QueueConfig:
+    """``q`` with the ``log`` behaviour attached (once, wherever the user listed it)."""
+    ref = BEHAVIOR_ALIASES["log"]
+    if ref in q.behaviors:
+        return q
+    return replace(q, behaviors=(*q.behaviors, ref))
 
 
 def resolve_sqlite(url: str, base_dir: Path) -> str:

@@ -79,6 +79,9 @@ class ExecEvent:
     memory_mib: float | None = None
     #: Formatted traceback of ``error`` (kept across the isolate pipe, where the exception is rebuilt).
     traceback: str = ""
+    #: Handlers of this afterExec/afterError that raised so far (later handlers, such as the
+    #: verbose console's, can mark the job's line).
+    follow_up_failures: list[HandlerFailure] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -139,7 +142,11 @@ class EventBus:
             except Exception as exc:  # noqa: BLE001 - kept and reported, by contract
                 import traceback as tb
 
-                failures.append(HandlerFailure(name, label, exc, tb.format_exc()))
+                failure = HandlerFailure(name, label, exc, tb.format_exc())
+                failures.append(failure)
+                seen = getattr(event, "follow_up_failures", None)
+                if isinstance(seen, list):
+                    seen.append(failure)
         return failures
 
 

@@ -20,7 +20,6 @@ import ctypes
 import functools
 import os
 import pickle
-import resource
 import select
 import signal
 import struct
@@ -58,10 +57,6 @@ class _Child:
     report_fd: int
     #: Parent's end of the job pipe (standby children only; -1 once the job is sent).
     job_fd: int = -1
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -136,7 +131,6 @@ def _execute_and_report(runner: JobRunner, event: ExecEvent, report_fd: int) -> 
     code = EXIT_ERROR
     try:
         outcome = runner.execute(event)
-        outcome.memory_mib = _peak_rss_mib()
         if outcome.ok:
             code = EXIT_DONE
         elif isinstance(outcome.error, RetryableError):

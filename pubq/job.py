@@ -11,6 +11,7 @@ import importlib
 import inspect
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import InvalidJobError, UnknownJobError, UsageError
@@ -128,7 +129,21 @@ class JobRegistry:
         try:
             return self._by_name[name]
         except KeyError:
-            raise UnknownJobError(f"unknown job {name!r}") from None
+            raise UnknownJobError(f"unknown job {name!r}{self._hint(name)}") from None
+
+    def _hint(self, name: str) -> str:
+        """A close registered name, or the registered names when there are few (``pubq jobs`` lists them)."""
+        import difflib
+
+        close = difflib.get_close_matches(name, self._by_name, n=1, cutoff=0.6)
+        if close:
+            return f"; did you mean {close[0]!r}? (pubq jobs lists every registered job)"
+        names = self.names()
+        if not names:
+            return " (no job is registered: list your job modules under jobs:)"
+        if len(names) <= 8:
+            return f" (registered: {', '.join(names)})"
+        return " (pubq jobs lists every registered job)"
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -194,6 +209,32 @@ class JobRegistry:
             return self.build(name, args)
         except UsageError as exc:
             raise InvalidJobError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class JobField:
+    """One argument of a job class, for ``pubq jobs`` and completion."""
+
+    name: str
+    #: The annotation as written (``int``, ``dict[str, Any]``…).
+    type: str
+    required: bool
+    #: ``repr`` of the default, '' when required.
+    default: str = ""
+
+
+def job_fields(cls: type[Job]) -> list[JobField]:
+    """The job's arguments (its dataclass fields) in declaration order."""
+    out = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", repr(f.type))
+        if f.default is not dataclasses.MISSING:
+            out.append(JobField(f.name, kind, False, repr(f.default)))
+        elif f.default_factory is not dataclasses.MISSING:
+            out.append(JobField(f.name, kind, False, repr(f.default_factory())))
+        else:
+            out.append(JobField(f.name, kind, True))
+    return out
 
 
 def peek_name(payload: bytes) -> str | None:

@@ -13,6 +13,7 @@ fires no event for that job and logs one warning, so a late worker can never dou
 from __future__ import annotations
 
 import logging
+import resource
 import time
 import traceback as tb
 from collections.abc import Callable, Sequence
@@ -100,8 +101,9 @@ class JobRunner:
         try:
             result = event.job.execute(ctx)
         except Exception as exc:  # noqa: BLE001 - a job's failure is data, not a crash
-            return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started)
-        return Outcome(ok=True, result=result, duration=time.perf_counter() - started)
+            return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started,
+                           memory_mib=_peak_rss_mib())
+        return Outcome(ok=True, result=result, duration=time.perf_counter() - started, memory_mib=_peak_rss_mib())
 
     # -- success ------------------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class JobRunner:
         delay = backoff_delay(self.queue.config.retry, r.attempt) if retry else None
         if not self.queue.bus.has(ev.AFTER_ERROR):  # nothing can change the decision: one step
             info = failure_info(error, traceback)
-            done = self.driver.retry_later(r, delay) if delay is not None else (
+            done = self.driver.retry_later(r, delay, info) if delay is not None else (
                 self.driver.fail(r, info) and self.driver.settle(r))
             if not done:
                 self._stale(r, event)
@@ -261,6 +263,11 @@ class JobRunner:
             else:
                 self.failed(r, event, outcome.error, outcome.traceback, outcome=outcome)  # type: ignore[arg-type]
                 r = self.driver.reserve(0)
+
+
+def _peak_rss_mib() -> float:
+    """Peak RSS of the process that ran the job (an isolated child's own), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _safe_name(payload: bytes) -> str:

@@ -58,6 +58,7 @@ class Worker:
         give_up_after: float | None = None,
         on_backend_lost: Callable[[DriverError], None] | None = None,
         on_backend_back: Callable[[float], None] | None = None,
+        on_put_back: Callable[[ev.ExecEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -71,17 +72,23 @@ class Worker:
         self.give_up_after = give_up_after
         self.on_backend_lost = on_backend_lost
         self.on_backend_back = on_backend_back
+        #: Told when a second stop signal put the running job back (the console says so).
+        self.on_put_back = on_put_back
         self.clock = clock
         self.jobs = 0
         self.stopping = False
         self.signals = 0
         #: Why the loop ended: drained, max-jobs, max-seconds, memory-limit, signal, handler, outage.
         self.stop_reason: str | None = None
+        #: The same in words for the console and the log ("--max-seconds 5 reached").
+        self.stop_message: str = ""
+        self._signal: int | None = None
         self._state = "busy"  # idle (waiting for work) | busy | job (running a job)
         self._started = clock()
         self._last_reclaim = float("-inf")
         self._previous_handlers: dict[int, Any] = {}
         self._isolator: Isolator | None = None
+        self._listening = False
         self._runner: JobRunner | None = None
         self.exit_code = 0
 
@@ -106,12 +113,22 @@ class Worker:
             config_budget = queue.app.config.give_up_after if queue.app is not None else 10.0
             give_up = self.give_up_after if self.give_up_after is not None else config_budget
             deadline = self._started + self.max_seconds if self.max_seconds is not None else None
-        budget = OutageBudget(give_up_after=give_up, deadline=deadline, abort=lambda: self.stopping,
+        # listen never gives up on an outage, but stops riding one out at --max-seconds (and ends
+        # normally there); run's --max-seconds is its deadline (then it exits 1, spec §5.10).
+        self._listening = listen
+        budget = OutageBudget(give_up_after=give_up, deadline=deadline, abort=self._should_abort,
                               on_lost=self.on_backend_lost, on_back=self.on_backend_back)
         inner = queue.driver
         if isinstance(inner, ResilientDriver):
             return inner.with_budget(budget)
-        return ResilientDriver(inner, budget=budget)
+        return ResilientDriver(inner, budget=budget, label=f"queue {queue.name}")
+
+    def _out_of_time(self) -> bool:
+        return self.max_seconds is not None and self.clock() - self._started >= self.max_seconds
+
+    def _should_abort(self) -> bool:
+        """Stop retrying an unreachable backend: the worker is stopping, or a listen reached --max-seconds."""
+        return self.stopping or (self._listening and self._out_of_time())
 
     def _work(self, *, listen: bool, timeout: int) -> int:
         queue = self.queue
@@ -125,16 +142,19 @@ class Worker:
         try:
             queue.bus.trigger(ev.WORKER_START, worker_event)
             if worker_event.exit_code is not None:
-                self.stop_reason = "handler"
+                self._stop("handler", f"a workerStart handler set exit code {worker_event.exit_code}")
                 return worker_event.exit_code
             try:
                 self._loop(listen, timeout, worker_event)
             except BackendUnavailableError as exc:
-                self.stop_reason = "outage"
+                self._stop("outage", "the backend is unavailable")
                 log.error("%s; worker stops", exc)
                 raise
             finally:
+                if self.stop_reason is not None:
+                    log.info("worker %s stops: %s", worker_event.pid, self.stop_message)
                 worker_event.extra["stop_reason"] = self.stop_reason
+                worker_event.extra["stop_message"] = self.stop_message
                 queue.bus.trigger(ev.WORKER_STOP, worker_event)
             return worker_event.exit_code if worker_event.exit_code is not None else self.exit_code
         finally:
@@ -155,7 +175,7 @@ class Worker:
             if has_loop_handlers:
                 queue.bus.trigger(ev.WORKER_LOOP, worker_event)
                 if worker_event.exit_code is not None:
-                    self.stop_reason = "handler"
+                    self._stop("handler", f"a workerLoop handler set exit code {worker_event.exit_code}")
                     break
             if self._limit_reached():
                 break
@@ -164,15 +184,17 @@ class Worker:
                 held_since = self.clock()
                 r = self._reserve(self._wait_for(timeout) if listen else 0)
                 if r is None:
-                    if self.stopping or not listen:
-                        self.stop_reason = self.stop_reason or ("signal" if self.stopping else "drained")
+                    if self.stopping:
+                        self._stop_by_signal()
+                        break
+                    if not listen:
+                        self._stop("drained", "no job is due")
                         break
                     continue
             try:
                 r, held_since = self._process(r, held_since)
             except HardStop:
-                log.warning("second stop signal: job put back, worker stops")
-                self.stop_reason = "signal"
+                self._stop_by_signal()
                 r = None
                 break
         if r is not None:
@@ -187,23 +209,35 @@ class Worker:
         left = self.max_seconds - (self.clock() - self._started)
         return max(0.0, min(timeout, left))
 
+    def _stop(self, reason: str, message: str) -> None:
+        """Record why the loop ends (the first reason wins)."""
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_message = reason, message
+
+    def _stop_by_signal(self) -> None:
+        name = signal.Signals(self._signal).name if self._signal is not None else "stop signal"
+        if self.signals >= 2:
+            name = f"second {name}"
+        self._stop("signal", f"{name} received")
+
     def _limit_reached(self) -> bool:
         if self.stopping:
-            self.stop_reason = self.stop_reason or "signal"
+            if self.stop_reason is None:
+                self._stop_by_signal()
             return True
         if self.max_jobs is not None and self.jobs >= self.max_jobs:
-            self.stop_reason = "max-jobs"
+            self._stop("max-jobs", f"--max-jobs {self.max_jobs} reached")
             return True
         if self.max_seconds is not None and self.clock() - self._started >= self.max_seconds:
-            self.stop_reason = "max-seconds"
+            self._stop("max-seconds", f"--max-seconds {self.max_seconds:g} reached")
             return True
         # Checked after a job (not before the first): the limit is for jobs that leak.
         if self.memory_limit_mib is not None and self.jobs:
             rss = rss_mib()
             if rss > self.memory_limit_mib:
                 log.warning("memory limit of %s MiB reached (%.1f MiB); worker stops", self.memory_limit_mib, rss)
+                self._stop("memory-limit", f"--memory-limit {self.memory_limit_mib:g} MiB reached ({rss:.1f} MiB)")
                 self.stopping = True
-                self.stop_reason = "memory-limit"
                 return True
         return False
 
@@ -220,6 +254,10 @@ class Worker:
             return self._runner.driver.reserve(timeout)
         except _Interrupted:
             return None
+        except BackendUnavailableError:
+            if self._should_abort():  # the loop ends with the signal or --max-seconds as its reason
+                return None
+            raise
         finally:
             self._state = "busy"
 
@@ -230,8 +268,23 @@ class Worker:
         self._last_reclaim = now
         runner = self._runner
         assert runner is not None
+        # Interruptible, like the wait for a job: a stop signal leaves at once, also while the
+        # backend is down and the driver is reconnecting. Whatever a cut-off sweep had taken is
+        # held for the policy's ``hold`` and then reclaimed again, as from a dead worker.
         try:
-            items = runner.driver.reclaim_expired(100)
+            try:
+                self._state = "idle"
+                if self.stopping:
+                    return
+                items = runner.driver.reclaim_expired(100)
+            finally:
+                self._state = "busy"
+        except _Interrupted:
+            return
+        except BackendUnavailableError:
+            if self._should_abort():
+                return
+            raise  # the outage budget is spent: reclaim and reserve share it
         except DriverError as exc:
             log.warning("reclaim failed: %s", exc)
             return
@@ -260,6 +313,10 @@ class Worker:
         except HardStop:
             self._state = "busy"
             runner.release(r)
+            log.warning("[%s] %s (attempt: %s): second stop signal: job put back, worker stops",
+                        r.job_id, event.job_name, r.attempt)
+            if self.on_put_back is not None:
+                self.on_put_back(event)
             raise
         finally:
             self._state = "busy"
@@ -288,6 +345,8 @@ class Worker:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
         self.stopping = True
+        if self._signal is None:
+            self._signal = signum
         if self._state == "idle":
             raise _Interrupted()
         if self.signals >= 2 and self._state == "job":

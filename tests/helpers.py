@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -187,6 +188,35 @@ def write_config(tmp_path: Path, driver: str, *, top: dict[str, Any] | None = No
     return path, channel
 
 
+# -- golden output ---------------------------------------------------------------------------------
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}[ ,]", re.M)
+
+
+def normalize(text: str) -> str:
+    """Dates, pids, durations, memory, paths and line numbers vary; the shape of every line must not.
+
+    A Done line's ``(0.249 s, 12.5 MiB)`` becomes ``(T s, M MiB)`` and an Error line's ``(0.012 s)``
+    becomes ``(T s)``, so a golden file tells the two apart.
+    """
+    text = _DATE.sub("DATE ", text)
+    text = re.sub(r"^DATE \d{3} ", "DATE ", text, flags=re.M)  # the log's ",123" milliseconds
+    text = re.sub(r"(pid|PID): \d+", r"\1: PID", text)
+    text = re.sub(r"Worker \d+ is", "Worker PID is", text)
+    text = re.sub(r"worker \d+ stops", "worker PID stops", text)
+    text = re.sub(r"\(\d+\.\d{3} s, [\d.]+ MiB\)", "(T s, M MiB)", text)
+    text = re.sub(r"\(\d+\.\d{3} s\)", "(T s)", text)
+    text = re.sub(r"Worker is stopped \(\d+:\d{2}:\d{2}\)", "Worker is stopped (UPTIME)", text)
+    text = re.sub(r"^#(\d+) \S+\(\d+\): ", r"#\1 FILE(LINE): ", text, flags=re.M)
+    text = re.sub(r" in /\S+:\d+\.", " in FILE:LINE.", text)
+    text = re.sub(r'File "[^"]+", line \d+', 'File "FILE", line LINE', text)
+    return text
+
+
+def golden(name: str) -> str:
+    return (GOLDEN / name).read_text()
+
+
 @dataclass
 class Cli:
     """``python -m pubq --config PATH …`` in a subprocess; ``events`` is where the Recorder handlers write."""
@@ -200,11 +230,19 @@ class Cli:
     @classmethod
     def create(cls, tmp_path: Path, driver: str, *, env: dict[str, str] | None = None,
                top: dict[str, Any] | None = None, **queue_overrides: Any) -> Cli:
-        """A config of its own under ``tmp_path`` (see :func:`write_config`); ``env`` adds variables."""
+        """A config of its own under ``tmp_path`` (see :func:`write_config`); ``env`` adds variables.
+
+        Its Redis keys are deleted after the test (``tests/conftest.py`` calls :meth:`cleanup`)."""
         path, channel = write_config(tmp_path, driver, top=top, **queue_overrides)
         events = tmp_path / "events"
-        return cls(path=path, env=subprocess_env(PUBQ_TEST_EVENTS=str(events), **(env or {})), channel=channel,
-                   events=events, driver=driver)
+        cli = cls(path=path, env=subprocess_env(PUBQ_TEST_EVENTS=str(events), **(env or {})), channel=channel,
+                  events=events, driver=driver)
+        CREATED_CONFIGS.append((path, cli.env))
+        return cli
+
+    def cleanup(self) -> None:
+        """Delete every Redis key of this config's queues (see :func:`drop_redis_queues`)."""
+        drop_redis_queues(self.path, self.env)
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -287,6 +325,36 @@ def check_golden(name: str, text: str) -> None:
     if os.environ.get("PUBQ_UPDATE_GOLDEN") == "1":
         path.write_text(text)
     assert text == path.read_text(), f"{name} differs:\n{text}"
+
+
+#: Config files written by this test (path, environment); ``tests/conftest.py`` drops their Redis
+#: keys after each test, whatever the test did.
+CREATED_CONFIGS: list[tuple[Path, dict[str, str]]] = []
+
+
+def drop_redis_queues(config: Path, env: dict[str, str] | None = None) -> None:
+    """Delete exactly the keys of the Redis queues that ``config`` names: each driver's fixed key list
+    (counters included), never a pattern, never FLUSHDB. A server that is gone (a test's private
+    one, or a dead port) is skipped."""
+    import redis
+
+    from pubq.config import load_config
+    from pubq.drivers.redis import RedisDriver
+
+    try:
+        cfg = load_config(config, env=env or {}, check_handlers=False)
+    except Exception:  # noqa: BLE001 - a test that broke its own config on purpose
+        return
+    for q in cfg.queues.values():
+        if q.driver != "redis":
+            continue
+        driver = RedisDriver(redis.Redis.from_url(q.url, socket_connect_timeout=2, socket_timeout=5), q.channel)
+        try:
+            driver.client.delete(*driver.keys)
+        except redis.RedisError:
+            pass
+        finally:
+            driver.client.close()
 
 
 def wait_started(proc: subprocess.Popen) -> None:

@@ -1,28 +1,47 @@
-"""Console lines in the yii2-queue 2.3.8 format (``--verbose``).
+"""Console lines in the yii2-queue 2.3.8 format (``--verbose``), the same with and without ``--isolate``.
 
     2018-10-27 17:37:11 [1] pubq.jobs.CopyAssetJob (attempt: 1, pid: 32132) - Started
     2018-10-27 17:37:11 [1] pubq.jobs.CopyAssetJob (attempt: 1, pid: 32132) - Done (0.249 s, 12.5 MiB)
+    2018-10-27 17:37:12 [2] pubq.jobs.CopyAssetJob (attempt: 1, pid: 32132) - Error (0.012 s)
+    > ServerError: first line of the message
+    Stack trace:
+    #0 /app/pubq/runner.py(104): execute()
+    #1 {main}
 
-Colours (yellow date, grey title, green Started/Done, red Error) only when ``color`` is on; the
-full traceback of an error is left to the system log.
+Done carries the peak memory of the process that ran the job (the isolated child's, or the
+worker's); Error carries the duration only, and none when this worker did not run the attempt (a
+lost worker's job). The stack trace is Yii's ``#i file(line): function()`` shape of the Python
+traceback (:mod:`pubq.behaviors.trace`); the full traceback goes to the system log.
+
+pubq's additions, each a line of the same shape: ``> follow-up failed: …`` after a Done or Error
+line whose afterExec/afterError handler raised; ``Backend lost: …`` / ``Backend is back after N s``
+around an outage; ``Put back (second stop signal)`` for a job a second stop signal interrupted; and
+``Worker stops: <reason>`` before ``Worker is stopped``.
+
+Colours (yellow date, grey title, green Started/Done, red Error) only when ``color`` is on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import resource
 import sys
 import time
 from collections.abc import Callable
 from typing import IO, Any
 
 from .. import events as ev
+from ..errors import error_name
 from .base import Behavior
+from .trace import php_trace
 
 _RESET = "\x1b[0m"
 _YELLOW = "\x1b[33m"
 _GREY = "\x1b[90m"
 _GREEN = "\x1b[32m"
 _RED_BG = "\x1b[41m"
+_RED = "\x1b[31m"
 
 
 def format_mib(value: float) -> str:
@@ -84,34 +103,62 @@ class VerboseBehavior(Behavior):
         sep = self._c(_YELLOW, " - ")
         self._write(f"{self._c(_YELLOW, self._now())} {self._c(_GREY, title)}{sep}{status}")
 
+    def _worker_line(self, status: str) -> None:
+        self._line(f"[pid: {self.pid or os.getpid()}]", status)
+
     # -- events -------------------------------------------------------------------------
 
     def worker_start(self, e: ev.WorkerEvent) -> None:
         self.pid = e.pid
         self.started_at = self.clock()
-        self._line(f"[pid: {e.pid}]", "Worker is started")
+        self._write(f"{self._c(_YELLOW, self._now())} {self._c(_GREY, f'[pid: {e.pid}]')}"
+                    f"{self._c(_GREEN, ' - Worker is started')}")
 
     def worker_stop(self, e: ev.WorkerEvent) -> None:
+        reason = e.extra.get("stop_message")
+        if reason:
+            self._line(f"[pid: {e.pid}]", f"Worker stops: {reason}")
         uptime = format_uptime(self.clock() - (self.started_at or self.clock()))
-        self._line(f"[pid: {e.pid}]", f"Worker is stopped ({uptime})")
+        self._write(f"{self._c(_YELLOW, self._now())} {self._c(_GREY, f'[pid: {e.pid}]')}"
+                    f"{self._c(_GREEN, ' - Worker is stopped ')}{self._c(_YELLOW, f'({uptime})')}")
 
     def before_exec(self, e: ev.ExecEvent) -> None:
         self._line(self._title(e), self._c(_GREEN, "Started"))
 
     def after_exec(self, e: ev.ExecEvent) -> None:
-        self._line(self._title(e), f"{self._c(_GREEN, 'Done')}{self._details(e)}")
+        memory = e.memory_mib if e.memory_mib is not None else peak_rss_mib()
+        details = f" ({e.duration or 0.0:.3f} s, {format_mib(memory)} MiB)"
+        self._line(self._title(e), f"{self._c(_GREEN, 'Done')}{self._c(_YELLOW, details)}")
+        self._follow_ups(e)
 
     def after_error(self, e: ev.ExecEvent) -> None:
-        self._line(self._title(e), f"{self._c(_RED_BG, 'Error')}{self._details(e)}")
-        err = e.error
-        name = getattr(err, "error_class", None) or type(err).__name__
-        first = (str(err).splitlines() or [""])[0]
-        self._write(f"> {name}: {first}" if first else f"> {name}")
+        details = self._c(_YELLOW, f" ({e.duration:.3f} s)") if e.duration is not None else ""
+        self._line(self._title(e), f"{self._c(_RED_BG, 'Error')}{details}")
+        if e.error is not None:
+            first = (str(e.error).lstrip().splitlines() or [""])[0]
+            self._write(f"{self._c(_RED, f'> {error_name(e.error)}: ')}{self._c(_GREY, first)}")
+            self._write(self._c(_GREY, "Stack trace:"))
+            self._write(self._c(_GREY, "\n".join(php_trace(e.traceback))))
+        self._follow_ups(e)
 
-    def _details(self, e: ev.ExecEvent) -> str:
-        parts = []
-        if e.duration is not None:
-            parts.append(self._c(_YELLOW, f"{e.duration:.3f} s"))
-        if e.memory_mib is not None:
-            parts.append(self._c(_YELLOW, f"{format_mib(e.memory_mib)} MiB"))
-        return f" ({', '.join(parts)})" if parts else ""
+    def _follow_ups(self, e: ev.ExecEvent) -> None:
+        """pubq's addition: a handler of this event that raised (kept as a follow-up failure)."""
+        for f in e.follow_up_failures:
+            first = (str(f.error).lstrip().splitlines() or [""])[0]
+            self._write(self._c(_RED, f"> follow-up failed: {type(f.error).__name__}: {first} ({f.handler})"))
+
+    # -- what the worker reports (pubq's additions) ------------------------------------------
+
+    def backend_lost(self, error: BaseException) -> None:
+        self._worker_line(self._c(_RED_BG, f"Backend lost: {error}; retrying with backoff"))
+
+    def backend_back(self, seconds: float) -> None:
+        self._worker_line(self._c(_GREEN, f"Backend is back after {seconds:.1f} s"))
+
+    def put_back(self, e: ev.ExecEvent) -> None:
+        self._line(self._title(e), self._c(_YELLOW, "Put back (second stop signal)"))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB (what Yii's ``memory_get_peak_usage`` reports)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

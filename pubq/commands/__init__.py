@@ -6,7 +6,9 @@ Errors are rendered here and only here: one ``Error: …`` line on stderr, exit 
 
 from __future__ import annotations
 
+import difflib
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +17,7 @@ import click
 
 from .. import __version__
 from ..errors import PubqError
-from .options import BUILTINS, CliState, translate_yii_args
+from .options import BUILTINS, CliState, HelpGroup, translate_yii_args
 
 PUBLISHING_REGISTRAR = "pubq.commands.publishing"
 
@@ -33,7 +35,7 @@ def _root_state(ctx: click.Context) -> CliState:
     return st
 
 
-class RootGroup(click.Group):
+class RootGroup(HelpGroup):
     """Resolves queue names from the config on demand."""
 
     def _publishing(self) -> dict[str, click.Command]:
@@ -86,9 +88,27 @@ class RootGroup(click.Group):
         name = args[0] if args else None
         cmd = self.get_command(ctx, name) if name else None
         if cmd is None and name is not None and not name.startswith("-"):
-            queues = ", ".join(_root_state(ctx).config.queues) or "none"
-            raise click.UsageError(f"Unknown queue or command {name!r} (queues: {queues})")
+            raise click.UsageError(self._unknown(ctx, name, args[1:]))
         return super().resolve_command(ctx, args)
+
+    def _unknown(self, ctx: click.Context, name: str, rest: list[str]) -> str:
+        """What to say about an unknown first word: a close name, or the Yii route spelled pubq's way."""
+        queues = list(_root_state(ctx).config.queues)
+        group, slash, action = name.partition("/")
+        if slash and group and action:  # yii queue/run muscle memory
+            target = group if group in queues else _closest(group, queues)
+            if target is not None:
+                return f"Unknown command {name!r}. Did you mean {shlex.join(['pubq', target, action, *rest])!r}?"
+            return (f"Unknown command {name!r}: pubq takes the queue and the action as two words, "
+                    f"'pubq QUEUE {action}' (queues: {', '.join(queues) or 'none'}).")
+        match = _closest(name, self.list_commands(ctx))
+        hint = f" Did you mean {match!r}?" if match else ""
+        return f"Unknown queue or command {name!r} (queues: {', '.join(queues) or 'none'}).{hint}"
+
+
+def _closest(word: str, choices: Sequence[str]) -> str | None:
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -10,7 +11,7 @@ import yaml
 from ..config import DEFAULT_CONFIG_NAME, DEFAULT_DATABASE
 from ..errors import PubqError, UsageError
 from ..publishing.preset import pipeline_queues
-from .options import color_option, console, emit_json, json_option, state
+from .options import HelpGroup, color_option, console, emit_json, json_option, state
 from .publishing_init import create_publishing_files, publishing_next_steps, publishing_section
 
 
@@ -18,55 +19,197 @@ from .publishing_init import create_publishing_files, publishing_next_steps, pub
 @json_option
 @color_option
 def queues_cmd(as_json: bool, color: bool | None) -> None:
-    """List configured queues with their driver and counts."""
+    """List the configured queues with their driver and counts.
+
+    Every queue is asked at once, each within the outage budget (give_up_after); a queue that cannot
+    be reached shows ``?`` and its reason on stderr, and the command exits 1.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from .tables import Rows
 
     app = state().app
-    rows = []
-    for name in app.queue_names():
-        q = app.queue(name)
+    queues = [app.queue(name) for name in app.queue_names()]  # built here: App is not thread-safe
+
+    def ask(q: Any) -> tuple[dict[str, int], str | None]:
         try:
-            counts = q.driver.counts().as_dict()
-            error = None
+            return q.driver.counts().as_dict(), None
         except PubqError as exc:
-            counts, error = {}, str(exc)
-        rows.append({"queue": name, "driver": q.config.driver, "channel": q.config.channel,
+            return {}, str(exc)
+
+    with ThreadPoolExecutor(max_workers=min(len(queues), 16) or 1) as pool:
+        answers = list(pool.map(ask, queues))
+    rows = []
+    for q, (counts, error) in zip(queues, answers, strict=True):
+        rows.append({"queue": q.name, "driver": q.config.driver, "channel": q.config.channel,
                      "ttr": q.config.ttr, "attempts": q.config.attempts, **counts,
                      **({"error": error} if error else {})})
     if as_json:
         emit_json(rows)
+    else:
+        counts = ("Waiting", "Delayed", "Reserved", "Done", "Failed")
+        table = Rows("Queue", "Driver", "Channel", *counts, right=counts)
+        for r in rows:
+            table.add(r["queue"], r["driver"], r["channel"], *(r.get(k.lower(), "?") for k in counts))
+        table.print(console(state().use_color(color)))
+    failed = [r["error"] for r in rows if "error" in r]
+    for error in failed:
+        click.echo(f"Error: {error}", err=True)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("jobs")
+@json_option
+@color_option
+def jobs_cmd(as_json: bool, color: bool | None) -> None:
+    """List the registered jobs: the names push takes, with their arguments.
+
+    Jobs come from pubq itself and from the modules under ``jobs:`` in the config.
+    """
+    from rich.table import Table
+
+    from ..job import job_fields
+
+    registry = state().app.registry
+    rows = []
+    for name in registry.names():
+        cls = registry.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        summary = doc[0] if doc and not doc[0].startswith(f"{cls.__name__}(") else ""
+        rows.append({"name": name, "class": f"{cls.__module__}:{cls.__qualname__}", "summary": summary,
+                     "fields": [{"name": f.name, "type": f.type, "required": f.required,
+                                 **({} if f.required else {"default": f.default})} for f in job_fields(cls)]})
+    if as_json:
+        emit_json(rows)
         return
-    counts = ("Waiting", "Delayed", "Reserved", "Done", "Failed")
-    table = Rows("Queue", "Driver", "Channel", *counts, right=counts)
+    table = Table("Job", "Arguments", "Class", box=None, pad_edge=False)
     for r in rows:
-        table.add(r["queue"], r["driver"], r["channel"], *(r.get(k.lower(), "?") for k in counts))
-    table.print(console(state().use_color(color)))
+        args = ", ".join(f"{f['name']}: {f['type']}" + ("" if f["required"] else f" = {f['default']}")
+                         for f in r["fields"])
+        table.add_row(r["name"], args or "-", r["class"])
+    console(state().use_color(color)).print(table)
+
+
+#: The example job module ``pubq init`` writes beside the config (never over an existing file).
+EXAMPLE_JOBS = '''"""Your jobs: dataclass subclasses of pubq.Job whose fields are the job's JSON arguments.
+
+This folder is on the import path because pubq.yaml is in it, so this module is ``myapp.jobs``
+(listed under ``jobs:`` there). ``pubq jobs`` shows what can be pushed.
+"""
+
+from dataclasses import dataclass
+
+from pubq import Job
+
+
+@dataclass
+class HelloJob(Job):
+    """Say hello (the first line of a job's docstring is its summary in ``pubq jobs``)."""
+
+    name = "myapp.Hello"  # the name you push it by (default: module.Class)
+
+    who: str = "world"
+
+    def execute(self, ctx):  # ctx.queue, ctx.app, ctx.job_id, ctx.attempt
+        print(f"Hello, {self.who}! (job {ctx.job_id}, attempt {ctx.attempt})", flush=True)
+'''
+
+_CONFIG_HEAD = """\
+# pubq.yaml, written by `pubq init`. pubq checks every key when it loads this file: an unknown key or
+# a bad value stops it with one line naming the key. Found as --config FILE, else $PUBQ_CONFIG, else
+# ./pubq.yaml.
+
+# Where queue state lives (driver: db) and publish state. postgresql://… and mysql://… work too.
+database: {database}
+# With a Redis URL here, queues default to driver: redis.
+{redis}
+
+# Modules whose pubq.Job classes can be pushed by name. The folder holding this file is on the
+# import path, so myapp/jobs.py beside it is `myapp.jobs`. `pubq jobs` lists what is registered.
+{jobs}
+
+# The system log: each job's lines and the traceback of every failed attempt.
+log: {{file: pubq.log, level: INFO, format: text}}
+
+# Seconds a one-shot command (info, push, run …) keeps retrying a backend that is down.
+give_up_after: 10
+
+queues:
+  # Your queue: `pubq default push myapp.Hello --args '{{"who": "world"}}'`, then `pubq default listen -v`.
+  default:
+    ttr: 300                      # seconds a job may run before it is killed (isolate) or reclaimed
+    attempts: 3                   # runs in all, the first included
+    retry: {{backoff: exponential, delay: 5, max_delay: 600, jitter: true}}
+    # on:                         # handlers, "package.module:Class.method", called in order
+    #   afterExec: myapp.hooks:Notify.after_exec
+    #   afterError: myapp.hooks:Notify.after_error
+
+  # The publishing pipeline's queues (copy-asset → upload-asset → pub-article → source-callback);
+  # `pubq demo` shows them at work.
+{pipeline}"""
+
+
+def starter_config(redis_url: str | None, with_example: bool) -> str:
+    """The commented text of the file ``pubq init`` writes (it loads as a valid config)."""
+    pipeline = yaml.safe_dump(pipeline_queues(), sort_keys=False, width=200)
+    text = _CONFIG_HEAD.format(
+        database=DEFAULT_DATABASE,
+        redis=f"redis: {redis_url}" if redis_url else "# redis: redis://127.0.0.1:6379/0",
+        jobs="jobs:\n  - myapp.jobs" if with_example else "# jobs:\n#   - myapp.jobs",
+        pipeline="".join(f"  {line}\n" for line in pipeline.splitlines()),
+    )
+    section = publishing_section()
+    return text + (f"\n{section.rstrip()}\n" if section else "")
 
 
 @click.command("init")
 @click.option("--path", "target", default=DEFAULT_CONFIG_NAME, show_default=True, help="Where to write the config.")
 @click.option("--redis", "redis_url", default=None, metavar="URL", help="Use Redis for the queues.")
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init_cmd(target: str, redis_url: str | None, force: bool) -> None:
-    """Write a starter config: the four pipeline queues on embedded SQLite (or Redis) and a
-    publishing section with a filesystem channel type, so that the first `pubq publish` works."""
+@click.option("--example/--no-example", default=True, show_default=True,
+              help="Also write myapp/jobs.py, an example job, beside the config (kept if it exists).")
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+def init_cmd(target: str, redis_url: str | None, example: bool, force: bool) -> None:
+    """Write a commented starter config (and an example job), then say what to run next.
+
+    The config has a queue for your jobs (default) and the four publishing queues, on embedded
+    SQLite unless --redis is given.
+    """
     path = Path(target)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists (use --force to overwrite)")
-    data: dict = {"database": DEFAULT_DATABASE}
-    if redis_url:
-        data["redis"] = redis_url
-    data["queues"] = pipeline_queues()
-    text = yaml.safe_dump(data, sort_keys=False)
-    text += "\n" + publishing_section()
-    path.write_text(text, encoding="utf-8")
-    click.echo(f"Wrote {path}")
-    for created in create_publishing_files(path.parent):
-        click.echo(f"Wrote {created}{'/' if created.is_dir() else ''}")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--redis must be a redis://, rediss:// or unix:// URL (got {redis_url!r})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter_config(redis_url, example), encoding="utf-8")
+    wrote = [str(path)]
+    if example:
+        module = path.parent / "myapp" / "jobs.py"
+        if not module.exists():
+            module.parent.mkdir(exist_ok=True)
+            module.write_text(EXAMPLE_JOBS, encoding="utf-8")
+            wrote.append(f"{module} (an example job)")
+    publishing_files = [f"{p}{'/' if p.is_dir() else ''}" for p in create_publishing_files(path.parent)]
+    click.echo(f"Wrote {' and '.join(wrote)}.")
+    pubq = "pubq" if path.resolve() == Path(DEFAULT_CONFIG_NAME).resolve() else f"pubq --config {path}"
+    steps = [(f"{pubq} jobs", "the jobs you can push" + (", myapp.Hello among them" if example else ""))]
+    if example:
+        steps += [(f"{pubq} default push myapp.Hello --args '{{\"who\": \"world\"}}'", "queue a job"),
+                  (f"{pubq} default listen -v", "run it, and every job pushed after it (Ctrl-C stops)")]
+    else:
+        steps += [(f"{pubq} default listen -v", "work the default queue (Ctrl-C stops)")]
+    width = max(len(cmd) for cmd, _ in steps)
+    click.echo("Next steps:")
+    for cmd, why in steps:
+        click.echo(f"  {cmd.ljust(width)}   # {why}")
+    click.echo(f"Then write your own jobs{' in myapp/jobs.py' if example else ''} and list their modules "
+               f"under jobs: in {path.name}; the comments there say what each setting does.")
+    if publishing_files:
+        click.echo(f"For a first publish it also wrote {' and '.join(publishing_files)}.")
     click.echo("\n".join(publishing_next_steps(path)))
 
 
-@click.group("db")
+@click.group("db", cls=HelpGroup)
 def db_group() -> None:
     """Database schema of the db queue driver and of publish state."""
 

@@ -18,6 +18,7 @@ BUILTINS: dict[str, str] = {
     "queues": "pubq.commands.admin:queues_cmd",
     "init": "pubq.commands.admin:init_cmd",
     "db": "pubq.commands.admin:db_group",
+    "jobs": "pubq.commands.admin:jobs_cmd",
 }
 #: Every name a queue may not take: built-in commands, and those planned so that no user queue
 #: ends up shadowing one later.
@@ -60,6 +61,21 @@ def translate_yii_args(argv: Sequence[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+class HelpGroup(click.Group):
+    """A group whose ``--help`` shows each command's first sentence whole: click cuts summaries at
+    the terminal's width (``…``), mid-sentence."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @dataclass
@@ -139,7 +155,7 @@ def console(color: bool, *, stderr: bool = False) -> Any:
     return Console(
         file=stream,
         width=None if tty or os.environ.get("COLUMNS") else 200,
-        force_terminal=color,
+        force_terminal=color or None,  # colour off still lets rich see a terminal (rich.live redraws)
         no_color=not color,
         color_system="standard" if color else None,
         highlight=False,

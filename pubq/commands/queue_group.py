@@ -11,12 +11,13 @@ from typing import Any
 import click
 
 from ..config import QueueConfig
-from ..errors import JobNotFoundError, PubqError, UsageError
+from ..errors import JobNotFoundError, UsageError
 from .failed import failed_group
-from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
-from .render import render_info
+from .options import HelpGroup, color_option, confirm, console, current_queue, emit_json, json_option, state
+from .render import info_text, render_info
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
 
 
 def _configure_worker_logging() -> None:
@@ -45,16 +46,27 @@ def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: in
 
     _configure_worker_logging()
     queue = current_queue()
-    if verbose:
-        VerboseBehavior(sys.stdout, color=state().use_color(color)).attach(queue)
+    if not verbose:
+        return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
+                      memory_limit_mib=memory_limit, on_put_back=_put_back_notice)
+    # Attached last, so the Done/Error line sees which afterExec/afterError handlers raised.
+    console = VerboseBehavior(sys.stdout, color=state().use_color(color))
+    console.attach(queue)
     return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
-                  memory_limit_mib=memory_limit)
+                  memory_limit_mib=memory_limit, on_backend_lost=console.backend_lost,
+                  on_backend_back=console.backend_back, on_put_back=console.put_back)
+
+
+def _put_back_notice(event: Any) -> None:
+    """Without --verbose a second Ctrl-C still says what became of the job (on stderr)."""
+    click.echo(f"Second stop signal: job {event.id} ({event.job_name}) is put back to waiting; the worker stops.",
+               err=True)
 
 
 def make_queue_group(name: str, qc: QueueConfig) -> click.Group:
     help_text = qc.description or f"Queue {name} ({qc.driver}, channel {qc.channel})."
 
-    @click.group(name=name, invoke_without_command=True, help=help_text)
+    @click.group(name=name, cls=HelpGroup, invoke_without_command=True, help=help_text)
     @click.pass_context
     def group(ctx: click.Context) -> None:
         if ctx.invoked_subcommand is None:
@@ -91,14 +103,20 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
             raise click.NoSuchOption(token)
     if len(timeout_args) > 1:
         raise click.UsageError(f"Got unexpected extra argument ({timeout_args[1]})")
-    try:
-        seconds = int(timeout_args[0]) if timeout_args else 3
-    except ValueError:
-        seconds = 0
-    if seconds < 1:
-        raise PubqError("Timeout must be greater than zero.")
+    seconds = listen_timeout(timeout_args[0] if timeout_args else "3")
     worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
     return worker.listen(seconds)
+
+
+def listen_timeout(text: str) -> int:
+    """Yii's two messages: not a whole number → "Timeout must be numeric.", below 1 → "… greater
+    than zero." Usage errors exit 2 (README, "Exit codes")."""
+    if not _INTEGER.match(text.strip()):
+        raise UsageError("Timeout must be numeric.")
+    seconds = int(text)
+    if seconds < 1:
+        raise UsageError("Timeout must be greater than zero.")
+    return seconds
 
 
 @click.command("info")
@@ -108,23 +126,43 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between refreshes with --watch.")
 def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) -> None:
-    """Job counts: waiting, delayed, reserved, done, failed (stored counters, O(1))."""
+    """Job counts: waiting, delayed, reserved, done, failed (stored counters, O(1)).
+
+    With --watch the counts refresh in place every --interval seconds until Ctrl-C; with --watch
+    --json each snapshot is one compact JSON line (for a pipe); piped text appends the snapshots.
+    """
     queue = current_queue()
-    use_color = state().use_color(color)
-    while True:
-        counts = queue.driver.counts()
+    con = console(state().use_color(color))
+
+    def snapshot() -> dict[str, Any]:
+        return {"queue": queue.name, "driver": queue.config.driver, **queue.driver.counts().as_dict()}
+
+    if not watch:
         if as_json:
-            emit_json({"queue": queue.name, "driver": queue.config.driver, **counts.as_dict()})
+            emit_json(snapshot())
         else:
-            if watch and use_color:
-                click.echo("\x1b[2J\x1b[H", nl=False)
-            render_info(console(use_color), counts)
-        if not watch:
-            return
-        try:
-            time.sleep(interval)
-        except KeyboardInterrupt:
-            return
+            render_info(con, queue.driver.counts())
+        return
+    try:
+        if as_json:
+            while True:
+                click.echo(json.dumps(snapshot(), separators=(",", ":")))
+                sys.stdout.flush()
+                time.sleep(interval)
+        elif not con.is_terminal:
+            while True:
+                render_info(con, queue.driver.counts())
+                con.print()
+                time.sleep(interval)
+        else:
+            from rich.live import Live
+
+            with Live(info_text(queue.driver.counts()), console=con, auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(info_text(queue.driver.counts()), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 @click.command("clear")
@@ -151,8 +189,21 @@ def remove_cmd(job_id: str) -> None:
         raise JobNotFoundError("The job is not found.")
 
 
+def _complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of ``push JOB``: the registered job names (``pubq jobs``)."""
+    from click.shell_completion import CompletionItem
+
+    from . import _root_state
+
+    try:
+        names = _root_state(ctx).app.registry.names()
+    except Exception:  # noqa: BLE001 - completion must never fail loudly
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 @click.command("push")
-@click.argument("job_name", metavar="JOB")
+@click.argument("job_name", metavar="JOB", shell_complete=_complete_job_names)
 @click.option("--args", "args_json", default="{}", metavar="JSON", help="Job arguments as a JSON object.")
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before the job is due.")
 @click.option("--priority", type=click.IntRange(0, 1_000_000), default=None, help="Lower runs first (default 1024).")
@@ -160,7 +211,10 @@ def remove_cmd(job_id: str) -> None:
 @json_option
 def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, ttr: int | None,
              as_json: bool) -> None:
-    """Push job JOB (its registered name) with --args JSON; prints the new id."""
+    """Push job JOB with --args JSON; prints the new id.
+
+    JOB is a registered job name (``pubq jobs`` lists them with their arguments).
+    """
     try:
         args = json.loads(args_json)
     except ValueError as exc:

@@ -12,14 +12,22 @@ from ..drivers.base import Counts
 INFO_FIELDS = ("waiting", "delayed", "reserved", "done", "failed")
 
 
+def info_text(counts: Counts) -> Text:
+    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus pubq's ``- failed: N``, and
+    ``- follow-up failed: N`` (raising afterExec/afterError handlers) when there are any."""
+    text = Text("Jobs", style="green")
+    rows = [(name, getattr(counts, name)) for name in INFO_FIELDS]
+    if counts.follow_up_failed:
+        rows.append(("follow-up failed", counts.follow_up_failed))
+    for name, value in rows:
+        text.append("\n- ")
+        text.append(f"{name}:", style="yellow")
+        text.append(f" {value}")
+    return text
+
+
 def render_info(con: Any, counts: Counts) -> None:
-    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus ``- failed: N``."""
-    con.print(Text("Jobs", style="green"))
-    for name in INFO_FIELDS:
-        line = Text("- ")
-        line.append(f"{name}:", style="yellow")
-        line.append(f" {getattr(counts, name)}")
-        con.print(line)
+    con.print(info_text(counts))
 
 
 def fmt_time(ts: float | None) -> str:

@@ -30,6 +30,12 @@ worker runs the afterError handlers, then either ``settle``\\ s it (the final fa
 between leaves an unsettled entry that ``reclaim_expired`` hands to another worker, with the
 decision the dead worker had recorded (:attr:`FailureInfo.retry_delay`).
 
+**Attempt history.** A job keeps the record of each failed attempt (error, message, traceback,
+attempt number and time; the newest ``policy.history_limit``), written by ``fail`` and by
+``retry_later`` given the failure, so that ``failed show`` has every attempt's traceback, not only
+the last one. It lives as long as the job (dropped with it by ``ack``, ``remove``, ``clear``, a
+purge or the registry's trim) and survives ``unfail`` and ``requeue_failed``.
+
 **Policy once.** ``grace``, ``hold``, ``settle_within`` and the registry caps are settings of the
 driver (:class:`Policy`), given when it is built, never per call.
 """
@@ -43,8 +49,12 @@ from typing import Protocol, runtime_checkable
 
 from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
 
+#: Failed attempts a job keeps in its history by default.
+DEFAULT_HISTORY_LIMIT = 10
+
 __all__ = [
-    "DEFAULT_FAILED_LIMIT", "DEFAULT_PRIORITY", "BaseDriver", "Counts", "Driver", "FailedJob", "FailureInfo",
+    "DEFAULT_FAILED_LIMIT", "DEFAULT_HISTORY_LIMIT", "DEFAULT_PRIORITY", "Attempt", "BaseDriver", "Counts", "Driver",
+    "FailedJob", "FailureInfo",
     "FollowUpFailure", "JobInfo", "JobStatus", "Policy", "PushItem", "Reclaimed", "ReclaimKind", "Reservation",
 ]
 
@@ -72,6 +82,8 @@ class Policy:
     failed_limit: int = DEFAULT_FAILED_LIMIT
     #: Follow-up failure records kept; the oldest are dropped past it.
     follow_up_limit: int = DEFAULT_FAILED_LIMIT
+    #: Failed attempts a job keeps in its history; the oldest are dropped past it.
+    history_limit: int = DEFAULT_HISTORY_LIMIT
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,20 @@ class FailureInfo:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One failed attempt in a job's history (see "Attempt history" above)."""
+
+    #: The attempt's number (1 on the first run; counting restarts after an operator's retry).
+    attempt: int
+    error_class: str
+    message: str
+    traceback: str
+    code: str
+    #: Backend time the failure was written.
+    failed_at: float
+
+
+@dataclass(frozen=True)
 class FailedJob:
     """One entry of the failed registry."""
 
@@ -135,6 +161,8 @@ class FailedJob:
     unsettled: bool = False
     #: The recorded decision of an unsettled entry: seconds to the next attempt, None when final.
     retry_delay: float | None = None
+    #: Every failed attempt kept for this job, oldest first (``failed_get`` fills it; a listing may not).
+    history: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,20 +317,22 @@ class Driver(Protocol):
         """
         ...
 
-    def retry_later(self, r: Reservation, delay: float) -> bool:
+    def retry_later(self, r: Reservation, delay: float, info: FailureInfo | None = None) -> bool:
         """The attempt failed and another follows: delayed for ``delay`` s (0: waiting at once).
 
         From reserved only. Used when nothing can change the decision (no afterError handlers);
-        otherwise the worker goes through ``fail`` and ``unfail``. False if ``r`` is stale.
+        otherwise the worker goes through ``fail`` and ``unfail``. ``info`` (the failure) goes into
+        the job's attempt history. False if ``r`` is stale.
         """
         ...
 
     def fail(self, r: Reservation, info: FailureInfo) -> bool:
         """Write a failed attempt at once: reserved → the failed registry, *unsettled*.
 
-        The entry keeps payload, attempts and ``info`` (error and the worker's decision). It stays
-        unsettled for ``policy.settle_within`` s; past that, ``reclaim_expired`` hands it out again.
-        Trims the registry to ``policy.failed_limit``. False if ``r`` is stale.
+        The entry keeps payload, attempts and ``info`` (error and the worker's decision), and
+        ``info`` joins the job's attempt history. It stays unsettled for ``policy.settle_within`` s;
+        past that, ``reclaim_expired`` hands it out again. Trims the registry to
+        ``policy.failed_limit``. False if ``r`` is stale.
         """
         ...
 
@@ -364,7 +394,7 @@ class Driver(Protocol):
         ...
 
     def failed_get(self, job_id: int) -> FailedJob | None:
-        """One registry entry; None when the id is not in the registry."""
+        """One registry entry with its attempt history; None when the id is not in the registry."""
         ...
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:

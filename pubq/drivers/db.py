@@ -38,6 +38,7 @@ from typing import Any
 
 import peewee as pw
 
+from pubq.drivers import history as attempt_history
 from pubq.drivers.base import (
     DEFAULT_PRIORITY,
     BaseDriver,
@@ -315,19 +316,30 @@ class DbDriver(DbConnection, BaseDriver):
 
         return self._write(fn)
 
-    def retry_later(self, r: Reservation, delay: float) -> bool:
-        return self._write(lambda tx: self._reschedule(tx, r, HELD, "reserved", delay))
+    def retry_later(self, r: Reservation, delay: float, info: FailureInfo | None = None) -> bool:
+        def fn(tx: Tx) -> bool:
+            history = self._history_with(tx, r, info) if info is not None else None
+            if info is not None and history is None:
+                return False
+            return self._reschedule(tx, r, HELD, "reserved", delay, history)
+
+        return self._write(fn)
 
     def unfail(self, r: Reservation, delay: float) -> bool:
         return self._write(lambda tx: self._reschedule(tx, r, UNSETTLED, "failed", delay))
 
-    def _reschedule(self, tx: Tx, r: Reservation, guard: str, from_state: str, delay: float) -> bool:
-        """The guarded row → waiting (delay 0) or delayed, attempt count kept, error fields cleared."""
+    def _reschedule(self, tx: Tx, r: Reservation, guard: str, from_state: str, delay: float,
+                    history: str | None = None) -> bool:
+        """The guarded row → waiting (delay 0) or delayed, attempt count kept, error fields cleared
+        (and the attempt history replaced by ``history`` when given)."""
         new_state = "delayed" if delay > 0 else "waiting"
+        keep = "history" if history is None else "?"
         n = tx.x(
             "UPDATE {J} SET state = ?, due_at = ?, deadline = NULL, expires_at = NULL, error_class = NULL,"
-            f" error_message = NULL, error_traceback = NULL, error_code = NULL, retry_delay = NULL WHERE {guard}",
-            (new_state, tx.now + max(float(delay), 0.0), r.job_id, self.channel, r.token),
+            f" error_message = NULL, error_traceback = NULL, error_code = NULL, retry_delay = NULL, history = {keep}"
+            f" WHERE {guard}",
+            (new_state, tx.now + max(float(delay), 0.0), *(() if history is None else (history,)), r.job_id,
+             self.channel, r.token),
         ).rowcount
         if n != 1:
             return False
@@ -335,13 +347,25 @@ class DbDriver(DbConnection, BaseDriver):
         self._notify(tx)
         return True
 
+    def _history_with(self, tx: Tx, r: Reservation, info: FailureInfo) -> str | None:
+        """The held job's attempt history with ``info`` added (newest ``history_limit`` kept), as
+        JSON; None when ``r`` no longer holds the job."""
+        row = tx.one(f"SELECT history, attempt FROM {{J}} WHERE {HELD}", (r.job_id, self.channel, r.token))
+        if row is None:
+            return None
+        return attempt_history.appended(row[0], int(row[1]), info, tx.now, self.policy.history_limit)
+
     def fail(self, r: Reservation, info: FailureInfo) -> bool:
         def fn(tx: Tx) -> bool:
+            history = self._history_with(tx, r, info)
+            if history is None:
+                return False
             n = tx.x(
                 "UPDATE {J} SET state = 'failed', due_at = ?, deadline = NULL, expires_at = ?, error_class = ?,"
-                f" error_message = ?, error_traceback = ?, error_code = ?, retry_delay = ? WHERE {HELD}",
+                f" error_message = ?, error_traceback = ?, error_code = ?, retry_delay = ?, history = ? WHERE {HELD}",
                 (tx.now, tx.now + float(self.policy.settle_within), info.error_class[:255], info.message,
-                 info.traceback, (info.code or "")[:64], info.retry_delay, r.job_id, self.channel, r.token),
+                 info.traceback, (info.code or "")[:64], info.retry_delay, history, r.job_id, self.channel,
+                 r.token),
             ).rowcount  # fmt: skip
             if n != 1:
                 return False
@@ -429,6 +453,8 @@ class DbDriver(DbConnection, BaseDriver):
 
     def counts(self) -> Counts:
         row = self._read(COUNTS_SQL, (self.channel, self.channel, self.channel))
+        if row is None:  # no database file yet
+            return Counts()
         waiting, delayed, reserved, failed, done, failed_total, follow_ups, due = (int(v) for v in row)
         return Counts(waiting + due, delayed - due, reserved, done, failed, failed_total, follow_ups)
 
@@ -437,6 +463,9 @@ class DbDriver(DbConnection, BaseDriver):
         return tx.one("SELECT state, attempt FROM {J} WHERE id = ? AND channel = ?{LOCK}", (job_id, self.channel))
 
     def remove(self, job_id: int) -> bool:
+        if self._no_file_yet():
+            return False
+
         def fn(tx: Tx) -> bool:
             row = self._locked_job(tx, job_id)
             if row is None:
@@ -475,6 +504,8 @@ class DbDriver(DbConnection, BaseDriver):
     def clear(self) -> int:
         """Live jobs and failed entries go in short batches (no long lock); returns the live jobs gone.
         The id sequence and the done / failed_total / follow_up_failed totals are kept."""
+        if self._no_file_yet():
+            return 0
         max_id = self._max_id()
         gone = self._delete_states(("waiting", "delayed", "reserved"), max_id)
         self._delete_states(("failed",), max_id)
@@ -492,12 +523,17 @@ class DbDriver(DbConnection, BaseDriver):
 
     def failed_get(self, job_id: int) -> FailedJob | None:
         row = self._read(
-            f"SELECT {JOB_COLUMNS} FROM {{J}} WHERE id = ? AND channel = ? AND state = 'failed'",
+            f"SELECT {JOB_COLUMNS}, history FROM {{J}} WHERE id = ? AND channel = ? AND state = 'failed'",
             (job_id, self.channel),
         )
-        return None if row is None else _failed(row)
+        if row is None:
+            return None
+        return replace(_failed(row), history=attempt_history.attempts(row[16]))
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
+        if self._no_file_yet():
+            return False
+
         def fn(tx: Tx) -> bool:
             row = self._locked_job(tx, job_id)
             if row is None or row[0] != "failed":
@@ -516,7 +552,7 @@ class DbDriver(DbConnection, BaseDriver):
         return self._write(fn)
 
     def failed_purge(self) -> int:
-        return self._delete_states(("failed",), self._max_id())
+        return 0 if self._no_file_yet() else self._delete_states(("failed",), self._max_id())
 
     def record_follow_up(self, failure: FollowUpFailure) -> None:
         def fn(tx: Tx) -> None:
@@ -552,7 +588,7 @@ class DbDriver(DbConnection, BaseDriver):
         return float(self._read("SELECT {NOW}")[0])
 
     def ping(self) -> None:
-        self._read("SELECT 1")
+        self._ping()
 
     def __repr__(self) -> str:
         return f"DbDriver({self.url}, channel={self.channel!r})"

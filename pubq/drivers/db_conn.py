@@ -321,7 +321,29 @@ class DbConnection:
             self._local.gate = fd
         return fd if fd >= 0 else None
 
+    def _no_file_yet(self) -> bool:
+        """A SQLite file that does not exist yet holds no queue data: reads answer empty instead of
+        creating it (``pubq queues`` or ``info`` in an empty folder write nothing). A write creates it."""
+        if self.kind != "sqlite" or not self.db.is_closed():
+            return False
+        path = str(self.db.database or "")
+        return bool(path) and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path)
+
+    def _ping(self) -> None:
+        """DriverError unless the database answers; a SQLite file not created yet answers when its
+        folder lets it be created (ping creates nothing)."""
+        if self._no_file_yet():
+            folder = os.path.dirname(str(self.db.database)) or "."
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise DriverError(f"cannot connect to the queue database {self.url}: cannot create a file in {folder}")
+            return
+        self._read("SELECT 1")
+
     def _read(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> Any:
+        """One read; None (``[]`` with ``many``) from a SQLite file that does not exist yet."""
+        if self._no_file_yet():
+            return [] if many else None
+
         def run(cur: Any) -> Any:
             cur.execute(self._q(sql), params)
             return cur.fetchall() if many else cur.fetchone()

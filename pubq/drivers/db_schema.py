@@ -19,6 +19,9 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
         error_class, error_message, error_traceback, error_code   failed only
         retry_delay   failed and unsettled: the worker's decision (seconds to the next attempt, NULL
                       when final), for whoever re-runs the handlers (version 2)
+        history       JSON list of the job's failed attempts, oldest first, capped (each {attempt,
+                      error_class, message, traceback, code, failed_at}); NULL before the first
+                      failure (version 3)
     <prefix>counters    per (channel, shard): n_waiting, n_delayed, n_reserved, n_failed (current sizes by
                         stored state), done, failed_total, follow_up_total; a queue's counts are the sum over its
                         shards (at most SHARDS rows), so counts() is O(1) and workers do not queue up
@@ -46,7 +49,7 @@ from pubq.database import kind_of
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
 SHARDS = 16
 #: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
@@ -141,6 +144,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         error_traceback = text(null=True)
         error_code = pw.CharField(max_length=64, null=True)
         retry_delay = pw.DoubleField(null=True)
+        history = text(null=True)
 
         class Meta:
             table_name = f"{prefix}jobs"
@@ -237,8 +241,17 @@ def _step_2(db: pw.Database, models: SimpleNamespace) -> None:
             db.execute_sql(f"ALTER TABLE {quote}{table}{quote} ADD COLUMN {quote}{name}{quote} {ddl[name]}")
 
 
+def _step_3(db: pw.Database, models: SimpleNamespace) -> None:
+    """Add the history column (every failed attempt of a job) where an older step made the table."""
+    table = models.Job._meta.table_name
+    if "history" not in {c.name for c in db.get_columns(table)}:
+        quote = "`" if dialect_name(db) == "mysql" else '"'
+        kind = "LONGTEXT" if dialect_name(db) == "mysql" else "TEXT"
+        db.execute_sql(f"ALTER TABLE {quote}{table}{quote} ADD COLUMN {quote}history{quote} {kind} NULL")
+
+
 #: version → step; every step is additive (new tables, columns, indexes), never a drop.
-_STEPS = {1: _step_1, 2: _step_2}
+_STEPS = {1: _step_1, 2: _step_2, 3: _step_3}
 
 
 def current_version(db: pw.Database, models: SimpleNamespace) -> int:

@@ -21,6 +21,7 @@ from itertools import islice
 
 from .base import (
     DEFAULT_PRIORITY,
+    Attempt,
     BaseDriver,
     Counts,
     FailedJob,
@@ -95,6 +96,8 @@ class MemoryDriver(BaseDriver):
         self._failed_total = 0
         self._follow_ups: deque[FollowUpFailure] = deque(maxlen=max(self.policy.follow_up_limit, 0))
         self._follow_up_total = 0
+        #: Failed attempts per job id (live or in the registry), oldest first, capped.
+        self._history: dict[int, deque[Attempt]] = {}
 
     # -- producing ----------------------------------------------------------------------
 
@@ -156,13 +159,16 @@ class MemoryDriver(BaseDriver):
             self._enqueue(job, 0, self._clock())
             return True
 
-    def retry_later(self, r: Reservation, delay: float) -> bool:
+    def retry_later(self, r: Reservation, delay: float, info: FailureInfo | None = None) -> bool:
         with self._cond:
             job = self._holding(r)
             if job is None:
                 return False
+            now = self._clock()
+            if info is not None:
+                self._remember(job.job_id, job.attempt, info, now)
             self._detach(job)
-            self._enqueue(job, delay, self._clock())
+            self._enqueue(job, delay, now)
             return True
 
     def fail(self, r: Reservation, info: FailureInfo) -> bool:
@@ -171,6 +177,7 @@ class MemoryDriver(BaseDriver):
             if job is None:
                 return False
             now = self._clock()
+            self._remember(job.job_id, job.attempt, info, now)
             self._detach(job)
             self._failed[job.job_id] = FailedJob(
                 job_id=job.job_id, payload=job.payload, attempts=job.attempt, error_class=info.error_class,
@@ -180,7 +187,9 @@ class MemoryDriver(BaseDriver):
             self._failed_lease[job.job_id] = job.lease
             self._unsettled[job.job_id] = _Unsettled(job.lease, now + self.policy.settle_within)
             while len(self._failed) > max(self.policy.failed_limit, 0):
-                self._drop_failed(next(iter(self._failed)))
+                oldest = next(iter(self._failed))
+                self._drop_failed(oldest)
+                self._history.pop(oldest, None)
             return True
 
     def settle(self, r: Reservation) -> bool:
@@ -260,9 +269,11 @@ class MemoryDriver(BaseDriver):
             job = self._jobs.get(job_id)
             if job is not None:
                 self._detach(job)
+                self._history.pop(job_id, None)
                 return True
             if job_id in self._failed:
                 self._drop_failed(job_id)
+                self._history.pop(job_id, None)
                 return True
             return False
 
@@ -278,6 +289,7 @@ class MemoryDriver(BaseDriver):
             self._failed_lease.clear()
             self._unsettled.clear()
             self._follow_ups.clear()
+            self._history.clear()
             return gone
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
@@ -287,7 +299,10 @@ class MemoryDriver(BaseDriver):
 
     def failed_get(self, job_id: int) -> FailedJob | None:
         with self._cond:
-            return self._failed.get(job_id)
+            entry = self._failed.get(job_id)
+            if entry is None:
+                return None
+            return replace(entry, history=tuple(self._history.get(job_id, ())))
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
         with self._cond:
@@ -304,6 +319,8 @@ class MemoryDriver(BaseDriver):
     def failed_purge(self) -> int:
         with self._cond:
             gone = len(self._failed)
+            for job_id in self._failed:
+                self._history.pop(job_id, None)
             self._failed.clear()
             self._failed_lease.clear()
             self._unsettled.clear()
@@ -396,8 +413,16 @@ class MemoryDriver(BaseDriver):
         if job is None:
             return False
         self._detach(job)
+        self._history.pop(job.job_id, None)
         self._done += 1
         return True
+
+    def _remember(self, job_id: int, attempt: int, info: FailureInfo, now: float) -> None:
+        """Add a failed attempt to the job's history (the newest ``history_limit`` are kept)."""
+        history = self._history.get(job_id)
+        if history is None:
+            history = self._history[job_id] = deque(maxlen=max(self.policy.history_limit, 0))
+        history.append(Attempt(attempt, info.error_class, info.message, info.traceback, info.code, now))
 
     def _drop_failed(self, job_id: int) -> None:
         del self._failed[job_id]

@@ -8,6 +8,7 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:reserved   zset  id by deadline + grace       {ch}:failed   zset  id by failed_at
     {ch}:failinfo   hash  id -> failure JSON           {ch}:unsettled zset id by settle deadline
     {ch}:followups  list  capped, newest first         {ch}:wake     list  capped wake-up tokens
+    {ch}:history    hash  id -> JSON list of the job's failed attempts (capped)
 
 Why waiting is a sorted set and not one list per priority: both cost one round trip per
 operation (and a round trip costs ~100x the Lua work), but a zset scored by priority whose
@@ -38,6 +39,7 @@ from typing import Any
 import redis
 
 from ..errors import BackendUnavailableError, DriverError
+from . import history as attempt_history
 from .base import (
     DEFAULT_PRIORITY,
     BaseDriver,
@@ -57,7 +59,7 @@ from .base import (
 #: Order of the KEYS every script receives (see lua/_lib.lua).
 KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
-    "failed", "failinfo", "unsettled", "followups", "wake",
+    "failed", "failinfo", "unsettled", "followups", "wake", "history",
 )
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
@@ -79,7 +81,7 @@ def _lua(name: str) -> str:
 def _wrap(exc: redis.RedisError, channel: str) -> DriverError:
     unavailable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
     cls = BackendUnavailableError if unavailable else DriverError
-    return cls(f"redis ({channel}): {exc}")
+    return cls(f"redis: {exc}")  # whoever shows it names the queue (ResilientDriver's label)
 
 
 def _reservation(row: Sequence[Any]) -> Reservation:
@@ -228,11 +230,13 @@ class RedisDriver(BaseDriver):
     def release(self, r: Reservation) -> bool:
         return self._run("release", r.job_id, r.token) == 1
 
-    def retry_later(self, r: Reservation, delay: float) -> bool:
-        return self._run("retry_later", r.job_id, r.token, float(delay)) == 1
+    def retry_later(self, r: Reservation, delay: float, info: FailureInfo | None = None) -> bool:
+        record = _failure_record(info) if info is not None else ""
+        return self._run("retry_later", r.job_id, r.token, float(delay), record,
+                         int(self.policy.history_limit)) == 1
 
     def fail(self, r: Reservation, info: FailureInfo) -> bool:
-        return self._run("fail", r.job_id, r.token, _failure_record(info)) == 1
+        return self._run("fail", r.job_id, r.token, _failure_record(info), int(self.policy.history_limit)) == 1
 
     def settle(self, r: Reservation) -> bool:
         return self._run("settle", r.job_id, r.token) == 1
@@ -303,7 +307,9 @@ class RedisDriver(BaseDriver):
 
     def failed_get(self, job_id: int) -> FailedJob | None:
         rows = self._run("failed_read", "id", int(job_id))
-        return self._failed_row(rows[0]) if rows else None
+        if not rows:
+            return None
+        return replace(self._failed_row(rows[0][:6]), history=attempt_history.attempts(rows[0][6]))
 
     def _failed_row(self, row: Sequence[Any]) -> FailedJob:
         job_id, payload, meta, record, failed_at, unsettled = row

@@ -77,17 +77,22 @@ class ResilientDriver:
         budget: OutageBudget | None = None,
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        label: str = "",
     ) -> None:
         self.inner = driver
         self.budget = budget or OutageBudget()
         self.max_backoff = max_backoff
         self._sleep = sleep
+        #: Who is speaking in messages ("queue copy-asset"); the inner driver's errors name only
+        #: the backend, so a message names the queue once.
+        self.label = label
         #: Monotonic time the current outage began (None while the backend answers).
         self._down_since: float | None = None
 
     def with_budget(self, budget: OutageBudget) -> ResilientDriver:
         """Another view of the same driver with its own budget (a worker's, a command's)."""
-        return ResilientDriver(self.inner, budget=budget, max_backoff=self.max_backoff, sleep=self._sleep)
+        return ResilientDriver(self.inner, budget=budget, max_backoff=self.max_backoff, sleep=self._sleep,
+                               label=self.label)
 
     @property
     def channel(self) -> str:
@@ -116,12 +121,15 @@ class ResilientDriver:
                 return _landed(result)
             return result
 
+    def _prefix(self) -> str:
+        return f"{self.label}: " if self.label else ""
+
     def _wait_or_give_up(self, name: str, exc: DriverError, delay: float) -> None:
         now = time.monotonic()
         budget = self.budget
         if self._down_since is None:
             self._down_since = now
-            log.warning("backend lost (%s): %s; retrying with backoff", name, exc)
+            log.warning("%sbackend lost (%s): %s; retrying with backoff", self._prefix(), name, exc)
             if budget.on_lost is not None:
                 budget.on_lost(exc)
         down = now - self._down_since
@@ -129,20 +137,23 @@ class ResilientDriver:
         if budget.deadline is not None:
             left.append(budget.deadline - now)
         if left and min(left) <= 0:
-            raise BackendUnavailableError(f"backend unavailable for {down:.0f} s: {exc}") from exc
-        if budget.abort is not None and budget.abort():
-            raise exc
+            raise BackendUnavailableError(f"{self._prefix()}backend unavailable for {down:.0f} s: {exc}") from exc
+        self._check_abort(exc)
         pause = min([delay, *left]) if left else delay
         end = now + max(pause, 0.01)
         while (remaining := end - time.monotonic()) > 0:
             self._sleep(min(remaining, _SLICE))
-            if budget.abort is not None and budget.abort():
-                raise exc
+            self._check_abort(exc)
+
+    def _check_abort(self, exc: DriverError) -> None:
+        """Stop retrying at once when the owner is stopping (an idle worker exits at once)."""
+        if self.budget.abort is not None and self.budget.abort():
+            raise BackendUnavailableError(f"{self._prefix()}backend unavailable: {exc}") from exc
 
     def _back(self) -> None:
         down = time.monotonic() - (self._down_since or time.monotonic())
         self._down_since = None
-        log.warning("backend is back after %.1f s", down)
+        log.warning("%sbackend is back after %.1f s", self._prefix(), down)
         if self.budget.on_back is not None:
             self.budget.on_back(down)
 
@@ -169,8 +180,8 @@ class ResilientDriver:
     def release(self, r: Reservation) -> bool:
         return self._call("release", self.inner.release, r, settles=True)
 
-    def retry_later(self, r: Reservation, delay: float) -> bool:
-        return self._call("retry_later", self.inner.retry_later, r, delay, settles=True)
+    def retry_later(self, r: Reservation, delay: float, info: FailureInfo | None = None) -> bool:
+        return self._call("retry_later", self.inner.retry_later, r, delay, info, settles=True)
 
     def fail(self, r: Reservation, info: FailureInfo) -> bool:
         return self._call("fail", self.inner.fail, r, info, settles=True)

@@ -22,7 +22,7 @@ import yaml
 
 from pubq.publishing.preset import pipeline_queues as default_pipeline_queues
 from tests.drivers.backends import REDIS_URL
-from tests.helpers import PUBQ, ROOT, subprocess_env
+from tests.helpers import PUBQ, ROOT, drop_redis_queues, subprocess_env
 from tests.publishing.httpserver import Reply, ScriptedServer
 
 QUEUES = ("copy-asset", "upload-asset", "pub-article", "source-callback")
@@ -134,7 +134,7 @@ def pipeline(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pipelin
         path = tmp_path / "pubq.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         p = Pipeline(tmp_path, path, subprocess_env(), platform, server.url)
-        yield p
-        if driver == "redis":
-            for name in QUEUES:
-                p(name, "clear", "--yes")
+        try:
+            yield p
+        finally:
+            drop_redis_queues(path, p.env)  # every key, the counters too (a clear keeps those)

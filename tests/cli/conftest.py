@@ -9,6 +9,4 @@ from tests.helpers import Cli
 
 @pytest.fixture(params=["redis", "sqlite"])
 def cli(request, tmp_path):
-    c = Cli.create(tmp_path, request.param)
-    yield c
-    c("work", "clear", "--yes")
+    return Cli.create(tmp_path, request.param)  # its Redis keys go after the test (tests/conftest.py)

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
-from pathlib import Path
 
-from tests.helpers import Cli, wait_until
+import pytest
+
+from tests.helpers import Cli, golden, normalize, wait_until
 from tests.sample_jobs import read_lines
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} ", re.M)
-
-
-def normalize(text: str) -> str:
-    """Dates, pids, durations and memory vary; the shape of every line must not."""
-    text = _DATE.sub("DATE ", text)
-    text = re.sub(r"pid: \d+", "pid: PID", text)
-    text = re.sub(r"\(\d+\.\d{3} s(, [\d.]+ MiB)?\)", "(T s, M MiB)", text)
-    text = re.sub(r"Worker is stopped \(\d+:\d{2}:\d{2}\)", "Worker is stopped (UPTIME)", text)
-    return text
-
-
-def golden(name: str) -> str:
-    return (GOLDEN / name).read_text()
 
 
 def info_lines(counts: dict[str, int]) -> str:
@@ -49,10 +33,11 @@ def test_info_json_has_the_totals_machines_need(cli: Cli):
     assert data["failed_total"] == 1 and data["follow_up_failed"] == 0
 
 
-def test_run_drains_the_queue_and_prints_yii_verbose_lines(cli: Cli):
+@pytest.mark.parametrize("isolate", ["--isolate=1", "--isolate=0"])
+def test_run_drains_the_queue_and_prints_yii_verbose_lines(cli: Cli, isolate):
     for _ in range(2):
         cli("work", "push", "tests.Noop")
-    out = cli("work", "run", "--verbose=1", "--isolate=1", "--color=0")
+    out = cli("work", "run", "--verbose=1", isolate, "--color=0")
     assert out.returncode == 0, out.stderr
     assert normalize(out.stdout) == golden("run_two_noop.txt")
     assert "\x1b[" not in out.stdout
@@ -60,11 +45,13 @@ def test_run_drains_the_queue_and_prints_yii_verbose_lines(cli: Cli):
         {"waiting": 0, "delayed": 0, "reserved": 0, "done": 2, "failed": 0})
 
 
-def test_a_failing_job_prints_one_error_line_and_keeps_the_traceback_in_the_system_log(cli: Cli, tmp_path):
+@pytest.mark.parametrize("isolate", ["--isolate=1", "--isolate=0"])
+def test_a_failing_job_prints_yiis_error_lines_and_keeps_the_traceback_in_the_system_log(cli: Cli, tmp_path,
+                                                                                       isolate):
     cli("work", "push", "tests.Fail", "--args", '{"message": "disk full\\nsecond line"}')
-    out = cli("work", "run", "-v", "--no-isolate", "--color=0")
+    out = cli("work", "run", "-v", isolate, "--color=0")
     assert out.returncode == 0, out.stderr
-    assert normalize(out.stdout) == golden("run_one_error.txt")
+    assert normalize(out.stdout) == golden("run_one_error.txt")  # the same lines with and without isolate
     assert "Traceback" not in out.stdout + out.stderr
     system_log = (tmp_path / "system.log").read_text()
     assert "Traceback" in system_log and "RuntimeError: disk full" in system_log
@@ -129,10 +116,11 @@ def test_remove_deletes_a_job_and_says_when_it_is_not_found(cli: Cli):
     assert (out.returncode, out.stderr, out.stdout) == (1, "Error: The job is not found.\n", "")
 
 
-def test_listen_refuses_a_bad_timeout(cli: Cli):
-    for bad in ("0", "-3", "abc", "1.5"):
+def test_listen_refuses_a_bad_timeout_with_yiis_words_as_a_usage_error(cli: Cli):
+    for bad, message in (("0", "greater than zero"), ("-3", "greater than zero"), ("abc", "numeric"),
+                         ("1.5", "numeric"), ("-1.5", "numeric")):
         out = cli("work", "listen", bad)
-        assert (out.returncode, out.stderr) == (1, "Error: Timeout must be greater than zero.\n"), bad
+        assert (out.returncode, out.stderr) == (2, f"Error: Timeout must be {message}.\n"), bad
 
 
 def test_an_unknown_option_is_one_line_and_exit_2(cli: Cli):
@@ -150,7 +138,7 @@ def test_yii_booleans_are_strict(cli: Cli):
 
 def test_push_of_an_unknown_job_or_bad_args_is_a_usage_error(cli: Cli):
     out = cli("work", "push", "tests.Nope")
-    assert (out.returncode, out.stderr) == (2, "Error: unknown job 'tests.Nope'\n")
+    assert out.returncode == 2 and out.stderr.startswith("Error: unknown job 'tests.Nope'; did you mean 'tests.")
     out = cli("work", "push", "tests.Record", "--args", "{")
     assert out.returncode == 2 and out.stderr.startswith("Error: --args is not valid JSON")
     out = cli("work", "push", "tests.Record", "--args", "{}")
@@ -168,8 +156,10 @@ def test_failed_list_show_retry_and_purge(cli: Cli):
     assert shown["error_class"] == "RuntimeError" and "Traceback" in shown["traceback"]
     assert cli("work", "failed", "retry", first).returncode == 0
     assert "- waiting: 1" in cli("work", "info").stdout
+    out = cli("work", "failed", "retry", first)
+    assert (out.returncode, out.stderr) == (1, f"Error: Job {first} is not in the failed registry (it is waiting).\n")
     out = cli("work", "failed", "retry", "999999")
-    assert (out.returncode, out.stderr) == (1, "Error: The job is not found.\n")
+    assert (out.returncode, out.stderr) == (1, "Error: Job 999999 is not in the failed registry.\n")
     assert cli("work", "failed", "purge", "--yes").stdout.strip() == "Purged 1 failed job."
     assert "No failed jobs." in cli("work", "failed", "list").stdout
 

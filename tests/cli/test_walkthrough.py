@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import ROOT, subprocess_env, wait_until
 
 BLOCK = re.compile(r"## Quick start: your own job\n\n.*?```bash\n(.*?)```", re.S)
@@ -44,8 +42,6 @@ def test_the_quick_start_is_five_numbered_commands_and_the_docs_show_the_same():
     assert "```bash\n" + quick_start() + "```" in (ROOT / "docs" / "index.md").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 12 item 1 (the config's folder on the import path) and "
-                                        "item 23 (pubq init writes jobs.py, jobs: [jobs] and a default queue)")
 def test_the_quick_start_runs_a_custom_job_under_listen(tmp_path: Path):
     _, *setup, listen = commands(quick_start())
     env = subprocess_env()
@@ -67,6 +63,6 @@ def test_the_quick_start_runs_a_custom_job_under_listen(tmp_path: Path):
             worker.kill()
             worker.wait()
     text = "".join(seen) + rest
-    assert "Hello, pubq!" in text, (text, errors)
-    assert re.search(r"\[1\] hello \(attempt: 1, pid: \d+\) - Done", text), text
+    assert "Hello, world!" in text, (text, errors)
+    assert re.search(r"\[1\] myapp.Hello \(attempt: 1, pid: \d+\) - Done", text), text
     assert worker.returncode == 0, errors

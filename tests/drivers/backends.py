@@ -37,12 +37,12 @@ def factory(kind: str) -> Callable[[Factory], Factory]:
 
 
 #: Options every factory turns into the driver's Policy.
-POLICY_OPTIONS = ("grace", "hold", "settle_within", "failed_limit", "follow_up_limit")
+POLICY_OPTIONS = ("grace", "hold", "settle_within", "failed_limit", "follow_up_limit", "history_limit")
 
 
 def open_driver(kind: str, tmp_path, **opts: Any):
     """``opts``: ``channel``, ``clock`` (memory only) and the Policy's fields (``grace``, ``hold``,
-    ``settle_within``, ``failed_limit``, ``follow_up_limit``)."""
+    ``settle_within``, ``failed_limit``, ``follow_up_limit``, ``history_limit``)."""
     from pubq.drivers.base import Policy
 
     try:

@@ -658,6 +658,63 @@ def test_failed_purge_empties_the_registry_but_keeps_failed_total(make_driver):
     assert driver.status(live) is JobStatus.WAITING
 
 
+# -- attempt history -------------------------------------------------------------------------
+
+
+def _attempt_info(i: int) -> FailureInfo:
+    return FailureInfo("RuntimeError", f"try {i} failed\nsecond line", f"Traceback (attempt {i})\nRuntimeError: é {i}",
+                       f"c{i}")
+
+
+def test_every_failed_attempt_keeps_its_error_and_traceback_in_the_jobs_history(driver):
+    jid = push(driver, b"flaky")
+    before = driver.now()
+    assert driver.retry_later(take(driver), 0, _attempt_info(1)) is True
+    assert driver.retry_later(take(driver), 0) is True  # no failure given: nothing recorded
+    r = take(driver)
+    assert driver.fail(r, _attempt_info(3)) is True and driver.settle(r) is True
+    history = driver.failed_get(jid).history
+    assert [(a.attempt, a.error_class, a.message, a.traceback, a.code) for a in history] == [
+        (1, "RuntimeError", "try 1 failed\nsecond line", "Traceback (attempt 1)\nRuntimeError: é 1", "c1"),
+        (3, "RuntimeError", "try 3 failed\nsecond line", "Traceback (attempt 3)\nRuntimeError: é 3", "c3"),
+    ]
+    assert before - EPS <= history[0].failed_at <= history[1].failed_at <= driver.now() + EPS
+
+
+def test_the_history_survives_unfail_and_an_operators_retry(driver):
+    jid = push(driver)
+    r = take(driver)
+    assert driver.fail(r, _attempt_info(1)) is True and driver.unfail(r, 0) is True
+    r = take(driver)
+    assert driver.fail(r, _attempt_info(2)) is True and driver.settle(r) is True
+    assert driver.requeue_failed(jid) is True
+    r = take(driver)
+    assert r.attempt == 1  # counting restarts after the operator's retry; the history keeps both runs
+    assert driver.fail(r, _attempt_info(3)) is True
+    assert [a.attempt for a in driver.failed_get(jid).history] == [1, 2, 1]
+    assert [a.message.split()[1] for a in driver.failed_get(jid).history] == ["1", "2", "3"]
+
+
+def test_the_history_keeps_only_the_newest_attempts_up_to_its_limit(make_driver):
+    driver = make_driver(history_limit=2)
+    jid = push(driver)
+    for i in range(1, 4):
+        assert driver.retry_later(take(driver), 0, _attempt_info(i)) is True
+    r = take(driver)
+    assert driver.fail(r, _attempt_info(4)) is True
+    assert [a.attempt for a in driver.failed_get(jid).history] == [3, 4]
+
+
+def test_a_stale_lease_adds_nothing_to_the_history(make_driver):
+    driver = make_driver(grace=0, hold=60)
+    jid = push(driver, ttr=1)
+    r = take(driver)
+    wait_for(lambda: driver.reclaim_expired(), what="the reservation to be reclaimed as lost")
+    assert driver.retry_later(r, 0, _attempt_info(1)) is False
+    assert driver.fail(r, _attempt_info(1)) is False
+    assert driver.get(jid).status is JobStatus.RESERVED  # held by the reclaimer, history untouched
+
+
 # -- follow-up failures ----------------------------------------------------------------------
 
 

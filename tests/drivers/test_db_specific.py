@@ -13,6 +13,7 @@ import os
 import select
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -81,6 +82,32 @@ def test_migrate_is_idempotent_and_keeps_every_row(opened):
         assert again.ack(r) is True
     finally:
         again.close()
+
+
+def test_a_version_2_table_gains_the_history_column_and_keeps_its_rows(kind, tmp_path):
+    from pubq.drivers.base import FailureInfo
+    from tests.drivers.backends import drop_session_tables
+
+    url, _ = target(kind, tmp_path)
+    prefix = f"pubq_v2_{uuid.uuid4().hex[:8]}_"
+    d = DbDriver(url, "v2-upgrade", table_prefix=prefix)
+    try:
+        jid = d.push(b"old", ttr=30)
+        quote = "`" if d.kind == "mysql" else '"'
+        # What a pubq of schema version 2 left: no history column, version row at 2.
+        d.db.execute_sql(f"ALTER TABLE {quote}{prefix}jobs{quote} DROP COLUMN {quote}history{quote}")
+        d.db.execute_sql(f"UPDATE {quote}{prefix}schema{quote} SET version = 2")
+        d.close()
+        d = DbDriver(url, "v2-upgrade", table_prefix=prefix)
+        r = d.reserve(0)  # the first connection migrates
+        assert db_schema.current_version(d.db, d.models) == db_schema.SCHEMA_VERSION
+        assert (r.job_id, r.payload) == (jid, b"old")
+        assert d.fail(r, FailureInfo("E", "m", "tb")) is True
+        assert [a.traceback for a in d.failed_get(jid).history] == ["tb"]
+    finally:
+        d.close()
+        if kind != "sqlite":
+            drop_session_tables(url, prefix)
 
 
 def _url_and_prefix(d: DbDriver) -> tuple[str, str]:

@@ -15,9 +15,7 @@ from tests.sample_jobs import read_lines
 
 @pytest.fixture(params=["redis", "sqlite"])
 def cli(request, tmp_path):
-    c = Cli.create(tmp_path, request.param, attempts=3)
-    yield c
-    c("work", "clear", "--yes")
+    return Cli.create(tmp_path, request.param, attempts=3)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP])
@@ -28,7 +26,7 @@ def test_an_idle_listening_worker_exits_at_once_on_a_stop_signal(cli: Cli, sig):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=5)  # far below the 60 s wait
     assert proc.returncode == 0, err
-    assert "Worker is stopped" in out
+    assert f"Worker stops: {signal.Signals(sig).name} received\n" in out and "Worker is stopped" in out
 
 
 @pytest.mark.parametrize("isolate", ["--isolate=1", "--isolate=0"])
@@ -56,8 +54,9 @@ def test_a_second_signal_stops_hard_and_puts_the_job_back_uncounted(cli: Cli, tm
     proc.send_signal(signal.SIGTERM)
     wait_until(lambda: signal_handled(proc.pid, signal.SIGTERM), message="the first SIGTERM to be handled")
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=10)
+    _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
+    assert err == f"Second stop signal: job {job_id} (tests.Sleep) is put back to waiting; the worker stops.\n"
     counts = cli.info()
     assert (counts["waiting"], counts["reserved"], counts["done"], counts["failed"]) == (1, 0, 0, 0)
     assert read_lines(str(cli.events)) == []  # no afterError: the attempt did not fail
@@ -65,6 +64,21 @@ def test_a_second_signal_stops_hard_and_puts_the_job_back_uncounted(cli: Cli, tm
     cli("work", "push", "tests.Noop")
     cli("work", "remove", job_id)
     assert "end" not in " ".join(read_lines(runs))
+
+
+def test_with_verbose_a_second_signal_says_the_job_is_put_back_and_why_the_worker_stopped(cli: Cli, tmp_path):
+    runs = str(tmp_path / "runs")
+    job_id = cli("work", "push", "tests.Sleep", "--args", json.dumps({"seconds": 30, "path": runs})).stdout.strip()
+    proc = cli.popen("work", "listen", "5", "-v", "--color=0")
+    wait_until(lambda: read_lines(runs), message="the job to start")
+    proc.send_signal(signal.SIGINT)
+    wait_until(lambda: signal_handled(proc.pid, signal.SIGINT), message="the first SIGINT to be handled")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert (proc.returncode, err) == (0, "")
+    tail = [line.split(" - ", 1)[1] for line in out.splitlines()[-3:]]
+    assert tail[:2] == ["Put back (second stop signal)", "Worker stops: second SIGINT received"]
+    assert f"[{job_id}] tests.Sleep (attempt: 1, pid: {proc.pid}) - Put back (second stop signal)" in out
 
 
 def test_max_seconds_and_max_jobs_end_a_listening_worker(cli: Cli):

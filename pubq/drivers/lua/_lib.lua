@@ -17,6 +17,8 @@
 --   9 unsettled  zset  id, score = settle deadline (failed attempts whose handlers are unconfirmed)
 --  10 followups  list  "<seq>|<json>", newest first, capped at follow_up_limit
 --  11 wake       list  wake-up tokens for BLPOP, capped at wake_cap (a lost token loses no job)
+--  12 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
+--                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
 -- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,
 -- 4 grace, 5 hold, 6 settle_within (seconds); a script's own arguments start at ARGV[7].
 -- Times are Redis TIME (unix seconds, µs); they are stored as "%.6f" strings.
@@ -25,7 +27,7 @@ if redis.replicate_commands then redis.replicate_commands() end
 
 local K_STATS, K_PAYLOAD, K_META, K_WAITING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_UNSETTLED, K_FOLLOWUPS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
+local K_UNSETTLED, K_FOLLOWUPS, K_WAKE, K_HISTORY = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local WAKE_CAP = tonumber(ARGV[1])
 local FAILED_LIMIT = tonumber(ARGV[2])
 local FOLLOW_UP_LIMIT = tonumber(ARGV[3])
@@ -121,6 +123,20 @@ end
 local function forget(id)
   redis.call('HDEL', K_PAYLOAD, id)
   redis.call('HDEL', K_META, id)
+  redis.call('HDEL', K_HISTORY, id)
+end
+
+-- Add a failed attempt to the job's history, keeping the newest `limit`. `record` is the failure
+-- JSON the driver sends (error_class, message, traceback, code); the attempt and time come from here.
+local function remember(id, m, record, limit, now)
+  if limit <= 0 then return end
+  local e = cjson.decode(record)
+  local raw = redis.call('HGET', K_HISTORY, id)
+  local list = raw and cjson.decode(raw) or {}
+  list[#list + 1] = {attempt = m.attempt, error_class = e.error_class or '', message = e.message or '',
+                     traceback = e.traceback or '', code = e.code or '', failed_at = f6(now)}
+  while #list > limit do table.remove(list, 1) end
+  redis.call('HSET', K_HISTORY, id, cjson.encode(list))
 end
 
 -- Drop the oldest failed-registry entries past FAILED_LIMIT, payloads included.

@@ -6,5 +6,5 @@
 -- Returns how many live jobs (waiting, delayed, reserved) went; failed entries are not counted.
 local n = redis.call('HLEN', K_META) - redis.call('ZCARD', K_FAILED)
 redis.call('DEL', K_PAYLOAD, K_META, K_WAITING, K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO,
-           K_UNSETTLED, K_FOLLOWUPS, K_WAKE)
+           K_UNSETTLED, K_FOLLOWUPS, K_WAKE, K_HISTORY)
 return n
