@@ -79,6 +79,9 @@ class ExecEvent:
     memory_mib: float | None = None
     #: Formatted traceback of ``error`` (kept across the isolate pipe, where the exception is rebuilt).
     traceback: str = ""
+    #: Backend times the job was pushed and this attempt reserved (None when unknown), for metrics.
+    pushed_at: float | None = None
+    reserved_at: float | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:

@@ -18,6 +18,9 @@ BUILTINS: dict[str, str] = {
     "queues": "pubq.commands.admin:queues_cmd",
     "init": "pubq.commands.admin:init_cmd",
     "db": "pubq.commands.admin:db_group",
+    "workers": "pubq.commands.ops:workers_cmd",
+    "health": "pubq.commands.ops:health_cmd",
+    "metrics": "pubq.commands.ops:metrics_group",
 }
 #: Every name a queue may not take: built-in commands, and those planned so that no user queue
 #: ends up shadowing one later.

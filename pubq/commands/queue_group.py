@@ -13,8 +13,10 @@ import click
 from ..config import QueueConfig
 from ..errors import JobNotFoundError, PubqError, UsageError
 from .failed import failed_group
+from .ops import add_queue_commands
 from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
 from .render import render_info
+from .worker_metrics import attach_worker_metrics, worker_metrics_option
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
 
@@ -32,6 +34,7 @@ def _worker_options(fn: Any) -> Any:
                       help="Stop after S seconds (the running job finishes).")(fn)
     fn = click.option("--max-jobs", type=click.IntRange(min=1), metavar="N", help="Stop after N jobs.")(fn)
     fn = color_option(fn)
+    fn = worker_metrics_option(fn)
     fn = click.option("--isolate/--no-isolate", default=True,
                       help="Run each job in a forked child killed at its TTR (default on; --isolate=0 too).")(fn)
     fn = click.option("-v", "--verbose/--no-verbose", default=False, help="Print Yii-style job lines.")(fn)
@@ -39,7 +42,8 @@ def _worker_options(fn: Any) -> Any:
 
 
 def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
-                  max_seconds: float | None, memory_limit: int | None) -> Any:
+                  max_seconds: float | None, memory_limit: int | None, metrics_port: int | None = None,
+                  metrics_textfile: str | None = None) -> Any:
     from ..behaviors.verbose import VerboseBehavior
     from ..worker import Worker
 
@@ -47,6 +51,7 @@ def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: in
     queue = current_queue()
     if verbose:
         VerboseBehavior(sys.stdout, color=state().use_color(color)).attach(queue)
+    attach_worker_metrics(queue, metrics_port, metrics_textfile)
     return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
                   memory_limit_mib=memory_limit)
 
@@ -67,23 +72,30 @@ def make_queue_group(name: str, qc: QueueConfig) -> click.Group:
     group.add_command(remove_cmd)
     group.add_command(push_cmd)
     group.add_command(failed_group)
+    add_queue_commands(group)
     return group
 
 
 @click.command("run")
 @_worker_options
 def run_cmd(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
-            max_seconds: float | None, memory_limit: int | None) -> int:
+            max_seconds: float | None, memory_limit: int | None, metrics_port: int | None,
+            metrics_textfile: str | None) -> int:
     """Run jobs until none is due, then exit 0 (for cron)."""
-    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
-    return worker.run()
+    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit, metrics_port,
+                           metrics_textfile)
+    code = worker.run()
+    if worker.stop_reason == "paused":
+        click.echo(f"The queue {worker.queue.name} is paused.")
+    return code
 
 
 @click.command("listen", context_settings={"ignore_unknown_options": True})
 @click.argument("timeout_args", nargs=-1, metavar="[TIMEOUT]")
 @_worker_options
 def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, color: bool | None,
-               max_jobs: int | None, max_seconds: float | None, memory_limit: int | None) -> int:
+               max_jobs: int | None, max_seconds: float | None, memory_limit: int | None,
+               metrics_port: int | None, metrics_textfile: str | None) -> int:
     """Work forever; TIMEOUT (≥ 1, default 3) is the longest single wait in seconds."""
     # Unknown options are let through only so that ``listen -3`` reads as a (bad) timeout.
     for token in timeout_args:
@@ -97,7 +109,8 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
         seconds = 0
     if seconds < 1:
         raise PubqError("Timeout must be greater than zero.")
-    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
+    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit, metrics_port,
+                           metrics_textfile)
     return worker.listen(seconds)
 
 
@@ -113,12 +126,13 @@ def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) ->
     use_color = state().use_color(color)
     while True:
         counts = queue.driver.counts()
+        paused = queue.driver.paused()
         if as_json:
-            emit_json({"queue": queue.name, "driver": queue.config.driver, **counts.as_dict()})
+            emit_json({"queue": queue.name, "driver": queue.config.driver, **counts.as_dict(), "paused": paused})
         else:
             if watch and use_color:
                 click.echo("\x1b[2J\x1b[H", nl=False)
-            render_info(console(use_color), counts)
+            render_info(console(use_color), counts, paused=paused)
         if not watch:
             return
         try:

@@ -12,13 +12,19 @@ from ..drivers.base import Counts
 INFO_FIELDS = ("waiting", "delayed", "reserved", "done", "failed")
 
 
-def render_info(con: Any, counts: Counts) -> None:
-    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus ``- failed: N``."""
+def render_info(con: Any, counts: Counts, *, paused: bool = False) -> None:
+    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus ``- failed: N`` (and ``- paused: yes``
+    as an extra last line while the queue is paused)."""
     con.print(Text("Jobs", style="green"))
     for name in INFO_FIELDS:
         line = Text("- ")
         line.append(f"{name}:", style="yellow")
         line.append(f" {getattr(counts, name)}")
+        con.print(line)
+    if paused:
+        line = Text("- ")
+        line.append("paused:", style="yellow")
+        line.append(" yes")
         con.print(line)
 
 
