@@ -60,13 +60,6 @@ class JobFinishedError(PubqError):
     exit_code = 1
 
 
-class UnhealthyError(PubqError):
-    """``pubq health`` found problems (each is one line of the message)."""
-
-    code = "unhealthy"
-    exit_code = 1
-
-
 # -- backends --------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -323,16 +323,10 @@ def metrics_serve(port: int, addr: str, queue_names: tuple[str, ...]) -> None:
 
     from ..metrics import exporter_registry
 
-    state().app  # noqa: B018 - load the config now: a bad one fails before the port opens
-    inner: Callable[[], Iterator[tuple[str, Any]]] = lambda: (  # noqa: E731
-        (name, getattr(d, "inner", d)) for name, d in _queues(queue_names))
-    lock = threading.Lock()
+    # Drivers are opened here, once; each scrape (on the server's threads) reads through them.
+    pairs = [(name, getattr(d, "inner", d)) for name, d in _queues(queue_names)]
 
-    def queues() -> list[tuple[str, Any]]:
-        with lock:  # scrapes run on the server's threads; the app is built once
-            return list(inner())
-
-    server, thread = start_http_server(port, addr=addr, registry=exporter_registry(queues))
+    server, thread = start_http_server(port, addr=addr, registry=exporter_registry(lambda: pairs))
     click.echo(f"Serving metrics on http://{addr}:{port}/metrics")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
