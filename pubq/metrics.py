@@ -83,8 +83,9 @@ class WorkerMetrics:
     """This worker's job durations, waits and outcomes, in a registry of its own (a behaviour)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
+        disable_created_metrics()  # no *_created series: they double the exposition and say little here
         self.registry = CollectorRegistry()
         self.duration = Histogram("pubq_job_duration_seconds", "Seconds a job ran, by job class.",
                                   ["queue", "job"], buckets=DURATION_BUCKETS, registry=self.registry)

@@ -175,7 +175,7 @@ class Worker:
             if r is None:
                 held_since = self.clock()
                 r = self._reserve(self._wait_for(timeout) if listen else 0)
-                if r is None and not self.stopping and self._queue_paused() and not listen:
+                if r is None and not self.stopping and self._queue_paused(listen) and not listen:
                     self.stop_reason = "paused"
                     break
                 if r is None:
@@ -217,14 +217,15 @@ class Worker:
         if self.presence is not None:
             self.presence.report_progress(fraction, message)
 
-    def _queue_paused(self) -> bool:
-        """Nothing was reserved: is it because the queue is paused? (One cheap read.)"""
+    def _queue_paused(self, listen: bool) -> bool:
+        """Nothing was reserved: is it because the queue is paused? (One cheap read; a listening
+        worker logs the change, ``run`` stops and its command says so.)"""
         assert self._runner is not None
         try:
             paused = self._runner.driver.paused()
         except DriverError:
             paused = False
-        if paused != self.paused:
+        if paused != self.paused and listen:
             log.warning("queue %s is %s", self.queue.name, "paused: reserving nothing until resumed" if paused
                         else "resumed")
         self.paused = paused
