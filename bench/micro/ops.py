@@ -6,8 +6,10 @@
 
 ``drain``: one worker (no isolate, in this process) drains n no-op jobs, in interleaved runs of three
 set-ups: no registry (``heartbeat=0``), the registry (default 2 s beats; the runner's hooks on every
-job), and the registry plus the worker's Prometheus metrics. Reports jobs/s (median) and the cost
-relative to no registry; every run checks done == n.
+job), and the registry plus the worker's Prometheus metrics. Reports jobs/s and the worker's CPU
+time per job (this process, every thread: the beats included), medians and the cost relative to
+no registry; every run checks done == n. On a shared machine the wall-clock rate swings far more
+than 3 %; CPU per job is the steadier measure of what the work adds.
 
 ``list``: push n waiting jobs, then time ``list_jobs`` pages of 50 — the first, one from the middle
 (``after`` = the id at n/2) and the last — as wall time per call (round trip included, so an upper
@@ -36,7 +38,8 @@ from pubq.worker import Worker  # noqa: E402
 PAYLOAD = b'{"job": "bench.Noop", "args": {"n": 1}}'
 
 
-def drain_once(url: str, n: int, setup: str) -> float:
+def drain_once(url: str, n: int, setup: str) -> tuple[float, float]:
+    """(jobs/s by wall clock, this process's CPU µs per job — every thread, the beats included)."""
     from pubq.drivers.redis import RedisDriver
 
     driver = RedisDriver(url, f"pubq-bench:ops:{uuid.uuid4().hex[:8]}")
@@ -47,32 +50,39 @@ def drain_once(url: str, n: int, setup: str) -> float:
         WorkerMetrics().attach(q)
     q.push_many([BenchNoop(i) for i in range(n)])
     worker = Worker(q, isolate=False, install_signals=False, heartbeat=0 if setup == "off" else 2.0)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     worker.run()
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     counts = driver.counts()
     assert counts.done == n and counts.waiting == 0 and counts.reserved == 0, counts
     driver.clear()
     driver.client.delete(*driver.keys)
     driver.close()
-    return n / seconds
+    return n / seconds, cpu / n * 1e6
 
 
 def bench_drain(args: argparse.Namespace) -> dict:
     pin_self()
     setups = ("off", "registry", "metrics")
     rates: dict[str, list[float]] = {s: [] for s in setups}
+    cpus: dict[str, list[float]] = {s: [] for s in setups}
     with pinned_redis() as server:
         drain_once(server.url, min(args.n, 2000), "off")  # warm up: scripts loaded, imports done
         for _ in range(args.runs):
             for s in setups:
-                rates[s].append(drain_once(server.url, args.n, s))
+                rate, cpu = drain_once(server.url, args.n, s)
+                rates[s].append(rate)
+                cpus[s].append(cpu)
     med = {s: statistics.median(v) for s, v in rates.items()}
+    cpu_med = {s: statistics.median(v) for s, v in cpus.items()}
     return {
         "measure": "drain", "jobs": args.n, "runs": args.runs,
         "jobs_per_s": {s: [round(r) for r in v] for s, v in rates.items()},
         "median_jobs_per_s": {s: round(v) for s, v in med.items()},
         "cost_vs_off_pct": {s: round((1 - med[s] / med["off"]) * 100, 2) for s in setups[1:]},
+        "worker_cpu_us_per_job": {s: [round(c, 1) for c in v] for s, v in cpus.items()},
+        "median_cpu_us_per_job": {s: round(v, 1) for s, v in cpu_med.items()},
+        "cpu_cost_vs_off_pct": {s: round((cpu_med[s] / cpu_med["off"] - 1) * 100, 2) for s in setups[1:]},
     }
 
 
