@@ -156,14 +156,14 @@ class Presence:
     def job_started(self, r: Reservation, event: ExecEvent) -> None:
         self._job = _Running(r, event.job_name, self.clock())
 
-    def job_finished(self, r: Reservation, ok: bool) -> None:
+    def job_finished(self, r: Reservation, ok: bool | None) -> None:
         job = self._job
         if job is None or job.reservation.job_id != r.job_id:
             return
         self._job = None
-        if ok:
+        if ok is True:
             self.done += 1
-        else:
+        elif ok is False:
             self.failed += 1
 
     def cancel_reason(self, job_id: int) -> str | None:

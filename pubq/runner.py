@@ -48,7 +48,8 @@ class RunHooks(JobReporter, Protocol):
 
     def job_started(self, r: Reservation, event: ExecEvent) -> None: ...
 
-    def job_finished(self, r: Reservation, ok: bool) -> None: ...
+    def job_finished(self, r: Reservation, ok: bool | None) -> None:
+        """The attempt ended: done (True), failed (False) or put back uncounted (None)."""
 
 
 @dataclass
@@ -251,7 +252,7 @@ class JobRunner:
     def release(self, r: Reservation) -> bool:
         """Put a held job back without counting the attempt (a hard stop)."""
         if self.hooks is not None:
-            self.hooks.job_finished(r, False)
+            self.hooks.job_finished(r, None)
         return self.driver.release(r)
 
     def cancelled(self, r: Reservation, reason: str) -> None:
