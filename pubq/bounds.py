@@ -97,5 +97,7 @@ SETTLE_WITHIN = Bound("settle_within", 1, DAY, "s", integer=False)
 BACKOFF = Bound("retry delay", 0, 366 * DAY, "s", integer=False)
 #: Largest payload a queue may accept.
 PAYLOAD_BYTES = Bound("max_payload_bytes", 64, 512 * 1024 * 1024, "bytes")
+#: Seconds between two beats of a worker's registry entry (lost after 3 without one).
+HEARTBEAT = Bound("heartbeat", 0.1, 600, "s", integer=False)
 #: Seconds a one-shot command keeps retrying an unreachable backend.
 GIVE_UP_AFTER = Bound("give_up_after", 0, DAY, "s", integer=False)

@@ -34,7 +34,7 @@ _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
-    "failed_limit", "grace", "settle_within", "description",
+    "failed_limit", "grace", "settle_within", "description", "heartbeat",
 }
 _RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
 _LOG_KEYS = {"level", "file", "format"}
@@ -68,6 +68,8 @@ class QueueConfig:
     #: Seconds a failed attempt's afterError handlers may run before another worker runs them again.
     settle_within: float = 60.0
     description: str = ""
+    #: Seconds between a worker's registry beats; it shows as lost after three missed (spec §7.2).
+    heartbeat: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -405,6 +407,7 @@ def _parse_queue(
         grace=float(c.bounded(q.get("grace", 10), f"{k}.grace", bounds.GRACE)),
         settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
+        heartbeat=float(c.bounded(q.get("heartbeat", 2), f"{k}.heartbeat", bounds.HEARTBEAT)),
     )
 
 

@@ -53,6 +53,13 @@ class JobNotFoundError(PubqError):
     exit_code = 1
 
 
+class JobFinishedError(PubqError):
+    """A command needs a live job, and this one already finished (``cancel`` of a done job)."""
+
+    code = "job_finished"
+    exit_code = 1
+
+
 # -- backends --------------------------------------------------------------------------------
 
 
@@ -94,6 +101,13 @@ class InvalidJobError(PermanentError):
     """A stored payload cannot be turned into a job (bad JSON, unknown name, bad arguments)."""
 
     code = "invalid_job"
+
+
+class JobCancelledError(PermanentError):
+    """The job was cancelled by an operator (``pubq QUEUE cancel``); never retried. The message is
+    the reason given."""
+
+    code = "cancelled"
 
 
 class WorkerLostError(JobError):

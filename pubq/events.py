@@ -82,6 +82,9 @@ class ExecEvent:
     #: Handlers of this afterExec/afterError that raised so far (later handlers, such as the
     #: verbose console's, can mark the job's line).
     follow_up_failures: list[HandlerFailure] = field(default_factory=list)
+    #: Backend times the job was pushed and this attempt reserved (None when unknown), for metrics.
+    pushed_at: float | None = None
+    reserved_at: float | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:

@@ -24,6 +24,7 @@ import select
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback as tb
 from collections.abc import Callable
@@ -44,6 +45,8 @@ EXIT_ERROR = 1
 #: does not kill the job under the parent, which decides (finish, or kill on a second signal).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
 _LEN = struct.Struct("!Q")
+#: ``Isolator._frames``: the report pipe carried something that is not a report.
+_BAD = object()
 
 
 class HardStop(BaseException):
@@ -126,15 +129,64 @@ def _fork(close_in_child: list[int]) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+#: An isolated child sends progress at most this often (the parent writes it at its own pace).
+PROGRESS_EVERY = 0.2
+
+
+class _PipeReporter:
+    """The child's ``ctx.progress``: length-prefixed ``("progress", fraction, message)`` frames on the
+    report pipe, at most one per ``PROGRESS_EVERY``; a report that comes too soon is sent when its slot
+    comes (a timer in the child), so the newest value always arrives. A cancel is the parent's
+    business (it kills the child), so none is ever seen here."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.last = float("-inf")
+        self.pending: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def report_progress(self, fraction: float, message: str = "") -> None:
+        with self._lock:
+            self.pending = (float(fraction), str(message))
+            wait = self.last + PROGRESS_EVERY - time.monotonic()
+            if wait <= 0:
+                self._send()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._send()
+
+    def _send(self) -> None:
+        if self.pending is not None:
+            body = pickle.dumps(("progress", *self.pending))
+            self.pending = None
+            self.last = time.monotonic()
+            _write_all(self.fd, _LEN.pack(len(body)) + body)
+
+    def cancel_reason(self, job_id: int) -> str | None:
+        return None
+
+
 def _execute_and_report(runner: JobRunner, event: ExecEvent, report_fd: int) -> None:
-    """Child side: run the job, send a length-prefixed pickled outcome, exit. Never returns."""
+    """Child side: run the job (its progress frames go on the pipe as it runs), send a length-prefixed
+    pickled outcome, exit. Never returns."""
     code = EXIT_ERROR
     try:
+        reporter = _PipeReporter(report_fd)
+        runner.reporter = reporter
+        runner.hooks = None  # the parent's presence: not the child's to call
         outcome = runner.execute(event)
         if outcome.ok:
             code = EXIT_DONE
         elif isinstance(outcome.error, RetryableError):
             code = EXIT_RETRY
+        reporter.flush()
         body = _dumps(outcome)
         _write_all(report_fd, _LEN.pack(len(body)) + body)
     except BaseException:  # noqa: BLE001 - the child must always exit, never return into the worker
@@ -215,10 +267,14 @@ class Isolator:
     a standby child forked. Without it (None), every job is forked directly.
     """
 
-    def __init__(self, runner: JobRunner, *, keep_ahead: Callable[[], bool] | None = None) -> None:
+    def __init__(self, runner: JobRunner, *, keep_ahead: Callable[[], bool] | None = None,
+                 on_progress: Callable[[float, str], None] | None = None) -> None:
         self.runner = runner
         self.keep_ahead = keep_ahead
+        #: Receives the running child's progress reports (the worker's presence).
+        self.on_progress = on_progress
         self._standby: _Child | None = None
+        self._running: _Child | None = None
         self._exiting: list[int] = []  # children that reported and are exiting; reaped lazily
 
     def run(self, event: ExecEvent, ttr: int) -> Outcome:
@@ -230,6 +286,7 @@ class Isolator:
             child = self._dispatch(event, ttr)
             if self.keep_ahead is not None and self.keep_ahead():
                 self._standby = self._fork_standby(busy=child)
+            self._running = child
             return self._collect(child, ttr, started)
         except HardStop:
             if child is not None:
@@ -237,6 +294,15 @@ class Isolator:
                 _close(child.report_fd)
                 os.waitpid(child.pid, 0)
             raise
+        finally:
+            self._running = None
+
+    def kill_running(self) -> None:
+        """SIGKILL the child running the current job (a cancel; safe from another thread). Its
+        attempt then ends as a crash, which the runner records as the cancel it was."""
+        child = self._running
+        if child is not None:
+            _kill(child.pid)
 
     def close(self) -> None:
         """Stop the standby child and reap every child (they have all reported, or been killed)."""
@@ -301,10 +367,10 @@ class Isolator:
         from .outcome import Outcome
 
         buf = bytearray()
-        need: int | None = None
         deadline = time.monotonic() + ttr
+        outcome: Outcome | None = None
         try:
-            while need is None or len(buf) < need:
+            while outcome is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     _kill(child.pid)
@@ -318,23 +384,39 @@ class Isolator:
                 if not data:
                     break
                 buf += data
-                if need is None and len(buf) >= _LEN.size:
-                    need = _LEN.size + _LEN.unpack_from(buf)[0]
+                frame = self._frames(buf)
+                if frame is _BAD:
+                    break
+                outcome = frame  # type: ignore[assignment]
         finally:
             _close(child.report_fd)
-        if need is not None and len(buf) >= need:
-            try:
-                outcome: Outcome = pickle.loads(bytes(buf[_LEN.size:need]))
-            except Exception:  # noqa: BLE001 - an unreadable report is a crash
-                outcome = None  # type: ignore[assignment]
-            if outcome is not None:
-                self._exiting.append(child.pid)
-                return outcome
+        if outcome is not None:
+            self._exiting.append(child.pid)
+            return outcome
         _, status = os.waitpid(child.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         reason = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         return Outcome(ok=False, error=JobCrashedError(f"isolated job process {reason} without reporting"),
                        duration=time.perf_counter() - started)
+
+    def _frames(self, buf: bytearray) -> object:
+        """Consume the complete frames in ``buf``: progress goes to ``on_progress``; returns the
+        outcome once it is there, ``_BAD`` for an unreadable frame (a crash), else None."""
+        while len(buf) >= _LEN.size:
+            need = _LEN.size + _LEN.unpack_from(buf)[0]
+            if len(buf) < need:
+                return None
+            try:
+                message = pickle.loads(bytes(buf[_LEN.size:need]))
+            except Exception:  # noqa: BLE001 - an unreadable report is a crash
+                return _BAD
+            del buf[:need]
+            if isinstance(message, tuple) and message and message[0] == "progress":
+                if self.on_progress is not None:
+                    self.on_progress(message[1], message[2])
+                continue
+            return message
+        return None
 
     def _reap(self, *, block: bool) -> None:
         still = []

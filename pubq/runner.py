@@ -18,11 +18,11 @@ import time
 import traceback as tb
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import events as ev
 from .drivers.base import Driver, FollowUpFailure, Reclaimed, ReclaimKind, Reservation
-from .errors import InvalidJobError, PermanentError, RecordedError, TtrExceededError
+from .errors import InvalidJobError, JobCancelledError, PermanentError, RecordedError, TtrExceededError
 from .events import ExecEvent, HandlerFailure
 from .job import Job, peek_name
 from .outcome import Outcome, failure_info
@@ -35,18 +35,56 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("pubq.queue")
 
 
+class JobReporter(Protocol):
+    """Where a running job's progress goes and where its cancel request comes from: the worker's
+    presence (:mod:`pubq.heartbeat`) in process, the report pipe in an isolated child."""
+
+    def report_progress(self, fraction: float, message: str = "") -> None: ...
+
+    def cancel_reason(self, job_id: int) -> str | None: ...
+
+
+class RunHooks(JobReporter, Protocol):
+    """What a worker's presence learns from the runner (called in the worker's main thread)."""
+
+    def job_started(self, r: Reservation, event: ExecEvent) -> None: ...
+
+    def job_finished(self, r: Reservation, ok: bool | None) -> None:
+        """The attempt ended: done (True), failed (False) or put back uncounted (None)."""
+
+
 @dataclass
 class JobContext:
-    """What a running job may use: its queue, the app (other queues, services) and its identity."""
+    """What a running job may use: its queue, the app (other queues, services) and its identity;
+    ``progress`` to report how far it got, ``cancelled``/``checkpoint`` to stop when cancelled."""
 
     queue: Queue
     job_id: int
     attempt: int
     log: logging.Logger
+    reporter: JobReporter | None = None
 
     @property
     def app(self) -> App | None:
         return self.queue.app
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress (0…1) and a short message; cheap to call often (written a few times a
+        second at most), shown by ``pubq workers``, ``jobs --state reserved`` and ``show``."""
+        if self.reporter is not None:
+            self.reporter.report_progress(fraction, message)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether an operator cancelled this job (``pubq QUEUE cancel``); no backend call."""
+        return self.reporter is not None and self.reporter.cancel_reason(self.job_id) is not None
+
+    def checkpoint(self) -> None:
+        """Raise :class:`~pubq.errors.JobCancelledError` when the job was cancelled: call it between
+        steps of a long job (without isolate nothing else can stop it)."""
+        reason = None if self.reporter is None else self.reporter.cancel_reason(self.job_id)
+        if reason is not None:
+            raise JobCancelledError(reason)
 
 
 class JobRunner:
@@ -58,12 +96,18 @@ class JobRunner:
         self.queue = queue
         self.driver = driver if driver is not None else queue.driver
         self.clock = clock
+        #: A worker's presence (pubq.heartbeat): told when jobs start and end, asked about cancels.
+        self.hooks: RunHooks | None = None
+        #: Where ``ctx.progress`` goes and ``ctx.cancelled`` asks (the hooks, or an isolated child's pipe).
+        self.reporter: JobReporter | None = None
 
     # -- starting --------------------------------------------------------------------------
 
     def begin(self, r: Reservation) -> ExecEvent:
         """Decode a reservation and fire beforeExec. ``event.error`` is set for an invalid job."""
         event = self.decode(r)
+        if self.hooks is not None:
+            self.hooks.job_started(r, event)
         if event.error is None and self.queue.bus.has(ev.BEFORE_EXEC):
             self.queue.bus.trigger(ev.BEFORE_EXEC, event)
         return event
@@ -75,7 +119,8 @@ class JobRunner:
         (``event.error``): a worker never dies because of one job's data.
         """
         queue = self.queue
-        event = ExecEvent(queue=queue, id=r.job_id, job=None, ttr=r.ttr, attempt=r.attempt, payload=r.payload)
+        event = ExecEvent(queue=queue, id=r.job_id, job=None, ttr=r.ttr, attempt=r.attempt, payload=r.payload,
+                          pushed_at=r.pushed_at or None, reserved_at=r.deadline - r.ttr)
         limit = queue.config.max_payload_bytes
         try:
             if len(r.payload) > limit:
@@ -96,7 +141,8 @@ class JobRunner:
     def execute(self, event: ExecEvent) -> Outcome:
         """Run the job's code in this process and capture what happened (no events, no writes)."""
         assert event.job is not None
-        ctx = JobContext(queue=self.queue, job_id=event.id, attempt=event.attempt, log=log)
+        ctx = JobContext(queue=self.queue, job_id=event.id, attempt=event.attempt, log=log,
+                         reporter=self.reporter or self.hooks)
         started = time.perf_counter()
         try:
             result = event.job.execute(ctx)
@@ -131,6 +177,8 @@ class JobRunner:
             ok, nxt = self.driver.ack_and_reserve(r)
         else:
             ok, nxt = self.driver.ack(r), None
+        if self.hooks is not None:
+            self.hooks.job_finished(r, True)
         if not ok:
             log.warning("[%s] late ack refused: the job's lease was taken after its TTR; it is not counted twice",
                         r.job_id)
@@ -143,8 +191,14 @@ class JobRunner:
         """Decide retry, write the failure at once, fire afterError, then settle or unfail it.
 
         Returns False when the lease was taken (reclaimed elsewhere): nothing is written and no
-        handler runs, so the final failure still happens exactly once.
+        handler runs, so the final failure still happens exactly once. A job whose cancel was seen
+        while it ran ends as cancelled, whatever it failed with (its isolated child was killed).
         """
+        if self.hooks is not None:
+            reason = self.hooks.cancel_reason(r.job_id)
+            self.hooks.job_finished(r, False)
+            if reason is not None and not isinstance(error, JobCancelledError):
+                error, traceback = JobCancelledError(reason), ""
         event.error = error
         event.traceback = traceback
         if outcome is not None:
@@ -199,7 +253,17 @@ class JobRunner:
 
     def release(self, r: Reservation) -> bool:
         """Put a held job back without counting the attempt (a hard stop)."""
+        if self.hooks is not None:
+            self.hooks.job_finished(r, None)
         return self.driver.release(r)
+
+    def cancelled(self, r: Reservation, reason: str) -> None:
+        """A waiting/delayed job the driver just cancelled (now a failed, unsettled attempt under
+        ``r``): fire afterError with retry false and settle it, as for any final failure."""
+        event = self.decode(r)
+        event.error = JobCancelledError(reason)
+        event.retry = False
+        self._after_error(r, event, None)
 
     # -- what dead workers left -------------------------------------------------------------------
 
@@ -210,9 +274,9 @@ class JobRunner:
         if item.kind is ReclaimKind.LOST:
             # An invalid payload whose worker died before failing it is recorded with why it can
             # never run, not as a lost worker.
-            error = event.error or TtrExceededError(
-                f"TTR exceeded / worker lost: no outcome within the job's TTR of {r.ttr} s"
-            )
+            error = event.error or (JobCancelledError(item.cancel_reason) if item.cancel_reason is not None else
+                                    TtrExceededError(f"TTR exceeded / worker lost: no outcome within the job's "
+                                                     f"TTR of {r.ttr} s"))
             self.failed(r, event, error, "")
             return
         failure = item.failure

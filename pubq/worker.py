@@ -19,6 +19,7 @@ from . import events as ev
 from .drivers.base import Driver, Reservation
 from .drivers.resilient import OutageBudget, ResilientDriver
 from .errors import BackendUnavailableError, DriverError
+from .heartbeat import DEFAULT_HEARTBEAT, Presence, new_worker_id
 from .isolate import STOP_SIGNALS, HardStop, Isolator, standby_pays_off
 from .runner import JobRunner
 
@@ -60,6 +61,7 @@ class Worker:
         on_backend_back: Callable[[float], None] | None = None,
         on_put_back: Callable[[ev.ExecEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: float | None = None,
     ) -> None:
         self.queue = queue
         self.isolate = isolate
@@ -91,6 +93,13 @@ class Worker:
         self._listening = False
         self._runner: JobRunner | None = None
         self.exit_code = 0
+        #: Registry identity (spec §7.2), beat every ``heartbeat`` s (default: the queue's ``heartbeat``
+        #: setting) by :mod:`pubq.heartbeat`; 0 keeps the worker out of the registry.
+        self.worker_id = new_worker_id()
+        self.heartbeat = heartbeat if heartbeat is not None else getattr(queue.config, "heartbeat", DEFAULT_HEARTBEAT)
+        self.presence: Presence | None = None
+        #: Whether the queue was paused the last time nothing could be reserved.
+        self.paused = False
 
     # -- public entry points -----------------------------------------------------------
 
@@ -120,8 +129,8 @@ class Worker:
                               on_lost=self.on_backend_lost, on_back=self.on_backend_back)
         inner = queue.driver
         if isinstance(inner, ResilientDriver):
-            return inner.with_budget(budget)
-        return ResilientDriver(inner, budget=budget, label=f"queue {queue.name}")
+            return inner.with_budget(budget, holder=self.worker_id)
+        return ResilientDriver(inner, budget=budget, label=f"queue {queue.name}", holder=self.worker_id)
 
     def _out_of_time(self) -> bool:
         return self.max_seconds is not None and self.clock() - self._started >= self.max_seconds
@@ -138,7 +147,8 @@ class Worker:
             self._install()
         if self.isolate:
             ahead = self._more_jobs_expected if standby_pays_off() else None
-            self._isolator = Isolator(self._runner, keep_ahead=ahead)
+            self._isolator = Isolator(self._runner, keep_ahead=ahead, on_progress=self._relay_progress)
+        self._start_presence()
         try:
             queue.bus.trigger(ev.WORKER_START, worker_event)
             if worker_event.exit_code is not None:
@@ -158,6 +168,8 @@ class Worker:
                 queue.bus.trigger(ev.WORKER_STOP, worker_event)
             return worker_event.exit_code if worker_event.exit_code is not None else self.exit_code
         finally:
+            if self.presence is not None:
+                self.presence.stop()
             if self._isolator is not None:
                 self._isolator.close()
                 self._isolator = None
@@ -183,6 +195,9 @@ class Worker:
             if r is None:
                 held_since = self.clock()
                 r = self._reserve(self._wait_for(timeout) if listen else 0)
+                if r is None and not self.stopping and self._queue_paused(listen) and not listen:
+                    self.stop_reason = "paused"
+                    break
                 if r is None:
                     if self.stopping:
                         self._stop_by_signal()
@@ -202,6 +217,41 @@ class Worker:
             # is held but will not run. Put it back now, uncounted, instead of leaving it reserved
             # until its TTR passes.
             runner.release(r)
+
+    # -- presence and pause (pubq.heartbeat) ---------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return self._state == "idle"
+
+    def _start_presence(self) -> None:
+        """Register in the worker registry and beat; the runner tells it when jobs start and end."""
+        if not self.heartbeat or self._runner is None:
+            return
+        driver = self._runner.driver
+        self.presence = Presence(getattr(driver, "inner", driver), queue=self.queue.name, worker=self,
+                                 worker_id=self.worker_id, interval=self.heartbeat,
+                                 on_cancel=(lambda _reason: self._isolator.kill_running()) if self._isolator else None)
+        self._runner.hooks = self.presence
+        self.presence.start()
+
+    def _relay_progress(self, fraction: float, message: str) -> None:
+        if self.presence is not None:
+            self.presence.report_progress(fraction, message)
+
+    def _queue_paused(self, listen: bool) -> bool:
+        """Nothing was reserved: is it because the queue is paused? (One cheap read; a listening
+        worker logs the change, ``run`` stops and its command says so.)"""
+        assert self._runner is not None
+        try:
+            paused = self._runner.driver.paused()
+        except DriverError:
+            paused = False
+        if paused != self.paused and listen:
+            log.warning("queue %s is %s", self.queue.name, "paused: reserving nothing until resumed" if paused
+                        else "resumed")
+        self.paused = paused
+        return paused
 
     def _wait_for(self, timeout: int) -> float:
         if self.max_seconds is None:
@@ -251,7 +301,10 @@ class Worker:
         try:
             if self.stopping:
                 return None
-            return self._runner.driver.reserve(timeout)
+            r = self._runner.driver.reserve(timeout)
+            if r is not None:
+                self.paused = False
+            return r
         except _Interrupted:
             return None
         except BackendUnavailableError:

@@ -141,3 +141,40 @@ class KillBeforeAck:
         if marker and not os.path.exists(marker):
             _append(marker, "killed")
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class CheckpointJob(Job):
+    """A long in-process job that stops at its checkpoints when cancelled (``ctx.checkpoint()``)."""
+
+    name = "tests.Checkpoint"
+    seconds: float = 30.0
+    path: str = ""
+
+    def execute(self, ctx):
+        if self.path:
+            _append(self.path, f"start {ctx.job_id} {ctx.attempt} {os.getpid()}")
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            ctx.checkpoint()
+            time.sleep(0.02)
+        if self.path:
+            _append(self.path, f"end {ctx.job_id} {ctx.attempt}")
+
+
+@dataclass
+class ProgressJob(Job):
+    """Reports ``steps`` progress values, then holds until ``release`` exists (at most 60 s)."""
+
+    name = "tests.Progress"
+    steps: int = 4
+    release: str = ""
+
+    def execute(self, ctx):
+        for i in range(1, self.steps + 1):
+            ctx.progress(i / self.steps, f"step {i} of {self.steps}")
+            time.sleep(0.05)
+        end = time.monotonic() + 60
+        while self.release and not os.path.exists(self.release) and time.monotonic() < end:
+            time.sleep(0.02)
+        return self.steps

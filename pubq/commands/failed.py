@@ -44,6 +44,7 @@ def _failed_dict(f: Any) -> dict[str, Any]:
         "pushed_at": f.pushed_at,
         "failed_at": f.failed_at,
         "unsettled": f.unsettled,
+        "cancelled": f.code == "cancelled",
     }
 
 

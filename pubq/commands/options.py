@@ -19,6 +19,9 @@ BUILTINS: dict[str, str] = {
     "init": "pubq.commands.admin:init_cmd",
     "db": "pubq.commands.admin:db_group",
     "jobs": "pubq.commands.admin:jobs_cmd",
+    "workers": "pubq.commands.ops:workers_cmd",
+    "health": "pubq.commands.ops:health_cmd",
+    "metrics": "pubq.commands.ops:metrics_group",
 }
 #: Every name a queue may not take: built-in commands, and those planned so that no user queue
 #: ends up shadowing one later.

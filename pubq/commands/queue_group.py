@@ -13,8 +13,10 @@ import click
 from ..config import QueueConfig
 from ..errors import JobNotFoundError, UsageError
 from .failed import failed_group
+from .ops import add_queue_commands
 from .options import HelpGroup, color_option, confirm, console, current_queue, emit_json, json_option, state
-from .render import info_text, render_info
+from .render import info_text
+from .worker_metrics import attach_worker_metrics, worker_metrics_option
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
@@ -33,6 +35,7 @@ def _worker_options(fn: Any) -> Any:
                       help="Stop after S seconds (the running job finishes).")(fn)
     fn = click.option("--max-jobs", type=click.IntRange(min=1), metavar="N", help="Stop after N jobs.")(fn)
     fn = color_option(fn)
+    fn = worker_metrics_option(fn)
     fn = click.option("--isolate/--no-isolate", default=True,
                       help="Run each job in a forked child killed at its TTR (default on; --isolate=0 too).")(fn)
     fn = click.option("-v", "--verbose/--no-verbose", default=False, help="Print Yii-style job lines.")(fn)
@@ -40,12 +43,14 @@ def _worker_options(fn: Any) -> Any:
 
 
 def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
-                  max_seconds: float | None, memory_limit: int | None) -> Any:
+                  max_seconds: float | None, memory_limit: int | None, metrics_port: int | None = None,
+                  metrics_textfile: str | None = None) -> Any:
     from ..behaviors.verbose import VerboseBehavior
     from ..worker import Worker
 
     _configure_worker_logging()
     queue = current_queue()
+    attach_worker_metrics(queue, metrics_port, metrics_textfile)
     if not verbose:
         return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
                       memory_limit_mib=memory_limit, on_put_back=_put_back_notice)
@@ -79,23 +84,30 @@ def make_queue_group(name: str, qc: QueueConfig) -> click.Group:
     group.add_command(remove_cmd)
     group.add_command(push_cmd)
     group.add_command(failed_group)
+    add_queue_commands(group)
     return group
 
 
 @click.command("run")
 @_worker_options
 def run_cmd(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
-            max_seconds: float | None, memory_limit: int | None) -> int:
+            max_seconds: float | None, memory_limit: int | None, metrics_port: int | None,
+            metrics_textfile: str | None) -> int:
     """Run jobs until none is due, then exit 0 (for cron)."""
-    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
-    return worker.run()
+    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit, metrics_port,
+                           metrics_textfile)
+    code = worker.run()
+    if worker.stop_reason == "paused":
+        click.echo(f"The queue {worker.queue.name} is paused.")
+    return code
 
 
 @click.command("listen", context_settings={"ignore_unknown_options": True})
 @click.argument("timeout_args", nargs=-1, metavar="[TIMEOUT]")
 @_worker_options
 def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, color: bool | None,
-               max_jobs: int | None, max_seconds: float | None, memory_limit: int | None) -> int:
+               max_jobs: int | None, max_seconds: float | None, memory_limit: int | None,
+               metrics_port: int | None, metrics_textfile: str | None) -> int:
     """Work forever; TIMEOUT (≥ 1, default 3) is the longest single wait in seconds."""
     # Unknown options are let through only so that ``listen -3`` reads as a (bad) timeout.
     for token in timeout_args:
@@ -104,7 +116,8 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
     if len(timeout_args) > 1:
         raise click.UsageError(f"Got unexpected extra argument ({timeout_args[1]})")
     seconds = listen_timeout(timeout_args[0] if timeout_args else "3")
-    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
+    worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit, metrics_port,
+                           metrics_textfile)
     return worker.listen(seconds)
 
 
@@ -135,13 +148,17 @@ def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) ->
     con = console(state().use_color(color))
 
     def snapshot() -> dict[str, Any]:
-        return {"queue": queue.name, "driver": queue.config.driver, **queue.driver.counts().as_dict()}
+        return {"queue": queue.name, "driver": queue.config.driver, **queue.driver.counts().as_dict(),
+                "paused": queue.driver.paused()}
+
+    def text() -> Any:
+        return info_text(queue.driver.counts(), paused=queue.driver.paused())
 
     if not watch:
         if as_json:
             emit_json(snapshot())
         else:
-            render_info(con, queue.driver.counts())
+            con.print(text())
         return
     try:
         if as_json:
@@ -151,16 +168,16 @@ def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) ->
                 time.sleep(interval)
         elif not con.is_terminal:
             while True:
-                render_info(con, queue.driver.counts())
+                con.print(text())
                 con.print()
                 time.sleep(interval)
         else:
             from rich.live import Live
 
-            with Live(info_text(queue.driver.counts()), console=con, auto_refresh=False) as live:
+            with Live(text(), console=con, auto_refresh=False) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(info_text(queue.driver.counts()), refresh=True)
+                    live.update(text(), refresh=True)
     except KeyboardInterrupt:
         return
 

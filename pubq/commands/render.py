@@ -12,13 +12,16 @@ from ..drivers.base import Counts
 INFO_FIELDS = ("waiting", "delayed", "reserved", "done", "failed")
 
 
-def info_text(counts: Counts) -> Text:
-    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus pubq's ``- failed: N``, and
-    ``- follow-up failed: N`` (raising afterExec/afterError handlers) when there are any."""
+def info_text(counts: Counts, *, paused: bool = False) -> Text:
+    """The Yii shape: ``Jobs`` then ``- waiting: N`` … plus pubq's ``- failed: N``, then
+    ``- follow-up failed: N`` (raising afterExec/afterError handlers) when there are any, and
+    ``- paused: yes`` as the last line while the queue is paused."""
     text = Text("Jobs", style="green")
-    rows = [(name, getattr(counts, name)) for name in INFO_FIELDS]
+    rows: list[tuple[str, object]] = [(name, getattr(counts, name)) for name in INFO_FIELDS]
     if counts.follow_up_failed:
         rows.append(("follow-up failed", counts.follow_up_failed))
+    if paused:
+        rows.append(("paused", "yes"))
     for name, value in rows:
         text.append("\n- ")
         text.append(f"{name}:", style="yellow")
@@ -26,8 +29,8 @@ def info_text(counts: Counts) -> Text:
     return text
 
 
-def render_info(con: Any, counts: Counts) -> None:
-    con.print(info_text(counts))
+def render_info(con: Any, counts: Counts, *, paused: bool = False) -> None:
+    con.print(info_text(counts, paused=paused))
 
 
 def fmt_time(ts: float | None) -> str:

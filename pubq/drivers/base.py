@@ -38,13 +38,21 @@ purge or the registry's trim) and survives ``unfail`` and ``requeue_failed``.
 
 **Policy once.** ``grace``, ``hold``, ``settle_within`` and the registry caps are settings of the
 driver (:class:`Policy`), given when it is built, never per call.
+
+**Operations** (seeing and steering live work, spec §7.2-7.4): a reserved job records its *holder*
+(the worker id given to ``reserve``); workers register and beat into a registry whose entries
+expire by themselves; ``pause`` is a flag the reserve step itself reads; ``cancel`` ends a waiting
+or delayed job at once (as a failed, unsettled attempt the caller settles) and stores a request with
+a reserved one that its holder acts on; ``progress`` is stored with the reservation. ``list_jobs``
+pages one state with a keyset cursor.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Protocol, runtime_checkable
 
 from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
@@ -53,10 +61,15 @@ from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
 DEFAULT_HISTORY_LIMIT = 10
 
 __all__ = [
-    "DEFAULT_FAILED_LIMIT", "DEFAULT_HISTORY_LIMIT", "DEFAULT_PRIORITY", "Attempt", "BaseDriver", "Counts", "Driver",
-    "FailedJob", "FailureInfo",
-    "FollowUpFailure", "JobInfo", "JobStatus", "Policy", "PushItem", "Reclaimed", "ReclaimKind", "Reservation",
+    "CANCELLED_CODE", "DEFAULT_FAILED_LIMIT", "DEFAULT_HISTORY_LIMIT", "DEFAULT_PRIORITY", "Attempt", "BaseDriver",
+    "CancelResult", "CancelState", "Counts", "Driver", "FailedJob", "FailureInfo", "FollowUpFailure", "JobInfo",
+    "JobPage", "JobStatus", "Policy", "PushItem", "Reclaimed", "ReclaimKind", "Reservation", "WorkerInfo",
+    "LISTABLE_STATES",
 ]
+
+#: The stable error code of a cancelled job (``JobCancelledError.code``); ``settle`` counts entries
+#: carrying it in ``Counts.cancelled``.
+CANCELLED_CODE = "cancelled"
 
 
 class JobStatus(enum.Enum):
@@ -199,6 +212,9 @@ class Reclaimed:
     failure: FailedJob | None = None
     #: For LOST: how far past its TTR deadline the job was found (seconds).
     overdue: float = 0.0
+    #: For LOST: the reason of a cancel requested while the dead worker held it (None: none). The
+    #: recovering worker then ends the job as cancelled instead of as lost.
+    cancel_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +231,11 @@ class Counts:
     #: Final failures since the queue was created (counted when settled).
     failed_total: int = 0
     follow_up_failed: int = 0
+    #: Failed attempts followed by another attempt (``retry_later`` and ``unfail``) since creation.
+    retried: int = 0
+    #: Settled final failures that were cancels (error code ``cancelled``) since creation; they are
+    #: also counted in ``failed_total``.
+    cancelled: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -225,6 +246,8 @@ class Counts:
             "failed": self.failed,
             "failed_total": self.failed_total,
             "follow_up_failed": self.follow_up_failed,
+            "retried": self.retried,
+            "cancelled": self.cancelled,
         }
 
 
@@ -249,6 +272,107 @@ class JobInfo:
     message: str = ""
     code: str = ""
     unsettled: bool = False
+    #: Reserved: the worker id of the holder ('' when the reserve named none).
+    holder: str = ""
+    #: Reserved: the last progress the job reported (0…1) and its message; None before any.
+    progress: float | None = None
+    progress_message: str = ""
+    #: Reserved: the reason of a pending cancel request (None: no request).
+    cancel_reason: str | None = None
+
+    @property
+    def started_at(self) -> float | None:
+        """Reserved: when this attempt was reserved (backend time)."""
+        return None if self.deadline is None else self.deadline - self.ttr
+
+
+#: States ``list_jobs`` pages through.
+LISTABLE_STATES = (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED, JobStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of ``list_jobs``: the jobs in the state's order, and the cursor of the next page."""
+
+    jobs: list[JobInfo]
+    #: Give it as ``after`` to get the next page; None when this page is the last.
+    next_after: int | None = None
+
+
+class CancelState(enum.Enum):
+    #: Was waiting or delayed: now a failed, unsettled attempt under ``CancelResult.reservation``;
+    #: the caller runs the afterError handlers (retry false) and settles it, as for any failure.
+    CANCELLED = "cancelled"
+    #: Is reserved: a cancel request is stored with the job; its holder acts on it.
+    REQUESTED = "requested"
+    #: Already done or in the failed registry (or an id this queue handed out and no longer holds).
+    FINISHED = "finished"
+    #: An id this queue never handed out.
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    state: CancelState
+    reservation: Reservation | None = None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker's registry entry, as it beats it (``last_seen`` and ``lost`` are the reader's).
+
+    Stored as opaque JSON by the drivers; ``heartbeat`` is the worker's beat interval: it is *lost*
+    when ``last_seen`` is older than 3 beats, and its entry expires after :data:`WORKER_EXPIRY_BEATS`.
+    """
+
+    worker_id: str
+    queue: str
+    host: str
+    pid: int
+    started_at: float
+    #: idle | busy | paused | stopping
+    state: str = "idle"
+    heartbeat: float = 2.0
+    job_id: int | None = None
+    job_name: str = ""
+    attempt: int = 0
+    job_started_at: float | None = None
+    job_deadline: float | None = None
+    progress: float | None = None
+    progress_message: str = ""
+    done: int = 0
+    failed: int = 0
+    rss_mib: float = 0.0
+    #: Backend time of the last beat (set by the driver when read).
+    last_seen: float = 0.0
+    #: Set when read: no beat for 3 intervals.
+    lost: bool = False
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in asdict(self).items() if k not in ("last_seen", "lost")}
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, last_seen: float, now: float) -> WorkerInfo | None:
+        """The entry read back; None when it is not one (written by something else)."""
+        try:
+            data = json.loads(text)
+            names = {f.name for f in fields(cls)}
+            info = cls(**{k: v for k, v in data.items() if k in names})
+        except (TypeError, ValueError):
+            return None
+        return replace(info, last_seen=last_seen, lost=now - last_seen > LOST_BEATS * info.heartbeat)
+
+    @property
+    def ttl(self) -> float:
+        """Seconds the entry lives after a beat."""
+        return WORKER_EXPIRY_BEATS * max(self.heartbeat, 0.1)
+
+
+#: A worker is lost after this many beats without one (spec §7.2) ...
+LOST_BEATS = 3
+#: ... and its entry is dropped after this many.
+WORKER_EXPIRY_BEATS = 10
 
 
 @runtime_checkable
@@ -280,10 +404,12 @@ class Driver(Protocol):
 
     # -- consuming ----------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0) -> Reservation | None:
-        """Take the next due job in one atomic step, under a new lease.
+    def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
+        """Take the next due job in one atomic step, under a new lease, recording ``holder`` (the
+        reserving worker's id) with it.
 
-        Due delayed jobs become waiting first. Order: lowest priority value, then push order. The
+        Nothing is taken while the queue is paused (the step itself reads the flag). Due delayed
+        jobs become waiting first. Order: lowest priority value, then push order. The
         attempt count goes up by one and the deadline is ``now + ttr``; reclaim may take the job
         after ``deadline + grace``. ``timeout`` > 0 waits up to that many seconds (a blocking
         wake-up, shortened to the next delayed job's due time) while nothing is due; 0 returns at
@@ -295,8 +421,8 @@ class Driver(Protocol):
         """Done: count it in ``done`` and drop the payload. False (nothing counted) if ``r`` is stale."""
         ...
 
-    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
-        """``ack(r)``, then ``reserve(0)``, in one round trip where the backend allows it.
+    def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
+        """``ack(r)``, then ``reserve(0, holder=holder)``, in one round trip where the backend allows it.
 
         The reserve happens whether or not the ack was accepted.
         """
@@ -428,6 +554,70 @@ class Driver(Protocol):
         """Release connections this driver opened; the driver may be used again (it reconnects)."""
         ...
 
+    # -- operations: listing, pause, cancel, progress, the worker registry -----------------
+
+    def list_jobs(self, state: JobStatus, limit: int = 50, after: int | None = None) -> JobPage:
+        """A page of the jobs in ``state`` (waiting, delayed, reserved or failed), in its order.
+
+        Orders: waiting by priority then push order (the run order), delayed by due time, reserved
+        by deadline, failed by failure time; ties by id. ``after`` is the id of the last job of the
+        previous page (``JobPage.next_after``): a keyset cursor, so a deep page costs what the
+        first one does. When that job has left the state meanwhile, the page continues from where
+        it sorted if the backend still knows (waiting), else from the start. A delayed job already
+        due is listed as delayed until a reserve promotes it.
+        """
+        ...
+
+    def pause(self) -> None:
+        """Stop every reserve of this queue (stored with the queue; running jobs go on; pushes work)."""
+        ...
+
+    def resume(self) -> None:
+        """Undo ``pause`` and wake blocked reserves at once."""
+        ...
+
+    def paused(self) -> bool:
+        """Whether the queue is paused (one cheap read)."""
+        ...
+
+    def cancel(self, job_id: int, reason: str = "") -> CancelResult:
+        """Cancel one job (spec §7.4).
+
+        Waiting or delayed: it becomes a failed, *unsettled* attempt with ``JobCancelledError``
+        (code :data:`CANCELLED_CODE`, message ``reason``, decision final) under a new lease, given
+        back in the result: the caller fires afterError (retry false) and ``settle``\\ s it; if it
+        dies first, ``reclaim_expired`` hands the entry out like any unsettled failure. Reserved:
+        the request is stored with the job (``cancel_requested``); a dead holder's reclaimer gets
+        it in :attr:`Reclaimed.cancel_reason`. Failed or done: FINISHED; never handed out: NOT_FOUND.
+        """
+        ...
+
+    def cancel_requested(self, r: Reservation) -> str | None:
+        """The reason of a cancel requested for the reserved job ``r`` (None: none). One cheap read."""
+        ...
+
+    def progress(self, r: Reservation, fraction: float, message: str = "") -> bool:
+        """Store the running job's progress (0…1, clamped) with its reservation. False if ``r`` is stale."""
+        ...
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        """Add a worker to the registry (its first beat)."""
+        ...
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        """Refresh a worker's entry with ``info`` in one backend command; it expires by itself
+        ``info.ttl`` seconds after the last beat."""
+        ...
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Drop a worker's entry at once (a clean stop)."""
+        ...
+
+    def workers(self) -> list[WorkerInfo]:
+        """This queue's registered workers, oldest first, ``last_seen``/``lost`` filled in; expired
+        entries are dropped (swept by the reader where the backend has no key expiry)."""
+        ...
+
 
 class BaseDriver:
     """Defaults shared by drivers; a concrete driver overrides what it can do in fewer round trips."""
@@ -438,9 +628,12 @@ class BaseDriver:
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         return [self.push(i.payload, ttr=i.ttr, delay=i.delay, priority=i.priority) for i in items]  # type: ignore[attr-defined]
 
-    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
+    def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         ok = self.ack(r)  # type: ignore[attr-defined]
-        return ok, self.reserve(0)  # type: ignore[attr-defined]
+        return ok, self.reserve(0, holder=holder)  # type: ignore[attr-defined]
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        self.heartbeat(info)  # type: ignore[attr-defined]
 
     def status(self, job_id: int) -> JobStatus:
         info = self.get(job_id)  # type: ignore[attr-defined]

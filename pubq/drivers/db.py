@@ -40,6 +40,7 @@ import peewee as pw
 
 from pubq.drivers import history as attempt_history
 from pubq.drivers.base import (
+    CANCELLED_CODE,
     DEFAULT_PRIORITY,
     BaseDriver,
     Counts,
@@ -55,8 +56,10 @@ from pubq.drivers.base import (
     Reservation,
 )
 from pubq.drivers.db_conn import COUNTERS, DbConnection, Tx
+from pubq.drivers.db_ops import DbOps, reserved_fields
 from pubq.drivers.db_sql import (
     JOB_COLUMNS,
+    NOT_PAUSED,
     PG_ACK,
     PG_ACK_KEEP,
     PG_NOTIFY,
@@ -99,7 +102,7 @@ DUE_SQL = (
 #: … then the first waiting row in priority and push order, via jobs_ready.
 PICK_SQL = (
     "SELECT id, payload, attempt, ttr, priority, pushed_at, lease FROM {J}"
-    " WHERE channel = ? AND state = 'waiting' ORDER BY priority, id LIMIT 1{SKIP}"
+    f" WHERE channel = ? AND state = 'waiting' AND {NOT_PAUSED} ORDER BY priority, id LIMIT 1{{SKIP}}"
 )
 #: The guard of every write that settles a reservation: reserved under this lease.
 HELD = "id = ? AND channel = ? AND state = 'reserved' AND lease = ?"
@@ -107,7 +110,7 @@ HELD = "id = ? AND channel = ? AND state = 'reserved' AND lease = ?"
 UNSETTLED = "id = ? AND channel = ? AND state = 'failed' AND lease = ? AND expires_at IS NOT NULL"
 
 
-class DbDriver(DbConnection, BaseDriver):
+class DbDriver(DbConnection, DbOps, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema)."""
 
     def __init__(
@@ -182,17 +185,17 @@ class DbDriver(DbConnection, BaseDriver):
 
     # -- consuming ---------------------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0) -> Reservation | None:
-        r, due_in = self._reserve_once(None)[1:]
+    def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
+        r, due_in = self._reserve_once(None, holder)[1:]
         if r is None and timeout <= 0:
-            return self._reserve_past_locks()
+            return self._reserve_past_locks(holder)
         if r is not None:
             return r
         end = time.monotonic() + timeout
         pause = POLL_MIN
         listener = self._listen(self._notify_name)
         if listener is not None:  # LISTEN began after the first attempt: look once more
-            r, due_in = self._reserve_once(None)[1:]
+            r, due_in = self._reserve_once(None, holder)[1:]
         while r is None:
             left = end - time.monotonic()
             if left <= 0:
@@ -208,10 +211,10 @@ class DbDriver(DbConnection, BaseDriver):
                 time.sleep(wait)
             elif not self._wait_notify(wait):
                 listener = None  # the listener broke: poll from now on
-            r, due_in = self._reserve_once(None)[1:]
+            r, due_in = self._reserve_once(None, holder)[1:]
         return r
 
-    def _reserve_past_locks(self) -> Reservation | None:
+    def _reserve_past_locks(self, holder: str) -> Reservation | None:
         """``SKIP LOCKED`` also skips a waiting row that a sibling's reserve merely scanned (InnoDB locks
         what it reads). A draining worker would then exit with that job still waiting; while a plain
         read still sees a due waiting row, try again for up to ``HIDDEN_ROW_PATIENCE`` seconds."""
@@ -219,12 +222,13 @@ class DbDriver(DbConnection, BaseDriver):
             return None
         end = time.monotonic() + HIDDEN_ROW_PATIENCE
         pause = 0.002
-        while self._read("SELECT 1 FROM {J} WHERE channel = ? AND state = 'waiting' LIMIT 1", (self.channel,)):
+        while self._read(f"SELECT 1 FROM {{J}} WHERE channel = ? AND state = 'waiting' AND {NOT_PAUSED} LIMIT 1",
+                         (self.channel, self.channel)):
             if time.monotonic() >= end:
                 return None
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
-            r = self._reserve_once(None)[1]
+            r = self._reserve_once(None, holder)[1]
             if r is not None:
                 return r
         return None
@@ -235,17 +239,18 @@ class DbDriver(DbConnection, BaseDriver):
             return self._pg((PG_ACK, (self.channel, self._shard, r.job_id, r.token)))[0][0] == 1
         return self._write(lambda tx: self._ack_tx(tx, r))
 
-    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
-        acked, nxt, _ = self._reserve_once(r)
+    def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
+        acked, nxt, _ = self._reserve_once(r, holder)
         return acked, nxt
 
-    def _reserve_once(self, ack: Reservation | None) -> tuple[bool, Reservation | None, float | None]:
+    def _reserve_once(self, ack: Reservation | None,
+                      holder: str = "") -> tuple[bool, Reservation | None, float | None]:
         """(acked, reservation, seconds until the next delayed job is due): one transaction."""
         self._cursor()
         grace = float(self.policy.grace)
         if self._pg_fast:
             ch, shard = self.channel, self._shard
-            reserve = (PG_RESERVE if ack is None else PG_RESERVE_ACKED, (ch, shard, grace))
+            reserve = (PG_RESERVE if ack is None else PG_RESERVE_ACKED, (ch, shard, grace, holder or None))
             if ack is None:
                 row = self._pg((PG_PROMOTE, (ch, shard)), reserve)[0]
                 acked = False
@@ -258,7 +263,7 @@ class DbDriver(DbConnection, BaseDriver):
 
         def fn(tx: Tx) -> tuple[bool, Reservation | None, float | None]:
             acked = self._ack_tx(tx, ack) if ack is not None else False
-            return (acked, *self._reserve_tx(tx, grace))
+            return (acked, *self._reserve_tx(tx, grace, holder))
 
         return self._write(fn)
 
@@ -268,7 +273,7 @@ class DbDriver(DbConnection, BaseDriver):
         tx.add(reserved=-1, done=1)
         return True
 
-    def _reserve_tx(self, tx: Tx, grace: float) -> tuple[Reservation | None, float | None]:
+    def _reserve_tx(self, tx: Tx, grace: float, holder: str = "") -> tuple[Reservation | None, float | None]:
         ch = self.channel
         if self.kind == "sqlite":
             moved = tx.x(f"UPDATE {{J}} SET state = 'waiting' WHERE id IN ({DUE_SQL})", (ch, tx.now)).rowcount
@@ -278,15 +283,16 @@ class DbDriver(DbConnection, BaseDriver):
                 tx.x("UPDATE {J} SET state = 'waiting' WHERE id IN ({IDS})", (), ids).rowcount if ids else 0
             )
         tx.add(waiting=moved, delayed=-moved)
-        row = tx.one(PICK_SQL, (ch,))
+        row = tx.one(PICK_SQL, (ch, ch))
         if row is None:
             nxt = tx.one("SELECT min(due_at) FROM {J} WHERE channel = ? AND state = 'delayed'", (ch,))[0]
             return None, (None if nxt is None else float(nxt) - tx.now)
         job_id, payload, attempt, ttr, priority, pushed_at, lease = row
         deadline = tx.now + ttr
         tx.x(
-            "UPDATE {J} SET state = 'reserved', attempt = ?, lease = ?, deadline = ?, expires_at = ? WHERE id = ?",
-            (attempt + 1, lease + 1, deadline, deadline + grace, job_id),
+            "UPDATE {J} SET state = 'reserved', attempt = ?, lease = ?, deadline = ?, expires_at = ?, holder = ?,"
+            " cancel_reason = NULL, progress = NULL, progress_message = NULL WHERE id = ?",
+            (attempt + 1, lease + 1, deadline, deadline + grace, holder or None, job_id),
         )
         tx.add(waiting=-1, reserved=1)
         return _reservation((job_id, payload, attempt + 1, ttr, deadline, lease + 1, priority, pushed_at)), None
@@ -343,7 +349,7 @@ class DbDriver(DbConnection, BaseDriver):
         ).rowcount
         if n != 1:
             return False
-        tx.add(**{from_state: -1}, **{new_state: 1})
+        tx.add(**{from_state: -1}, **{new_state: 1}, retried=1)
         self._notify(tx)
         return True
 
@@ -392,6 +398,9 @@ class DbDriver(DbConnection, BaseDriver):
                      (r.job_id, self.channel, r.token)).rowcount
             if n == 1:
                 tx.add(failed_total=1)
+                code = tx.one("SELECT error_code FROM {J} WHERE id = ?", (r.job_id,))
+                if code is not None and code[0] == CANCELLED_CODE:
+                    tx.add(cancelled=1)
             return n == 1
 
         return self._write(fn)
@@ -420,7 +429,8 @@ class DbDriver(DbConnection, BaseDriver):
                 res = Reservation(job_id, as_bytes(payload), attempt, ttr, until, int(row[14]) + 1, priority,
                                   float(pushed_at))
                 if state == "reserved":
-                    out.append(Reclaimed(ReclaimKind.LOST, res, overdue=max(0.0, tx.now - float(row[8]))))
+                    out.append(Reclaimed(ReclaimKind.LOST, res, overdue=max(0.0, tx.now - float(row[8])),
+                                         cancel_reason=row[17]))
                 elif state == "failed":
                     out.append(Reclaimed(ReclaimKind.UNSETTLED, res, failure=_failed(row)))
             return out
@@ -439,15 +449,17 @@ class DbDriver(DbConnection, BaseDriver):
         row = self._read(
             f"SELECT {JOB_COLUMNS}, {{NOW}} FROM {{J}} WHERE id = ? AND channel = ?", (job_id, self.channel)
         )
-        if row is None:
-            return None
-        state, due_at, now = row[1], float(row[7]), float(row[16])
+        return None if row is None else self._row_info(row)
+
+    def _row_info(self, row: Sequence[Any]) -> JobInfo:
+        """A row read as ``JOB_COLUMNS`` then the database clock."""
+        state, due_at, now = row[1], float(row[7]), float(row[20])
         info = JobInfo(row[0], _status(state, due_at <= now), as_bytes(row[2]), row[3], row[4], row[5],
                        float(row[6]))
         if state in ("waiting", "delayed"):
             return replace(info, due_at=due_at)
         if state == "reserved":
-            return replace(info, deadline=float(row[8]))
+            return replace(info, deadline=float(row[8]), **reserved_fields(row))
         return replace(info, failed_at=due_at, unsettled=row[9] is not None, error_class=row[10] or "",
                        message=row[11] or "", code=row[13] or "")
 
@@ -455,8 +467,10 @@ class DbDriver(DbConnection, BaseDriver):
         row = self._read(COUNTS_SQL, (self.channel, self.channel, self.channel))
         if row is None:  # no database file yet
             return Counts()
-        waiting, delayed, reserved, failed, done, failed_total, follow_ups, due = (int(v) for v in row)
-        return Counts(waiting + due, delayed - due, reserved, done, failed, failed_total, follow_ups)
+        waiting, delayed, reserved, failed, done, failed_total, follow_ups, retried, cancelled, due = (
+            int(v) for v in row)
+        return Counts(waiting + due, delayed - due, reserved, done, failed, failed_total, follow_ups, retried,
+                      cancelled)
 
     def _locked_job(self, tx: Tx, job_id: int) -> Any:
         """(state, attempt) of this channel's row, locked for the transaction; None when absent."""
@@ -528,7 +542,7 @@ class DbDriver(DbConnection, BaseDriver):
         )
         if row is None:
             return None
-        return replace(_failed(row), history=attempt_history.attempts(row[16]))
+        return replace(_failed(row), history=attempt_history.attempts(row[-1]))  # the column after JOB_COLUMNS
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
         if self._no_file_yet():

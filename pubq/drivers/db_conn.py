@@ -60,6 +60,8 @@ COUNTERS = {
     "done": "done",
     "failed_total": "failed_total",
     "follow_up_total": "follow_up_total",
+    "retried": "retried",
+    "cancelled": "cancelled",
 }
 
 # -- errors -------------------------------------------------------------------------------------
@@ -139,7 +141,8 @@ class DbConnection:
         self.models = db_schema.build_models(self.db, table_prefix)
         q = "`" if self.kind == "mysql" else '"'
         self._tables = {
-            k: f"{q}{table_prefix}{n}{q}" for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"))
+            k: f"{q}{table_prefix}{n}{q}"
+            for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"))
         }
         self._dialect: db_schema.Dialect | None = None
         self._sql: dict[tuple[str, int], str] = {}

@@ -19,6 +19,9 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
         error_class, error_message, error_traceback, error_code   failed only
         retry_delay   failed and unsettled: the worker's decision (seconds to the next attempt, NULL
                       when final), for whoever re-runs the handlers (version 2)
+        holder        reserved: the holder's worker id (version 3)
+        cancel_reason reserved: a pending cancel request's reason, NULL when none (version 3)
+        progress, progress_message   reserved: the running job's last progress (version 3)
         history       JSON list of the job's failed attempts, oldest first, capped (each {attempt,
                       error_class, message, traceback, code, failed_at}); NULL before the first
                       failure (version 3)
@@ -26,7 +29,11 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
                         stored state), done, failed_total, follow_up_total; a queue's counts are the sum over its
                         shards (at most SHARDS rows), so counts() is O(1) and workers do not queue up
                         behind one hot counter row
+                        (retried and cancelled since version 3)
     <prefix>follow_ups  raising afterExec/afterError handlers (bounded per channel)
+    <prefix>queues      per channel: paused (0/1, read by the reserve statement itself), paused_at (version 3)
+    <prefix>workers     the worker registry: id, channel, last_seen, expires_at, info (JSON); rows past
+                        expires_at are swept by readers (version 3)
     <prefix>schema      one row: the schema version this code migrated to
 
 Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delayed rows, yii2-queue #280):
@@ -144,6 +151,10 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         error_traceback = text(null=True)
         error_code = pw.CharField(max_length=64, null=True)
         retry_delay = pw.DoubleField(null=True)
+        holder = pw.CharField(max_length=255, null=True)
+        cancel_reason = text(null=True)
+        progress = pw.DoubleField(null=True)
+        progress_message = pw.CharField(max_length=255, null=True)
         history = text(null=True)
 
         class Meta:
@@ -162,6 +173,8 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         done = counter()
         failed_total = counter()
         follow_up_total = counter()
+        retried = counter()
+        cancelled = counter()
 
         class Meta:
             table_name = f"{prefix}counters"
@@ -182,6 +195,24 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         class Meta:
             table_name = f"{prefix}follow_ups"
 
+    class QueueFlags(Base):
+        channel = pw.CharField(max_length=255, primary_key=True)
+        paused = pw.SmallIntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+        paused_at = pw.DoubleField(null=True)
+
+        class Meta:
+            table_name = f"{prefix}queues"
+
+    class Worker(Base):
+        id = pw.CharField(max_length=255, primary_key=True)
+        channel = pw.CharField(max_length=255)
+        last_seen = pw.DoubleField()
+        expires_at = pw.DoubleField()
+        info = text()
+
+        class Meta:
+            table_name = f"{prefix}workers"
+
     class SchemaVersion(Base):
         name = pw.CharField(max_length=64, primary_key=True)
         version = pw.IntegerField()
@@ -199,8 +230,11 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         expiry,
         pw.ModelIndex(FollowUp, (FollowUp.channel, FollowUp.seq), name=f"{prefix}follow_ups_channel"),
     ]
+    #: Indexes of tables added after version 1 (created by their own step).
+    v3_indexes = [pw.ModelIndex(Worker, (Worker.channel, Worker.expires_at), name=f"{prefix}workers_channel")]
     return SimpleNamespace(
-        Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes
+        Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes,
+        QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes,
     )
 
 
@@ -241,13 +275,34 @@ def _step_2(db: pw.Database, models: SimpleNamespace) -> None:
             db.execute_sql(f"ALTER TABLE {quote}{table}{quote} ADD COLUMN {quote}{name}{quote} {ddl[name]}")
 
 
+def _add_columns(db: pw.Database, table: str, ddl: dict[str, str]) -> None:
+    have = {c.name for c in db.get_columns(table)}
+    quote = "`" if dialect_name(db) == "mysql" else '"'
+    for name, kind in ddl.items():
+        if name not in have:
+            db.execute_sql(f"ALTER TABLE {quote}{table}{quote} ADD COLUMN {quote}{name}{quote} {kind}")
+
+
 def _step_3(db: pw.Database, models: SimpleNamespace) -> None:
-    """Add the history column (every failed attempt of a job) where an older step made the table."""
-    table = models.Job._meta.table_name
-    if "history" not in {c.name for c in db.get_columns(table)}:
-        quote = "`" if dialect_name(db) == "mysql" else '"'
-        kind = "LONGTEXT" if dialect_name(db) == "mysql" else "TEXT"
-        db.execute_sql(f"ALTER TABLE {quote}{table}{quote} ADD COLUMN {quote}history{quote} {kind} NULL")
+    """Operations: holder, cancel request and progress of a reserved job; the retried and cancelled
+    counters; the pause flags and the worker registry tables. And every job's history of failed
+    attempts. Additive, re-runnable."""
+    mysql = dialect_name(db) == "mysql"
+    double = "DOUBLE" if mysql else "DOUBLE PRECISION"
+    text = "LONGTEXT" if mysql else "TEXT"
+    _add_columns(db, models.Job._meta.table_name, {
+        "holder": "VARCHAR(255) NULL", "cancel_reason": f"{text} NULL", "progress": f"{double} NULL",
+        "progress_message": "VARCHAR(255) NULL", "history": f"{text} NULL",
+    })
+    _add_columns(db, models.Counter._meta.table_name, {
+        "retried": "BIGINT NOT NULL DEFAULT 0", "cancelled": "BIGINT NOT NULL DEFAULT 0",
+    })
+    for model in (models.QueueFlags, models.Worker):
+        if not db.table_exists(model._meta.table_name):
+            model.create_table(safe=False)
+    for index in models.v3_indexes:
+        if index._name not in _index_names(db, index._table.__name__):
+            db.execute(index)
 
 
 #: version → step; every step is additive (new tables, columns, indexes), never a drop.

@@ -1,7 +1,8 @@
 """SQL of the ``db`` driver.
 
 Templates (here and inline in ``db.py``) use ``?`` placeholders, rewritten to ``%s`` for
-PostgreSQL/MySQL, and these tokens: ``{J}`` jobs table, ``{C}`` counters, ``{F}`` follow-ups, ``{NOW}``
+PostgreSQL/MySQL, and these tokens: ``{J}`` jobs table, ``{C}`` counters, ``{F}`` follow-ups, ``{Q}``
+pause flags, ``{W}`` worker registry, ``{NOW}``
 the database clock in unix seconds, ``{LOCK}`` a row lock (`` FOR UPDATE``; nothing on SQLite, whose
 write transactions are exclusive), ``{SKIP}`` a row lock that skips rows other workers hold
 (`` FOR UPDATE SKIP LOCKED`` where the server has it, else a plain ``FOR UPDATE``), ``{IDS}`` a list
@@ -26,8 +27,12 @@ from dataclasses import dataclass
 #: Columns of a job row as the driver reads it (``db._failed`` and ``reclaim_expired`` index them).
 JOB_COLUMNS = (
     "id, state, payload, attempt, ttr, priority, pushed_at, due_at, deadline, expires_at,"
-    " error_class, error_message, error_traceback, error_code, lease, retry_delay"
+    " error_class, error_message, error_traceback, error_code, lease, retry_delay,"
+    " holder, cancel_reason, progress, progress_message"
 )
+#: Not while the queue is paused: the reserve statement reads the flag itself (spec §7.3). One
+#: parameter, the channel.
+NOT_PAUSED = "NOT EXISTS (SELECT 1 FROM {Q} WHERE channel = ? AND paused = 1)"
 
 NOW_SQL = {
     # SQLite is local: its clock is this host's, through a function registered on each connection.
@@ -99,8 +104,10 @@ PG_ACK_KEEP = PgStatement(
 _RESERVE = f"""
 WITH r AS (
   UPDATE {{J}} SET state = 'reserved', attempt = attempt + 1, lease = lease + 1,
-    deadline = {_PG_NOW} + ttr, expires_at = {_PG_NOW} + ttr + $3
+    deadline = {_PG_NOW} + ttr, expires_at = {_PG_NOW} + ttr + $3, holder = $4, cancel_reason = NULL,
+    progress = NULL, progress_message = NULL
   WHERE id = (SELECT id FROM {{J}} WHERE channel = $1 AND state = 'waiting'
+              AND NOT EXISTS (SELECT 1 FROM {{Q}} WHERE channel = $1 AND paused = 1)
               ORDER BY priority, id LIMIT 1 FOR UPDATE SKIP LOCKED)
   RETURNING id, payload, attempt, ttr, deadline, lease, priority, pushed_at),
 c AS (UPDATE {{C}} SET n_waiting = n_waiting - 1, n_reserved = n_reserved + 1
@@ -111,10 +118,10 @@ SELECT ACKED r.id, r.payload, r.attempt, r.ttr, r.deadline, r.lease, r.priority,
 FROM (SELECT 1) AS one LEFT JOIN r ON true"""
 
 #: Take the first waiting job; with none, the seconds until the next delayed one is due.
-#: $1 channel, $2 shard, $3 grace. Row: id, payload, attempt, ttr, deadline, lease, priority, pushed_at,
+#: $1 channel, $2 shard, $3 grace, $4 holder. Row: id, payload, attempt, ttr, deadline, lease, priority, pushed_at,
 #: due_in.
-PG_RESERVE = PgStatement(_RESERVE.replace("ACKED ", ""), ("varchar", "int", "float8"))
+PG_RESERVE = PgStatement(_RESERVE.replace("ACKED ", ""), ("varchar", "int", "float8", "varchar"))
 #: The same row after a leading "acked" column (0/1) read from PG_ACK_KEEP's setting.
 PG_RESERVE_ACKED = PgStatement(
-    _RESERVE.replace("ACKED ", "current_setting('pubq.acked')::int,"), ("varchar", "int", "float8")
+    _RESERVE.replace("ACKED ", "current_setting('pubq.acked')::int,"), ("varchar", "int", "float8", "varchar")
 )

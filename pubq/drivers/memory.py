@@ -20,21 +20,27 @@ from dataclasses import dataclass, replace
 from itertools import islice
 
 from .base import (
+    CANCELLED_CODE,
     DEFAULT_PRIORITY,
     Attempt,
     BaseDriver,
+    CancelResult,
+    CancelState,
     Counts,
     FailedJob,
     FailureInfo,
     FollowUpFailure,
     JobInfo,
+    JobPage,
     JobStatus,
     Policy,
     PushItem,
     Reclaimed,
     ReclaimKind,
     Reservation,
+    WorkerInfo,
 )
+from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
 _WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
 
@@ -56,6 +62,11 @@ class _Job:
     expires_at: float = 0.0
     #: The current lease token (0 before the first reserve).
     lease: int = 0
+    #: Reserved: the holder's worker id, its progress, a pending cancel request.
+    holder: str = ""
+    progress: float | None = None
+    progress_message: str = ""
+    cancel_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +109,11 @@ class MemoryDriver(BaseDriver):
         self._follow_up_total = 0
         #: Failed attempts per job id (live or in the registry), oldest first, capped.
         self._history: dict[int, deque[Attempt]] = {}
+        self._retried = 0
+        self._cancelled = 0
+        self._paused = False
+        #: worker id -> (info, last_seen); entries past last_seen + ttl are dropped when read.
+        self._workers: dict[str, tuple[WorkerInfo, float]] = {}
 
     # -- producing ----------------------------------------------------------------------
 
@@ -117,13 +133,13 @@ class MemoryDriver(BaseDriver):
 
     # -- consuming ----------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0) -> Reservation | None:
+    def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
         # Timeouts run on the monotonic clock; due times on the backend clock (which may be fake).
         end = time.monotonic() + max(timeout, 0)
         with self._cond:
             while True:
                 now = self._clock()
-                r = self._take(now)
+                r = self._take(now, holder)
                 left = end - time.monotonic()
                 if r is not None or timeout <= 0 or left <= 0:
                     return r
@@ -136,10 +152,10 @@ class MemoryDriver(BaseDriver):
         with self._cond:
             return self._ack(r)
 
-    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
+    def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         with self._cond:
             ok = self._ack(r)
-            return ok, self._take(self._clock())
+            return ok, self._take(self._clock(), holder)
 
     def extend(self, r: Reservation, seconds: float) -> bool:
         with self._cond:
@@ -169,6 +185,7 @@ class MemoryDriver(BaseDriver):
                 self._remember(job.job_id, job.attempt, info, now)
             self._detach(job)
             self._enqueue(job, delay, now)
+            self._retried += 1
             return True
 
     def fail(self, r: Reservation, info: FailureInfo) -> bool:
@@ -200,6 +217,7 @@ class MemoryDriver(BaseDriver):
             self._failed[r.job_id] = replace(entry, unsettled=False, retry_delay=None)
             del self._unsettled[r.job_id]
             self._failed_total += 1
+            self._cancelled += entry.code == CANCELLED_CODE
             return True
 
     def unfail(self, r: Reservation, delay: float) -> bool:
@@ -211,6 +229,7 @@ class MemoryDriver(BaseDriver):
             job = _Job(r.job_id, entry.payload, entry.ttr, entry.priority, entry.pushed_at, entry.attempts,
                        lease=r.token)
             self._enqueue(job, delay, self._clock())
+            self._retried += 1
             return True
 
     def reclaim_expired(self, limit: int = 100) -> list[Reclaimed]:
@@ -223,7 +242,8 @@ class MemoryDriver(BaseDriver):
                 overdue = now - job.deadline
                 job.lease += 1  # the reclaimer holds it now; the old holder's token is stale
                 job.deadline = job.expires_at = now + hold
-                out.append(Reclaimed(ReclaimKind.LOST, self._reservation(job), overdue=overdue))
+                out.append(Reclaimed(ReclaimKind.LOST, self._reservation(job), overdue=overdue,
+                                     cancel_reason=job.cancel_reason))
             pending = sorted((u.settle_by, i) for i, u in self._unsettled.items() if now > u.settle_by)
             for _, job_id in pending[: max(limit - len(out), 0)]:
                 entry = self._failed[job_id]
@@ -242,26 +262,15 @@ class MemoryDriver(BaseDriver):
             job = self._jobs.get(job_id)
             if job is not None:
                 due = job.state is _DELAYED and job.due_at <= self._clock()
-                return JobInfo(
-                    job_id, _WAITING if due else job.state, job.payload, job.attempt, job.ttr, job.priority,
-                    job.pushed_at, due_at=job.due_at if job.state is not _RESERVED else None,
-                    deadline=job.deadline if job.state is _RESERVED else None,
-                )
-            entry = self._failed.get(job_id)
-            if entry is None:
-                return None
-            return JobInfo(
-                job_id, JobStatus.FAILED, entry.payload, entry.attempts, entry.ttr, entry.priority, entry.pushed_at,
-                failed_at=entry.failed_at, error_class=entry.error_class, message=entry.message, code=entry.code,
-                unsettled=entry.unsettled,
-            )
+                return self._info(job, _WAITING if due else job.state)
+            return self._failed_info(job_id) if job_id in self._failed else None
 
     def counts(self) -> Counts:
         with self._cond:
             return Counts(
                 waiting=self._sizes[_WAITING], delayed=self._sizes[_DELAYED], reserved=self._sizes[_RESERVED],
                 done=self._done, failed=len(self._failed), failed_total=self._failed_total,
-                follow_up_failed=self._follow_up_total,
+                follow_up_failed=self._follow_up_total, retried=self._retried, cancelled=self._cancelled,
             )
 
     def remove(self, job_id: int) -> bool:
@@ -346,7 +355,128 @@ class MemoryDriver(BaseDriver):
     def close(self) -> None:
         return None
 
+    # -- operations ------------------------------------------------------------------------
+
+    def list_jobs(self, state: JobStatus, limit: int = 50, after: int | None = None) -> JobPage:
+        """Sorts the state's jobs on every call: O(n log n), fine for the in-process reference."""
+        with self._cond:
+            if state is JobStatus.FAILED:
+                keyed = sorted(((e.failed_at, i), i) for i, e in self._failed.items())
+            else:
+                key = {_WAITING: lambda j: (j.priority, j.seq), _DELAYED: lambda j: (j.due_at, j.seq),
+                       _RESERVED: lambda j: (j.deadline, j.job_id)}.get(state)
+                if key is None:
+                    raise ValueError(f"cannot list jobs in state {state.value}")
+                keyed = sorted((key(j), j.job_id) for j in self._jobs.values() if j.state is state)
+            start = 0
+            if after is not None:
+                marks = [k for k, i in keyed if i == after]
+                if marks:
+                    start = next((n for n, (k, _) in enumerate(keyed) if k > marks[0]), len(keyed))
+                elif state is _WAITING and after in self._jobs:  # where it sorted, as it left
+                    mark = (self._jobs[after].priority, self._jobs[after].seq)
+                    start = next((n for n, (k, _) in enumerate(keyed) if k > mark), len(keyed))
+            rows = keyed[start : start + max(limit, 0)]
+            jobs = []
+            for _, job_id in rows:
+                job = self._jobs.get(job_id)
+                jobs.append(self._info(job, job.state) if job is not None else self._failed_info(job_id))
+            full = bool(rows) and len(rows) == limit and start + limit < len(keyed)
+            return JobPage(jobs, rows[-1][1] if full else None)
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def paused(self) -> bool:
+        return self._paused
+
+    def cancel(self, job_id: int, reason: str = "") -> CancelResult:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                known = job_id in self._failed or 0 < job_id <= self._last_id
+                return CancelResult(CancelState.FINISHED if known else CancelState.NOT_FOUND)
+            if job.state is _RESERVED:
+                job.cancel_reason = reason
+                return CancelResult(CancelState.REQUESTED)
+            now = self._clock()
+            self._detach(job)
+            job.lease += 1
+            entry = FailedJob(
+                job_id=job_id, payload=job.payload, attempts=job.attempt, error_class=CANCELLED_CLASS,
+                message=reason, traceback="", code=CANCELLED_CODE, pushed_at=job.pushed_at, failed_at=now,
+                ttr=job.ttr, priority=job.priority, unsettled=True, retry_delay=None,
+            )
+            self._failed[job_id] = entry
+            self._failed_lease[job_id] = job.lease
+            settle_by = now + self.policy.settle_within
+            self._unsettled[job_id] = _Unsettled(job.lease, settle_by)
+            while len(self._failed) > max(self.policy.failed_limit, 0):
+                self._drop_failed(next(iter(self._failed)))
+            r = Reservation(job_id, job.payload, job.attempt, job.ttr, settle_by, job.lease, job.priority,
+                            job.pushed_at)
+            return CancelResult(CancelState.CANCELLED, r)
+
+    def cancel_requested(self, r: Reservation) -> str | None:
+        with self._cond:
+            job = self._held.get(r.job_id)
+            return job.cancel_reason if job is not None else None
+
+    def progress(self, r: Reservation, fraction: float, message: str = "") -> bool:
+        with self._cond:
+            job = self._holding(r)
+            if job is None:
+                return False
+            job.progress, job.progress_message = clamp_fraction(fraction), (message or "")[:PROGRESS_MESSAGE_MAX]
+            return True
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        with self._cond:
+            self._workers[info.worker_id] = (info, self._clock())
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._cond:
+            self._workers.pop(worker_id, None)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._cond:
+            now = self._clock()
+            for wid, (info, seen) in list(self._workers.items()):
+                if now > seen + info.ttl:
+                    del self._workers[wid]
+            rows = sorted(self._workers.values(), key=lambda e: (e[0].started_at, e[0].worker_id))
+            out = []
+            for info, seen in rows:
+                read = WorkerInfo.from_json(info.to_json(), seen, now)
+                if read is not None:
+                    out.append(read)
+            return out
+
     # -- internals (caller holds the lock) -----------------------------------------------
+
+    def _info(self, job: _Job, status: JobStatus) -> JobInfo:
+        reserved = job.state is _RESERVED
+        return JobInfo(
+            job.job_id, status, job.payload, job.attempt, job.ttr, job.priority, job.pushed_at,
+            due_at=job.due_at if not reserved else None, deadline=job.deadline if reserved else None,
+            holder=job.holder if reserved else "", progress=job.progress if reserved else None,
+            progress_message=job.progress_message if reserved else "",
+            cancel_reason=job.cancel_reason if reserved else None,
+        )
+
+    def _failed_info(self, job_id: int) -> JobInfo:
+        entry = self._failed[job_id]
+        return JobInfo(
+            job_id, JobStatus.FAILED, entry.payload, entry.attempts, entry.ttr, entry.priority, entry.pushed_at,
+            failed_at=entry.failed_at, error_class=entry.error_class, message=entry.message, code=entry.code,
+            unsettled=entry.unsettled,
+        )
 
     def _enqueue(self, job: _Job, delay: float, now: float) -> None:
         """Make a detached job waiting (delay <= 0) or delayed, and wake blocked reserves."""
@@ -377,7 +507,9 @@ class MemoryDriver(BaseDriver):
             heapq.heappop(self._delayed)
         return self._delayed[0][0] if self._delayed else None
 
-    def _take(self, now: float) -> Reservation | None:
+    def _take(self, now: float, holder: str = "") -> Reservation | None:
+        if self._paused:
+            return None
         while self._delayed and self._delayed[0][0] <= now:
             _, seq, job_id = heapq.heappop(self._delayed)
             job = self._live(seq, job_id, _DELAYED)
@@ -394,6 +526,7 @@ class MemoryDriver(BaseDriver):
             job.state, job.attempt, job.lease = _RESERVED, job.attempt + 1, job.lease + 1
             job.deadline = now + job.ttr
             job.expires_at = job.deadline + self.policy.grace
+            job.holder, job.progress, job.progress_message, job.cancel_reason = holder, None, "", None
             self._held[job_id] = job
             return self._reservation(job)
         return None

@@ -8,6 +8,9 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:reserved   zset  id by deadline + grace       {ch}:failed   zset  id by failed_at
     {ch}:failinfo   hash  id -> failure JSON           {ch}:unsettled zset id by settle deadline
     {ch}:followups  list  capped, newest first         {ch}:wake     list  capped wake-up tokens
+    {ch}:paused     string set while paused            {ch}:holder   hash  id -> holder worker id
+    {ch}:progress   hash  id -> "fraction|message"     {ch}:cancel   hash  id -> cancel reason
+    {ch}:workers    hash  worker id -> "seen|json"     {ch}:workerexp zset worker id by expiry
     {ch}:history    hash  id -> JSON list of the job's failed attempts (capped)
 
 Why waiting is a sorted set and not one list per priority: both cost one round trip per
@@ -43,23 +46,29 @@ from . import history as attempt_history
 from .base import (
     DEFAULT_PRIORITY,
     BaseDriver,
+    CancelResult,
+    CancelState,
     Counts,
     FailedJob,
     FailureInfo,
     FollowUpFailure,
     JobInfo,
+    JobPage,
     JobStatus,
     Policy,
     PushItem,
     Reclaimed,
     ReclaimKind,
     Reservation,
+    WorkerInfo,
 )
+from .ops_codec import cancel_failure, parse_progress, progress_value
 
 #: Order of the KEYS every script receives (see lua/_lib.lua).
 KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
-    "failed", "failinfo", "unsettled", "followups", "wake", "history",
+    "failed", "failinfo", "unsettled", "followups", "wake",
+    "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
 )
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
@@ -90,6 +99,13 @@ def _reservation(row: Sequence[Any]) -> Reservation:
         job_id=int(row[0]), payload=row[1], attempt=int(row[2]), ttr=int(row[3]),
         deadline=float(row[4]), token=int(row[5]), priority=int(row[6]), pushed_at=float(row[7]),
     )
+
+
+def _live(holder: bytes, progress: bytes, cancel: int, reason: bytes) -> dict[str, Any]:
+    """The JobInfo fields of a reservation's holder, progress and cancel request."""
+    fraction, message = parse_progress(progress)
+    return {"holder": holder.decode("utf-8", "replace"), "progress": fraction, "progress_message": message,
+            "cancel_reason": reason.decode("utf-8", "replace") if cancel == 1 else None}
 
 
 def _meta(raw: bytes) -> list[bytes]:
@@ -133,6 +149,8 @@ class RedisDriver(BaseDriver):
         self._meta_key = self.keys[KEY_NAMES.index("meta")]
         self._wake_key = self.keys[KEY_NAMES.index("wake")]
         self._followups_key = self.keys[KEY_NAMES.index("followups")]
+        self._paused_key = self.keys[KEY_NAMES.index("paused")]
+        self._cancel_key = self.keys[KEY_NAMES.index("cancel")]
         #: The ARGV head of every script: the policy, so no call passes it again.
         self._head = (self.wake_cap, int(policy.failed_limit), int(policy.follow_up_limit),
                       float(policy.grace), float(policy.hold), float(policy.settle_within))
@@ -142,7 +160,7 @@ class RedisDriver(BaseDriver):
             for name in (
                 "push", "reserve", "ack", "ack_reserve", "release", "extend", "retry_later", "fail",
                 "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
-                "follow_up", "clear",
+                "follow_up", "clear", "list", "cancel", "progress", "pause", "worker",
             )
         }
         socket_timeout = self._client.get_connection_kwargs().get("socket_timeout")
@@ -188,9 +206,9 @@ class RedisDriver(BaseDriver):
 
     # -- consuming ----------------------------------------------------------------------
 
-    def reserve(self, timeout: float = 0) -> Reservation | None:
+    def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
         """Non-blocking reserve script; while nothing is due, BLPOP the wake list and try again."""
-        found, next_due = self._reserved(self._run("reserve"))
+        found, next_due = self._reserved(self._run("reserve", holder))
         if found is not None or timeout <= 0:
             return found
         end = time.monotonic() + timeout
@@ -206,7 +224,7 @@ class RedisDriver(BaseDriver):
                     self._client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
                 except redis.RedisError as exc:
                     raise _wrap(exc, self.channel) from exc
-            found, next_due = self._reserved(self._run("reserve"))
+            found, next_due = self._reserved(self._run("reserve", holder))
             if found is not None:
                 return found
 
@@ -219,9 +237,9 @@ class RedisDriver(BaseDriver):
     def ack(self, r: Reservation) -> bool:
         return self._run("ack", r.job_id, r.token) == 1
 
-    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
+    def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         """The worker's hot path: one round trip per job."""
-        reply = self._run("ack_reserve", r.job_id, r.token)
+        reply = self._run("ack_reserve", r.job_id, r.token, holder)
         return reply[0] == 1, self._reserved(reply[1:])[0]
 
     def extend(self, r: Reservation, seconds: float) -> bool:
@@ -251,7 +269,9 @@ class RedisDriver(BaseDriver):
         for row in self._run("reclaim", int(limit)):
             reservation = _reservation(row[1:9])
             if row[0] == b"lost":
-                out.append(Reclaimed(ReclaimKind.LOST, reservation, overdue=max(0.0, float(row[9]))))
+                cancel = row[11].decode("utf-8", "replace") if row[10] == 1 else None
+                out.append(Reclaimed(ReclaimKind.LOST, reservation, overdue=max(0.0, float(row[9])),
+                                     cancel_reason=cancel))
             else:
                 failure = self._failed_job(reservation.job_id, reservation.payload, row[9], row[10], True,
                                            attempts=reservation.attempt, ttr=reservation.ttr,
@@ -273,13 +293,13 @@ class RedisDriver(BaseDriver):
         reply = self._run("get", int(job_id))
         if not reply:
             return None
-        meta, payload, when, record, unsettled, now = reply
+        meta, payload, when, record, unsettled, now, *live = reply
         state, attempt, ttr, priority, pushed_at, _seq, deadline, _lease = _meta(meta)
         status = _STATES[state]
         info = JobInfo(job_id=int(job_id), status=status, payload=payload, attempt=int(attempt), ttr=int(ttr),
                        priority=int(priority), pushed_at=float(pushed_at))
         if status is JobStatus.RESERVED:
-            return replace(info, deadline=float(deadline))
+            return replace(info, deadline=float(deadline), **_live(*live))
         if status is JobStatus.DELAYED:
             due = float(when)
             return replace(info, status=JobStatus.WAITING if due <= float(now) else status, due_at=due)
@@ -356,6 +376,83 @@ class RedisDriver(BaseDriver):
             seq, _, record = row.partition(b"|")
             out.append(FollowUpFailure(seq=int(seq), **json.loads(record)))
         return out
+
+    # -- operations -----------------------------------------------------------------------
+
+    def list_jobs(self, state: JobStatus, limit: int = 50, after: int | None = None) -> JobPage:
+        """One script: ZRANK of the cursor (or a binary search where it sorted), then ZRANGE."""
+        code = {JobStatus.WAITING: "w", JobStatus.DELAYED: "d", JobStatus.RESERVED: "r", JobStatus.FAILED: "f"}
+        if state not in code:
+            raise ValueError(f"cannot list jobs in state {state.value}")
+        if limit <= 0:
+            return JobPage([])
+        reply = self._run("list", code[state], int(limit), "" if after is None else int(after))
+        jobs = [self._listed(state, row) for row in reply[1:]]
+        return JobPage(jobs, jobs[-1].job_id if reply[0] == 1 and jobs else None)
+
+    def _listed(self, state: JobStatus, row: Sequence[Any]) -> JobInfo:
+        job_id, meta, payload, score, holder, progress, cancel, reason, record, unsettled = row
+        fields = _meta(meta) if meta else [b"", b"0", b"0", b"0", b"0", b"0", b"", b"0"]
+        info = JobInfo(job_id=int(job_id), status=state, payload=payload, attempt=int(fields[1]),
+                       ttr=int(fields[2]), priority=int(fields[3]), pushed_at=float(fields[4] or 0))
+        if state is JobStatus.RESERVED:
+            return replace(info, deadline=float(fields[6] or 0), **_live(holder, progress, cancel, reason))
+        if state is JobStatus.FAILED:
+            failure = json.loads(record)
+            return replace(info, failed_at=float(score), error_class=failure.get("error_class", ""),
+                           message=failure.get("message", ""), code=failure.get("code", ""),
+                           unsettled=unsettled == 1)
+        if state is JobStatus.DELAYED:
+            return replace(info, due_at=float(score))
+        return info
+
+    def pause(self) -> None:
+        self._run("pause", "1")
+
+    def resume(self) -> None:
+        self._run("pause", "0")
+
+    def paused(self) -> bool:
+        try:
+            return bool(self._client.exists(self._paused_key))
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.channel) from exc
+
+    def cancel(self, job_id: int, reason: str = "") -> CancelResult:
+        reply = self._run("cancel", int(job_id), reason, cancel_failure(reason))
+        state = CancelState(reply[0].decode())
+        if state is CancelState.CANCELLED:
+            return CancelResult(state, _reservation(reply[1:9]))
+        return CancelResult(state)
+
+    def cancel_requested(self, r: Reservation) -> str | None:
+        """One HGET."""
+        try:
+            raw = self._client.hget(self._cancel_key, r.job_id)
+        except redis.RedisError as exc:
+            raise _wrap(exc, self.channel) from exc
+        return None if raw is None else raw.decode("utf-8", "replace")
+
+    def progress(self, r: Reservation, fraction: float, message: str = "") -> bool:
+        return self._run("progress", r.job_id, r.token, progress_value(fraction, message)) == 1
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        """One script call: the entry, its expiry, a sweep of expired entries."""
+        self._run("worker", "beat", info.worker_id, info.to_json(), float(info.ttl))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._run("worker", "drop", worker_id)
+
+    def workers(self) -> list[WorkerInfo]:
+        reply = self._run("worker", "list")
+        now = float(reply[0])
+        out = []
+        for i in range(1, len(reply) - 1, 2):
+            seen, _, text = reply[i + 1].partition(b"|")
+            info = WorkerInfo.from_json(text, float(seen), now)
+            if info is not None:
+                out.append(info)
+        return sorted(out, key=lambda w: (w.started_at, w.worker_id))
 
     def now(self) -> float:
         """Redis TIME, so workers on skewed hosts agree with the deadlines the scripts record."""

@@ -23,17 +23,20 @@ from typing import Any, TypeVar
 from ..errors import BackendUnavailableError, DriverError
 from .base import (
     DEFAULT_PRIORITY,
+    CancelResult,
     Counts,
     Driver,
     FailedJob,
     FailureInfo,
     FollowUpFailure,
     JobInfo,
+    JobPage,
     JobStatus,
     Policy,
     PushItem,
     Reclaimed,
     Reservation,
+    WorkerInfo,
 )
 
 log = logging.getLogger("pubq.driver")
@@ -78,8 +81,11 @@ class ResilientDriver:
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         label: str = "",
+        holder: str = "",
     ) -> None:
         self.inner = driver
+        #: The worker id this view reserves under (a worker's view); '' for a command's.
+        self.holder = holder
         self.budget = budget or OutageBudget()
         self.max_backoff = max_backoff
         self._sleep = sleep
@@ -89,10 +95,11 @@ class ResilientDriver:
         #: Monotonic time the current outage began (None while the backend answers).
         self._down_since: float | None = None
 
-    def with_budget(self, budget: OutageBudget) -> ResilientDriver:
-        """Another view of the same driver with its own budget (a worker's, a command's)."""
+    def with_budget(self, budget: OutageBudget, *, holder: str | None = None) -> ResilientDriver:
+        """Another view of the same driver with its own budget (a worker's, a command's) and, for a
+        worker, the holder id its reserves record."""
         return ResilientDriver(self.inner, budget=budget, max_backoff=self.max_backoff, sleep=self._sleep,
-                               label=self.label)
+                               label=self.label, holder=self.holder if holder is None else holder)
 
     @property
     def channel(self) -> str:
@@ -165,14 +172,15 @@ class ResilientDriver:
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         return self._call("push_many", self.inner.push_many, items)
 
-    def reserve(self, timeout: float = 0) -> Reservation | None:
-        return self._call("reserve", self.inner.reserve, timeout)
+    def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
+        return self._call("reserve", self.inner.reserve, timeout, holder=holder or self.holder)
 
     def ack(self, r: Reservation) -> bool:
         return self._call("ack", self.inner.ack, r, settles=True)
 
-    def ack_and_reserve(self, r: Reservation) -> tuple[bool, Reservation | None]:
-        return self._call("ack_and_reserve", self.inner.ack_and_reserve, r, settles=True)
+    def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
+        return self._call("ack_and_reserve", self.inner.ack_and_reserve, r, settles=True,
+                          holder=holder or self.holder)
 
     def extend(self, r: Reservation, seconds: float) -> bool:
         return self._call("extend", self.inner.extend, r, seconds)
@@ -234,6 +242,41 @@ class ResilientDriver:
 
     def ping(self) -> None:
         return self._call("ping", self.inner.ping)
+
+    def list_jobs(self, state: JobStatus, limit: int = 50, after: int | None = None) -> JobPage:
+        return self._call("list_jobs", self.inner.list_jobs, state, limit, after)
+
+    def pause(self) -> None:
+        return self._call("pause", self.inner.pause)
+
+    def resume(self) -> None:
+        return self._call("resume", self.inner.resume)
+
+    def paused(self) -> bool:
+        return self._call("paused", self.inner.paused)
+
+    def cancel(self, job_id: int, reason: str = "") -> CancelResult:
+        # A cancel that landed just before the link broke answers FINISHED on its retry; the
+        # unsettled entry it left is then settled by a worker's reclaim (afterError runs there).
+        return self._call("cancel", self.inner.cancel, job_id, reason)
+
+    def cancel_requested(self, r: Reservation) -> str | None:
+        return self._call("cancel_requested", self.inner.cancel_requested, r)
+
+    def progress(self, r: Reservation, fraction: float, message: str = "") -> bool:
+        return self._call("progress", self.inner.progress, r, fraction, message)
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        return self._call("register_worker", self.inner.register_worker, info)
+
+    def heartbeat(self, info: WorkerInfo) -> None:
+        return self._call("heartbeat", self.inner.heartbeat, info)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        return self._call("unregister_worker", self.inner.unregister_worker, worker_id)
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._call("workers", self.inner.workers)
 
     def close(self) -> None:
         self.inner.close()

@@ -16,7 +16,7 @@ from ..job import Job
 if TYPE_CHECKING:  # pragma: no cover
     from ..publishing.pipeline import Pipeline
     from ..publishing.transitions import JobRef
-    from ..queue import JobContext
+    from ..runner import JobContext
 
 
 class PublishingJob(Job):
@@ -51,7 +51,7 @@ class CopyAssetJob(PublishingJob):
     task_id: int
 
     def execute(self, ctx: JobContext) -> Any:
-        return self.pipeline(ctx).copy_assets(self.task_id, self.job_ref(ctx))
+        return self.pipeline(ctx).copy_assets(self.task_id, self.job_ref(ctx), progress=ctx.progress)
 
 
 @dataclass

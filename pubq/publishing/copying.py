@@ -10,7 +10,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,15 +49,17 @@ def extension_of(url: str, asset_type: str) -> str:
 
 
 def copy_asset(url: str, asset_type: str, policy: SourcePolicy, publish_root: Path, *,
-               task_id: int, index: int) -> CopiedFile:
-    """Copy one source into ``publish_root``; business errors name the asset by ``index``."""
+               task_id: int, index: int, on_bytes: Callable[[int], None] | None = None) -> CopiedFile:
+    """Copy one source into ``publish_root``; business errors name the asset by ``index``.
+    ``on_bytes`` is told the bytes copied so far after every chunk (the job's progress)."""
     params = {"task_id": task_id, "index": index}
     chunks = _http_chunks(url, policy, params) if is_url(url) else _local_chunks(url, policy, params)
-    return write_atomically(chunks, publish_root, extension_of(url, asset_type), policy.max_bytes, params)
+    return write_atomically(chunks, publish_root, extension_of(url, asset_type), policy.max_bytes, params,
+                            on_bytes=on_bytes)
 
 
 def write_atomically(chunks: Iterator[bytes], publish_root: Path, ext: str, max_bytes: int,
-                     params: dict[str, int]) -> CopiedFile:
+                     params: dict[str, int], *, on_bytes: Callable[[int], None] | None = None) -> CopiedFile:
     """Stream ``chunks`` to a temp file beside the target, then rename; nothing is left on failure."""
     root = publish_root.resolve()
     for _ in range(5):
@@ -82,6 +84,8 @@ def write_atomically(chunks: Iterator[bytes], publish_root: Path, ext: str, max_
                     raise AssetTooLargeError.make(limit=max_bytes, **params)
                 digest.update(chunk)
                 out.write(chunk)
+                if on_bytes is not None:
+                    on_bytes(size)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, target)

@@ -9,6 +9,7 @@ with one publish-log row per event key and one source callback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,19 +79,28 @@ class Pipeline:
 
     # -- copy-asset --------------------------------------------------------------------------------
 
-    def copy_assets(self, task_id: int, job: JobRef) -> dict[str, Any]:
-        """Copy every enabled asset not copied yet; 35020 when the task has no enabled asset."""
+    def copy_assets(self, task_id: int, job: JobRef,
+                    progress: Callable[[float, str], None] | None = None) -> dict[str, Any]:
+        """Copy every enabled asset not copied yet; 35020 when the task has no enabled asset.
+
+        ``progress`` (the job's ``ctx.progress``) hears the bytes copied as they go, so a large
+        asset shows movement in ``pubq workers``."""
         self.records.task(task_id)
         assets = self.records.enabled_assets(task_id)
         if not assets:
             raise ServerError.make(task_id=task_id)
         copied = 0
-        for asset in assets:
+        total = len(assets)
+        for n, asset in enumerate(assets):
             root = self.settings.publish_dirs[asset.type]
             if asset.relative_path and (root / asset.relative_path.lstrip("/")).is_file():
                 continue  # done by an earlier run of this step
+            on_bytes = None
+            if progress is not None:
+                def on_bytes(size: int, n: int = n) -> None:
+                    progress(n / total, f"asset {n + 1} of {total}: {size:,} bytes copied")
             result = copy_asset(asset.source_url, asset.type, self.settings.sources, root,
-                                task_id=task_id, index=asset.position)
+                                task_id=task_id, index=asset.position, on_bytes=on_bytes)
             self.records.record_copy(asset.id, result)
             copied += 1
 
@@ -99,6 +109,8 @@ class Pipeline:
             self.transitions.step(task_id, None, f"assets copied ({copied} new, {len(assets)} enabled)", job=job)
 
         self.store.tx(record)
+        if progress is not None:
+            progress(1.0, f"{total} asset{'s' if total != 1 else ''} copied")
         return {"task_id": task_id, "assets": len(assets), "copied": copied}
 
     def fan_out(self, task_id: int, job: JobRef) -> list[int]:

@@ -262,7 +262,7 @@ def test_retry_later_without_delay_makes_the_job_waiting_and_the_next_reserve_is
     jid = push(driver, b"p")
     r = take(driver)
     assert driver.retry_later(r, 0) is True
-    assert driver.counts() == Counts(waiting=1)
+    assert driver.counts() == Counts(waiting=1, retried=1)
     assert driver.status(jid) is JobStatus.WAITING
     assert driver.ack(r) is False
     r2 = take(driver)
@@ -275,7 +275,7 @@ def test_retry_later_with_a_delay_keeps_the_job_delayed_until_due(driver):
     r = take(driver)
     before = driver.now()
     assert driver.retry_later(r, 1.0) is True
-    assert driver.counts() == Counts(delayed=1)
+    assert driver.counts() == Counts(delayed=1, retried=1)
     early = driver.reserve(0)
     if driver.now() < before + 1.0 - EPS:
         assert early is None
@@ -451,7 +451,7 @@ def test_a_late_ack_from_a_reclaimed_worker_is_refused_and_never_double_counted(
     assert r2.attempt == 2
     assert driver.ack(r2) is True
     assert driver.ack(stale) is False and driver.ack(current) is False
-    assert driver.counts() == Counts(done=1)
+    assert driver.counts() == Counts(done=1, retried=1)
 
 
 def test_an_unsettled_failure_is_handed_out_again_under_a_new_lease_after_its_settle_deadline(make_driver):

@@ -186,3 +186,14 @@ def test_a_source_is_fetched_from_the_address_that_was_checked_not_a_second_look
     assert copied.size == len(b"pinned")
     assert resolver.lookups == 1
     assert srv.requests[0].headers["host"] == f"rebind.test:{port}"
+
+
+def test_copy_reports_the_bytes_copied_after_every_chunk(tmp_path, policy) -> None:
+    from pubq.publishing.copying import CHUNK
+
+    data = b"y" * (CHUNK * 2 + 10)
+    (tmp_path / "sources").mkdir(exist_ok=True)
+    (tmp_path / "sources" / "big.mp4").write_bytes(data)
+    seen: list[int] = []
+    copied = copy_asset("big.mp4", "video", policy, tmp_path / "publish", task_id=1, index=0, on_bytes=seen.append)
+    assert seen == [CHUNK, CHUNK * 2, len(data)] and copied.size == len(data)

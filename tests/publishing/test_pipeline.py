@@ -253,3 +253,15 @@ def test_sync_moves_reviewed_items_to_published(service, pipeline, tmp_path) -> 
     changes = pipeline.sync_reviews(task_id)
     assert [c["status"] for c in changes] == [AccountStatus.PUBLISHED]
     assert accounts(service, task_id)["a1"]["status"] == AccountStatus.PUBLISHED
+
+
+@pytest.mark.held("copy-asset")
+def test_copy_assets_reports_its_progress_to_the_job(app, service, tmp_path) -> None:
+    from pubq.publishing.pipeline import pipeline_for
+    from pubq.publishing.transitions import JobRef
+
+    task_id = service.submit(request_doc(tmp_path, accounts=["a1"]))
+    seen: list[tuple[float, str]] = []
+    pipeline_for(app).copy_assets(task_id, JobRef("copy-asset", 1, 1), progress=lambda f, m: seen.append((f, m)))
+    assert seen[0] == (0.0, "asset 1 of 1: 1,100 bytes copied")
+    assert seen[-1] == (1.0, "1 asset copied")

@@ -17,7 +17,14 @@
 --   9 unsettled  zset  id, score = settle deadline (failed attempts whose handlers are unconfirmed)
 --  10 followups  list  "<seq>|<json>", newest first, capped at follow_up_limit
 --  11 wake       list  wake-up tokens for BLPOP, capped at wake_cap (a lost token loses no job)
---  12 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
+--  12 paused     string set while the queue is paused (read by reserve itself); value: since when
+--  13 holder     hash  id -> worker id of the reserved job's holder
+--  14 progress   hash  id -> "fraction|message" of a reserved job
+--  15 cancel     hash  id -> reason of a cancel requested for a reserved job
+--  16 workers    hash  worker id -> "last_seen|json" (the worker registry)
+--  17 workerexp  zset  worker id, score = when its entry expires (swept by beats and readers;
+--                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
+--  18 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
 --                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
 -- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,
 -- 4 grace, 5 hold, 6 settle_within (seconds); a script's own arguments start at ARGV[7].
@@ -27,7 +34,10 @@ if redis.replicate_commands then redis.replicate_commands() end
 
 local K_STATS, K_PAYLOAD, K_META, K_WAITING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_UNSETTLED, K_FOLLOWUPS, K_WAKE, K_HISTORY = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local K_UNSETTLED, K_FOLLOWUPS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
+local K_PAUSED, K_HOLDER, K_PROGRESS, K_CANCEL = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local K_WORKERS, K_WORKEREXP = KEYS[16], KEYS[17]
+local K_HISTORY = KEYS[18]
 local WAKE_CAP = tonumber(ARGV[1])
 local FAILED_LIMIT = tonumber(ARGV[2])
 local FOLLOW_UP_LIMIT = tonumber(ARGV[3])
@@ -105,6 +115,13 @@ local function reschedule(id, m, delay)
   end
 end
 
+-- Forget what a reservation carried besides its meta: holder, progress, cancel request.
+local function drop_live(id)
+  redis.call('HDEL', K_HOLDER, id)
+  redis.call('HDEL', K_PROGRESS, id)
+  redis.call('HDEL', K_CANCEL, id)
+end
+
 -- Take a job out of whatever structure holds it (its payload and meta stay).
 local function detach(id, m)
   if m.state == 'w' then
@@ -113,6 +130,7 @@ local function detach(id, m)
     redis.call('ZREM', K_DELAYED, wmember(m.seq, id))
   elseif m.state == 'r' then
     redis.call('ZREM', K_RESERVED, id)
+    drop_live(id)
   elseif m.state == 'f' then
     redis.call('ZREM', K_FAILED, id)
     redis.call('ZREM', K_UNSETTLED, id)
@@ -172,11 +190,16 @@ local function promote_due(now)
   return moved
 end
 
--- The reserve step: promote due jobs, pop the lowest (priority, seq), skip ids whose payload is
--- gone, count the attempt, take a new lease, record the deadline. Returns {1, id, payload,
--- attempt, ttr, deadline, token, priority, pushed_at} or {0, seconds until the next delayed job is
--- due | ''}.
-local function reserve(now)
+-- The reserve step: nothing while paused; promote due jobs, pop the lowest (priority, seq), skip
+-- ids whose payload is gone, count the attempt, take a new lease, record the deadline and the
+-- holder. Returns {1, id, payload, attempt, ttr, deadline, token, priority, pushed_at} or {0,
+-- seconds until the next delayed job is due | ''}.
+local function reserve(now, holder)
+  if redis.call('EXISTS', K_PAUSED) == 1 then
+    -- sleepers block until resume feeds the wake list
+    redis.call('DEL', K_WAKE)
+    return {0, ''}
+  end
   local moved = promote_due(now)
   while true do
     local top = redis.call('ZPOPMIN', K_WAITING)
@@ -192,6 +215,7 @@ local function reserve(now)
       m.deadline = f6(deadline)
       meta_put(id, m)
       redis.call('ZADD', K_RESERVED, f6(deadline + GRACE), id)
+      if holder and holder ~= '' then redis.call('HSET', K_HOLDER, id, holder) end
       -- other sleepers may take the rest of what was just promoted
       if moved > 1 then wake(moved - 1) end
       return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.lease, m.prio, m.pushed}
@@ -223,6 +247,7 @@ local function ack(id, token)
   local m = meta_get(id)
   if not held(m, token) then return 0 end
   redis.call('ZREM', K_RESERVED, id)
+  drop_live(id)
   forget(id)
   redis.call('HINCRBY', K_STATS, 'done', 1)
   return 1

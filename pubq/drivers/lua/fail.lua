@@ -9,6 +9,7 @@ local id = ARGV[7]
 local m = meta_get(id)
 if not held(m, tonumber(ARGV[8])) then return 0 end
 redis.call('ZREM', K_RESERVED, id)
+drop_live(id)
 local now = clock()
 m.state = 'f'
 m.deadline = ''

@@ -1,7 +1,8 @@
 -- get.lua: what is stored for one id (read only).
 -- KEYS: the fixed list in _lib.lua.
 -- ARGV: head (1-6), 7 id.
--- Returns {} when unknown, else {meta, payload, when, failure JSON, unsettled 1|0, now}: when = due
+-- Returns {} when unknown, else {meta, payload, when, failure JSON, unsettled 1|0, now, holder,
+-- progress, cancel requested 1|0, cancel reason}: when = due
 -- time (delayed), failed_at (failed) or ''; failure and unsettled only mean something for failed
 -- entries; now = the server clock (a delayed job already due is reported as waiting).
 local id = ARGV[7]
@@ -15,5 +16,7 @@ elseif m.state == 'f' then
   record = redis.call('HGET', K_FAILINFO, id) or '{}'
   pending = redis.call('ZSCORE', K_UNSETTLED, id) and 1 or 0
 end
+local cancel = redis.call('HGET', K_CANCEL, id)
 return {redis.call('HGET', K_META, id), redis.call('HGET', K_PAYLOAD, id) or '', when or '', record, pending,
-        f6(clock())}
+        f6(clock()), redis.call('HGET', K_HOLDER, id) or '', redis.call('HGET', K_PROGRESS, id) or '',
+        cancel and 1 or 0, cancel or ''}

@@ -3,7 +3,8 @@
 -- KEYS: the fixed list in _lib.lua.
 -- ARGV: head (1-6), 7 limit.
 -- Returns a list of entries:
---   {'lost', id, payload, attempt, ttr, new deadline, token, priority, pushed_at, overdue}
+--   {'lost', id, payload, attempt, ttr, new deadline, token, priority, pushed_at, overdue,
+--    cancel requested 1|0, cancel reason}
 --   {'unsettled', id, payload, attempt, ttr, new settle deadline, token, priority, pushed_at,
 --    failure JSON, failed_at}
 local limit = tonumber(ARGV[7])
@@ -22,8 +23,9 @@ for _, id in ipairs(lost) do
     m.deadline = until_
     meta_put(id, m)
     redis.call('ZADD', K_RESERVED, until_, id)
+    local cancel = redis.call('HGET', K_CANCEL, id)
     out[#out + 1] = {'lost', tonumber(id), payload, m.attempt, m.ttr, until_, m.lease, m.prio, m.pushed,
-                     f6(overdue)}
+                     f6(overdue), cancel and 1 or 0, cancel or ''}
   else
     redis.call('ZREM', K_RESERVED, id)
     if not payload then redis.call('HDEL', K_META, id) end

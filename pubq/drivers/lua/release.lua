@@ -7,6 +7,7 @@ local id = ARGV[7]
 local m = meta_get(id)
 if not held(m, tonumber(ARGV[8])) then return 0 end
 redis.call('ZREM', K_RESERVED, id)
+drop_live(id)
 m.attempt = m.attempt - 1
 to_waiting(id, m)
 wake(1)

@@ -8,6 +8,8 @@ local m = meta_get(id)
 if not held(m, tonumber(ARGV[8])) then return 0 end
 redis.call('ZREM', K_RESERVED, id)
 if ARGV[10] ~= '' then remember(id, m, ARGV[10], tonumber(ARGV[11]), clock()) end
+drop_live(id)
+redis.call('HINCRBY', K_STATS, 'retried', 1)
 next_seq(m)
 reschedule(id, m, tonumber(ARGV[9]))
 return 1

@@ -7,4 +7,8 @@ local m = meta_get(id)
 if not unsettled(id, m, tonumber(ARGV[8])) then return 0 end
 redis.call('ZREM', K_UNSETTLED, id)
 redis.call('HINCRBY', K_STATS, 'failed_total', 1)
+local ok, record = pcall(cjson.decode, redis.call('HGET', K_FAILINFO, id) or '{}')
+if ok and type(record) == 'table' and record.code == 'cancelled' then
+  redis.call('HINCRBY', K_STATS, 'cancelled', 1)
+end
 return 1

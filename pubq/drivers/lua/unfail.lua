@@ -7,6 +7,7 @@ local id = ARGV[7]
 local m = meta_get(id)
 if not unsettled(id, m, tonumber(ARGV[8])) then return 0 end
 detach(id, m)
+redis.call('HINCRBY', K_STATS, 'retried', 1)
 next_seq(m)
 reschedule(id, m, tonumber(ARGV[9]))
 return 1
