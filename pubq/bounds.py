@@ -79,6 +79,8 @@ PRIORITY = Bound("priority", 0, 1_000_000)
 DEFAULT_PRIORITY = 1024
 #: Total attempts of a job, the first run included.
 ATTEMPTS = Bound("attempts", 1, 1_000)
+#: A job's attempt number as stored (1 on its first run; handlers may grant attempts past ``attempts``).
+ATTEMPT = Bound("attempt", 1, 2**31 - 1)
 #: Job ids: positive and exact in a Lua number (a double) and in JSON.
 JOB_ID = Bound("job id", 1, 2**53 - 1)
 #: Offsets into a listing.
