@@ -83,6 +83,8 @@ ATTEMPTS = Bound("attempts", 1, 1_000)
 ATTEMPT = Bound("attempt", 1, 2**31 - 1)
 #: Job ids: positive and exact in a Lua number (a double) and in JSON.
 JOB_ID = Bound("job id", 1, 2**53 - 1)
+#: Publish task ids (``pubq task show|trace|retry|sync ID``), as exact as job ids.
+TASK_ID = Bound("task id", 1, 2**53 - 1)
 #: Offsets into a listing.
 OFFSET = Bound("offset", 0, 2**31 - 1)
 #: Rows per page of a listing.
@@ -101,3 +103,11 @@ BACKOFF = Bound("retry delay", 0, 366 * DAY, "s", integer=False)
 PAYLOAD_BYTES = Bound("max_payload_bytes", 64, 512 * 1024 * 1024, "bytes")
 #: Seconds a one-shot command keeps retrying an unreachable backend.
 GIVE_UP_AFTER = Bound("give_up_after", 0, DAY, "s", integer=False)
+#: ``listen TIMEOUT``: the longest single blocking wait for a job.
+WAIT = Bound("timeout", 1, DAY, "s")
+#: Worker limits: ``--max-jobs``, ``--max-seconds``, ``--memory-limit`` (MiB).
+MAX_JOBS = Bound("max_jobs", 1, 1_000_000_000)
+MAX_SECONDS = Bound("max_seconds", 0.001, 366 * DAY, "s", integer=False)
+MEMORY_LIMIT = Bound("memory_limit", 1, 1024 * 1024, "MiB")
+#: Seconds between two refreshes of ``info --watch``.
+REFRESH = Bound("interval", 0.1, DAY, "s", integer=False)

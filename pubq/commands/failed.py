@@ -6,18 +6,14 @@ from typing import Any
 
 import click
 
+from .. import bounds
 from ..errors import JobNotFoundError, UsageError
 from ..job import peek_name
 from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
+from .params import Bounded
 from .render import first_line, fmt_time
 
-
-def _job_id(value: str) -> int:
-    try:
-        ident = int(value)
-    except ValueError:
-        raise UsageError(f"job id must be an integer (got {value!r})") from None
-    return ident
+JOB_ID = Bounded(bounds.JOB_ID, "job id")
 
 
 @click.group("failed")
@@ -40,8 +36,8 @@ def _failed_dict(f: Any) -> dict[str, Any]:
 
 
 @failed_group.command("list")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--limit", type=Bounded(bounds.LIMIT), default=50, show_default=True)
+@click.option("--offset", type=Bounded(bounds.OFFSET), default=0)
 @click.option("--follow-up", is_flag=True, help="List raising afterExec/afterError handlers instead.")
 @json_option
 @color_option
@@ -77,11 +73,11 @@ def failed_list(limit: int, offset: int, follow_up: bool, as_json: bool, color: 
 
 
 @failed_group.command("show")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", type=JOB_ID)
 @json_option
-def failed_show(job_id: str, as_json: bool) -> None:
+def failed_show(job_id: int, as_json: bool) -> None:
     """One failed job with its traceback and payload."""
-    f = current_queue().driver.failed_get(_job_id(job_id))
+    f = current_queue().driver.failed_get(job_id)
     if f is None:
         raise JobNotFoundError("The job is not found.")
     data = _failed_dict(f)
@@ -101,15 +97,15 @@ def failed_show(job_id: str, as_json: bool) -> None:
 
 
 @failed_group.command("retry")
-@click.argument("job_id", metavar="ID", required=False)
+@click.argument("job_id", metavar="ID", required=False, type=JOB_ID)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed job.")
-def failed_retry(job_id: str | None, retry_all: bool) -> None:
+def failed_retry(job_id: int | None, retry_all: bool) -> None:
     """Put failed job ID (or --all) back to waiting with fresh attempts."""
     queue = current_queue()
     if retry_all == (job_id is not None):
         raise UsageError("give a job ID or --all (not both)")
     if job_id is not None:
-        if not queue.driver.requeue_failed(_job_id(job_id)):
+        if not queue.driver.requeue_failed(job_id):
             raise JobNotFoundError("The job is not found.")
         click.echo(f"Job {job_id} is waiting again.")
         return

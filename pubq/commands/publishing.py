@@ -13,8 +13,12 @@ from typing import Any
 
 import click
 
+from .. import bounds
 from ..errors import UsageError
 from .options import color_option, console, emit_json, json_option, state
+from .params import Bounded
+
+TASK_ID = Bounded(bounds.TASK_ID, "task id")
 
 
 def register(root: click.Group) -> None:
@@ -116,7 +120,7 @@ def task_group() -> None:
 
 
 @task_group.command("show")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=TASK_ID, metavar="ID")
 @json_option
 @color_option
 def task_show(task_id: int, as_json: bool, color: bool | None) -> None:
@@ -157,7 +161,7 @@ def render_show(con: Any, data: dict[str, Any]) -> None:
 
 
 @task_group.command("trace")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=TASK_ID, metavar="ID")
 @json_option
 @color_option
 def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
@@ -181,7 +185,7 @@ def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
 
 
 @task_group.command("retry")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=TASK_ID, metavar="ID")
 @click.option("--account", default=None, metavar="A", help="Retry only this account.")
 @json_option
 def task_retry(task_id: int, account: str | None, as_json: bool) -> None:
@@ -201,7 +205,7 @@ def task_retry(task_id: int, account: str | None, as_json: bool) -> None:
 
 
 @task_group.command("sync")
-@click.argument("task_id", type=int, metavar="ID", required=False)
+@click.argument("task_id", type=TASK_ID, metavar="ID", required=False)
 @json_option
 def task_sync(task_id: int | None, as_json: bool) -> None:
     """Poll the platforms for accounts under review (4) and record published (5) / rejected (6)."""

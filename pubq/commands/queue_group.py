@@ -10,10 +10,12 @@ from typing import Any
 
 import click
 
+from .. import bounds
 from ..config import QueueConfig
 from ..errors import JobNotFoundError, PubqError, UsageError
 from .failed import failed_group
 from .options import color_option, confirm, console, current_queue, emit_json, json_option, state
+from .params import Bounded
 from .render import render_info
 
 _NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
@@ -26,11 +28,11 @@ def _configure_worker_logging() -> None:
 
 
 def _worker_options(fn: Any) -> Any:
-    fn = click.option("--memory-limit", type=click.IntRange(min=1), metavar="MIB",
+    fn = click.option("--memory-limit", type=Bounded(bounds.MEMORY_LIMIT), metavar="MIB",
                       help="Stop after a job once the worker's RSS exceeds MIB.")(fn)
-    fn = click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), metavar="S",
+    fn = click.option("--max-seconds", type=Bounded(bounds.MAX_SECONDS), metavar="S",
                       help="Stop after S seconds (the running job finishes).")(fn)
-    fn = click.option("--max-jobs", type=click.IntRange(min=1), metavar="N", help="Stop after N jobs.")(fn)
+    fn = click.option("--max-jobs", type=Bounded(bounds.MAX_JOBS), metavar="N", help="Stop after N jobs.")(fn)
     fn = color_option(fn)
     fn = click.option("--isolate/--no-isolate", default=True,
                       help="Run each job in a forked child killed at its TTR (default on; --isolate=0 too).")(fn)
@@ -97,6 +99,7 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
         seconds = 0
     if seconds < 1:
         raise PubqError("Timeout must be greater than zero.")
+    seconds = int(Bounded(bounds.WAIT, "TIMEOUT").convert(seconds, None, None))  # and not past its range
     worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit)
     return worker.listen(seconds)
 
@@ -105,7 +108,7 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
 @json_option
 @color_option
 @click.option("--watch", is_flag=True, help="Refresh until interrupted.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+@click.option("--interval", type=Bounded(bounds.REFRESH), default=2.0, show_default=True,
               help="Seconds between refreshes with --watch.")
 def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) -> None:
     """Job counts: waiting, delayed, reserved, done, failed (stored counters, O(1))."""
@@ -140,23 +143,19 @@ def clear_cmd(assume_yes: bool, interactive: bool) -> None:
 
 
 @click.command("remove")
-@click.argument("job_id", metavar="ID")
-def remove_cmd(job_id: str) -> None:
+@click.argument("job_id", metavar="ID", type=Bounded(bounds.JOB_ID, "job id"))
+def remove_cmd(job_id: int) -> None:
     """Remove job ID from any state."""
-    try:
-        ident = int(job_id)
-    except ValueError:
-        raise UsageError(f"job id must be an integer (got {job_id!r})") from None
-    if ident < 1 or not current_queue().driver.remove(ident):
+    if not current_queue().driver.remove(job_id):
         raise JobNotFoundError("The job is not found.")
 
 
 @click.command("push")
 @click.argument("job_name", metavar="JOB")
 @click.option("--args", "args_json", default="{}", metavar="JSON", help="Job arguments as a JSON object.")
-@click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before the job is due.")
-@click.option("--priority", type=click.IntRange(0, 1_000_000), default=None, help="Lower runs first (default 1024).")
-@click.option("--ttr", type=click.IntRange(min=1), default=None, help="Seconds the job may run.")
+@click.option("--delay", type=Bounded(bounds.DELAY), default=0, help="Seconds before the job is due.")
+@click.option("--priority", type=Bounded(bounds.PRIORITY), default=None, help="Lower runs first (default 1024).")
+@click.option("--ttr", type=Bounded(bounds.TTR), default=None, help="Seconds the job may run.")
 @json_option
 def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, ttr: int | None,
              as_json: bool) -> None:
@@ -165,6 +164,8 @@ def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, 
         args = json.loads(args_json)
     except ValueError as exc:
         raise UsageError(f"--args is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("--args is nested too deeply") from None
     if not isinstance(args, dict):
         raise UsageError("--args must be a JSON object")
     queue = current_queue()

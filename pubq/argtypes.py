@@ -1,0 +1,225 @@
+"""A job's arguments checked against its dataclass field annotations, at push and at decode.
+
+A job declares its arguments as dataclass fields of JSON types (spec §5.3). Without a check, a
+``{"task_id": "abc"}`` for ``task_id: int`` was stored, ran, and failed three times deep in SQL
+(issue 11). Each field's annotation is compiled once per class into a small check (cached on the
+class: the check runs for every push and every decode, so it must cost little):
+
+* ``str``, ``int``, ``float``, ``bool``, ``None``; a bool is not an int, an int is a float; floats
+  are finite (JSON has no NaN or Infinity);
+* ``list[X]``, ``dict[str, X]`` (and bare ``list``/``dict``), ``Literal[...]`` of JSON scalars;
+* unions of these (``X | None``, ``Optional[X]``, ``Union[...]``);
+* ``Any``, ``object`` and anything else (a nested dataclass, a TypeVar, a name that cannot be
+  resolved) accept any JSON value: such a field is checked by the generic JSON walk only.
+
+A problem reads ``args.<field>[i]… must be <what> (got <value>)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: (value, path) → why the value does not fit, None when it does.
+Check = Callable[[Any, str], "str | None"]
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """What a job class takes: its init fields, the required ones, and one check per field."""
+
+    names: frozenset[str]
+    required: frozenset[str]
+    checks: tuple[tuple[str, Check], ...]
+    #: Every field's type is checked all the way down: arguments that pass are plain JSON of a
+    #: bounded depth, and need no generic JSON walk.
+    closed: bool
+
+    def problem(self, args: Mapping[str, Any]) -> str | None:
+        """Why ``args`` do not fit the annotations (the first problem found), None when they do."""
+        for name, check in self.checks:
+            if name in args:
+                found = check(args[name], name)
+                if found is not None:
+                    return "args." + found
+        return None
+
+
+def arg_spec(cls: type) -> ArgSpec:
+    """The compiled spec of ``cls``, built on first use and kept on the class itself."""
+    spec = cls.__dict__.get("_pubq_arg_spec")
+    if spec is None:
+        spec = _build_spec(cls)
+        cls._pubq_arg_spec = spec  # type: ignore[attr-defined]
+    return spec
+
+
+def _build_spec(cls: type) -> ArgSpec:
+    if not dataclasses.is_dataclass(cls):
+        return ArgSpec(frozenset(), frozenset(), (), True)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    hints = _hints(cls, fields)
+    checks, closed = [], True
+    for f in fields:
+        check, field_closed, _ = _compile(hints.get(f.name, Any))
+        checks.append((f.name, check))
+        closed = closed and field_closed
+    required = frozenset(
+        f.name for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    )
+    return ArgSpec(frozenset(f.name for f in fields), required, tuple(checks), closed)
+
+
+def _hints(cls: type, fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
+    """Resolved annotations of the fields; a field whose annotation cannot be resolved is Any."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - e.g. a name imported under TYPE_CHECKING only: field by field
+        module = vars(sys.modules.get(cls.__module__, types.ModuleType("?")))
+        out = {}
+        for f in fields:
+            tp = f.type
+            if isinstance(tp, str):
+                try:  # the class's own source text, from a module pubq imported: not input
+                    tp = eval(tp, dict(module), dict(vars(cls)))  # noqa: S307
+                except Exception:  # noqa: BLE001
+                    tp = Any
+            out[f.name] = tp
+        return out
+
+
+# -- compiling one annotation ------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fail(what: str) -> Check:
+    def fail(value: Any, path: str) -> str:
+        return f"{path} must be {what} (got {_show(value)})"
+
+    return fail
+
+
+def _compile(tp: Any) -> tuple[Check, bool, str]:
+    """(check, closed, description) of one annotation."""
+    if tp is type(None) or tp is None:
+        return _scalar(lambda v: v is None, "null")
+    if tp is str:
+        return _scalar(lambda v: type(v) is str or isinstance(v, str), "a string")
+    if tp is bool:
+        return _scalar(lambda v: v is True or v is False, "true or false")
+    if tp is int:
+        return _scalar(lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool)), "an integer")
+    if tp is float:
+        return _scalar(_is_number, "a number")
+    origin, params = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        return _union([_compile(p) for p in params])
+    if origin is typing.Literal and all(isinstance(p, (str, int, float, bool, type(None))) for p in params):
+        allowed = frozenset((type(p), p) for p in params)
+        what = "one of " + ", ".join(_show(p) for p in params)
+        return _scalar(lambda v: (type(v), v) in allowed, what)
+    if tp is list or origin is list:
+        return _list(_compile(params[0]) if params else _any())
+    if tp is dict or origin is dict:
+        if params and params[0] is not str and params[0] is not Any:
+            return _any()  # JSON object keys are strings: any other key type is not ours to check
+        return _dict(_compile(params[1]) if len(params) == 2 else _any())
+    return _any()
+
+
+def _is_number(v: Any) -> bool:
+    if type(v) is float:
+        return math.isfinite(v)
+    return (type(v) is int or isinstance(v, (int, float))) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _scalar(ok: Callable[[Any], bool], what: str) -> tuple[Check, bool, str]:
+    fail = _fail(what)
+
+    def check(value: Any, path: str) -> str | None:
+        return None if ok(value) else fail(value, path)
+
+    return check, True, what
+
+
+def _any() -> tuple[Check, bool, str]:
+    return (lambda value, path: None), False, "any JSON value"
+
+
+def _union(parts: list[tuple[Check, bool, str]]) -> tuple[Check, bool, str]:
+    what = " or ".join(dict.fromkeys(p[2] for p in parts))
+    if any(not closed and desc == "any JSON value" for _, closed, desc in parts):
+        return _any()
+    checks = tuple(p[0] for p in parts)
+    fail = _fail(what)
+
+    def check(value: Any, path: str) -> str | None:
+        for one in checks:
+            if one(value, path) is None:
+                return None
+        return fail(value, path)
+
+    return check, all(p[1] for p in parts), what
+
+
+def _list(item: tuple[Check, bool, str]) -> tuple[Check, bool, str]:
+    item_check, closed, item_what = item
+    what = "a list" if item_what == "any JSON value" else f"a list of {_plural(item_what)}"
+    fail = _fail(what)
+
+    def check(value: Any, path: str) -> str | None:
+        if type(value) is not list and not isinstance(value, list):
+            return fail(value, path)
+        for i, element in enumerate(value):
+            found = item_check(element, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+
+    return check, closed, what
+
+
+def _dict(item: tuple[Check, bool, str]) -> tuple[Check, bool, str]:
+    item_check, closed, item_what = item
+    what = "an object" if item_what == "any JSON value" else f"an object of {_plural(item_what)}"
+    fail = _fail(what)
+
+    def check(value: Any, path: str) -> str | None:
+        if type(value) is not dict and not isinstance(value, dict):
+            return fail(value, path)
+        for key, element in value.items():
+            if not isinstance(key, str):
+                return f"{path} keys must be strings (got {_show(key)})"
+            found = item_check(element, f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+
+    return check, closed, what
+
+
+def _plural(what: str) -> str:
+    """'an integer' → 'integers', 'a list of strings' → 'lists of strings', else 'values that are …'."""
+    simple = {"a string": "strings", "an integer": "integers", "a number": "numbers", "true or false": "booleans",
+              "null": "nulls"}
+    if what in simple:
+        return simple[what]
+    for article in ("a ", "an "):
+        if what.startswith(article) and " or " not in what:
+            head, _, rest = what[len(article):].partition(" ")
+            return f"{head}s {rest}".rstrip()
+    return f"values that are {what}"
