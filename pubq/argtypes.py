@@ -26,8 +26,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: (value, path) → why the value does not fit, None when it does.
-Check = Callable[[Any, str], "str | None"]
+#: value → whether it fits (the hot path: no message, no path built).
+Ok = Callable[[Any], bool]
+#: (value, path) → why the value does not fit (asked only when it does not).
+Explain = Callable[[Any, str], str]
+
+
+@dataclass(frozen=True)
+class _Type:
+    """One compiled annotation."""
+
+    ok: Ok
+    explain: Explain
+    #: Checked all the way down (no Any inside).
+    closed: bool
+    #: "an integer", "a list of strings"…
+    what: str
 
 
 @dataclass(frozen=True)
@@ -36,18 +50,16 @@ class ArgSpec:
 
     names: frozenset[str]
     required: frozenset[str]
-    checks: tuple[tuple[str, Check], ...]
+    checks: tuple[tuple[str, Ok, Explain], ...]
     #: Every field's type is checked all the way down: arguments that pass are plain JSON of a
     #: bounded depth, and need no generic JSON walk.
     closed: bool
 
     def problem(self, args: Mapping[str, Any]) -> str | None:
         """Why ``args`` do not fit the annotations (the first problem found), None when they do."""
-        for name, check in self.checks:
-            if name in args:
-                found = check(args[name], name)
-                if found is not None:
-                    return "args." + found
+        for name, ok, explain in self.checks:
+            if name in args and not ok(args[name]):
+                return "args." + explain(args[name], name)
         return None
 
 
@@ -65,16 +77,13 @@ def _build_spec(cls: type) -> ArgSpec:
         return ArgSpec(frozenset(), frozenset(), (), True)
     fields = [f for f in dataclasses.fields(cls) if f.init]
     hints = _hints(cls, fields)
-    checks, closed = [], True
-    for f in fields:
-        check, field_closed, _ = _compile(hints.get(f.name, Any))
-        checks.append((f.name, check))
-        closed = closed and field_closed
+    compiled = [(f.name, _compile(hints.get(f.name, Any))) for f in fields]
     required = frozenset(
         f.name for f in fields
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
     )
-    return ArgSpec(frozenset(f.name for f in fields), required, tuple(checks), closed)
+    return ArgSpec(frozenset(f.name for f in fields), required,
+                   tuple((name, t.ok, t.explain) for name, t in compiled), all(t.closed for _, t in compiled))
 
 
 def _hints(cls: type, fields: list[dataclasses.Field[Any]]) -> dict[str, Any]:
@@ -106,15 +115,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _fail(what: str) -> Check:
+def _fail(what: str) -> Explain:
     def fail(value: Any, path: str) -> str:
         return f"{path} must be {what} (got {_show(value)})"
 
     return fail
 
 
-def _compile(tp: Any) -> tuple[Check, bool, str]:
-    """(check, closed, description) of one annotation."""
+def _compile(tp: Any) -> _Type:
     if tp is type(None) or tp is None:
         return _scalar(lambda v: v is None, "null")
     if tp is str:
@@ -130,86 +138,87 @@ def _compile(tp: Any) -> tuple[Check, bool, str]:
         return _union([_compile(p) for p in params])
     if origin is typing.Literal and all(isinstance(p, (str, int, float, bool, type(None))) for p in params):
         allowed = frozenset((type(p), p) for p in params)
-        what = "one of " + ", ".join(_show(p) for p in params)
-        return _scalar(lambda v: (type(v), v) in allowed, what)
+        return _scalar(lambda v: (type(v), v) in allowed, "one of " + ", ".join(_show(p) for p in params))
     if tp is list or origin is list:
-        return _list(_compile(params[0]) if params else _any())
+        return _list(_compile(params[0]) if params else _ANY)
     if tp is dict or origin is dict:
         if params and params[0] is not str and params[0] is not Any:
-            return _any()  # JSON object keys are strings: any other key type is not ours to check
-        return _dict(_compile(params[1]) if len(params) == 2 else _any())
-    return _any()
+            return _ANY  # JSON object keys are strings: any other key type is not ours to check
+        return _dict(_compile(params[1]) if len(params) == 2 else _ANY)
+    return _ANY
 
 
 def _is_number(v: Any) -> bool:
     if type(v) is float:
-        return math.isfinite(v)
+        return v - v == 0.0  # finite: inf - inf and nan - nan are nan
     return (type(v) is int or isinstance(v, (int, float))) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _scalar(ok: Callable[[Any], bool], what: str) -> tuple[Check, bool, str]:
+def _scalar(ok: Ok, what: str) -> _Type:
+    return _Type(ok, _fail(what), True, what)
+
+
+_ANY = _Type(lambda v: True, lambda v, path: "", False, "any JSON value")
+
+
+def _union(parts: list[_Type]) -> _Type:
+    if any(p is _ANY for p in parts):
+        return _ANY
+    oks = tuple(p.ok for p in parts)
+    what = " or ".join(dict.fromkeys(p.what for p in parts))
+    if len(oks) == 2:
+        first, second = oks
+        ok: Ok = lambda v: first(v) or second(v)  # noqa: E731 - the common X | None, unrolled
+    else:
+        ok = lambda v: any(one(v) for one in oks)  # noqa: E731
+    return _Type(ok, _fail(what), all(p.closed for p in parts), what)
+
+
+def _list(item: _Type) -> _Type:
+    item_ok, item_explain = item.ok, item.explain
+    what = "a list" if item is _ANY else f"a list of {_plural(item.what)}"
     fail = _fail(what)
 
-    def check(value: Any, path: str) -> str | None:
-        return None if ok(value) else fail(value, path)
+    if item is _ANY:
+        def ok(value: Any) -> bool:
+            return type(value) is list or isinstance(value, list)
+    else:
+        def ok(value: Any) -> bool:
+            return (type(value) is list or isinstance(value, list)) and all(map(item_ok, value))
 
-    return check, True, what
-
-
-def _any() -> tuple[Check, bool, str]:
-    return (lambda value, path: None), False, "any JSON value"
-
-
-def _union(parts: list[tuple[Check, bool, str]]) -> tuple[Check, bool, str]:
-    what = " or ".join(dict.fromkeys(p[2] for p in parts))
-    if any(not closed and desc == "any JSON value" for _, closed, desc in parts):
-        return _any()
-    checks = tuple(p[0] for p in parts)
-    fail = _fail(what)
-
-    def check(value: Any, path: str) -> str | None:
-        for one in checks:
-            if one(value, path) is None:
-                return None
-        return fail(value, path)
-
-    return check, all(p[1] for p in parts), what
-
-
-def _list(item: tuple[Check, bool, str]) -> tuple[Check, bool, str]:
-    item_check, closed, item_what = item
-    what = "a list" if item_what == "any JSON value" else f"a list of {_plural(item_what)}"
-    fail = _fail(what)
-
-    def check(value: Any, path: str) -> str | None:
-        if type(value) is not list and not isinstance(value, list):
+    def explain(value: Any, path: str) -> str:
+        if not isinstance(value, list):
             return fail(value, path)
-        for i, element in enumerate(value):
-            found = item_check(element, f"{path}[{i}]")
-            if found is not None:
-                return found
-        return None
+        i = next(i for i, element in enumerate(value) if not item_ok(element))
+        return item_explain(value[i], f"{path}[{i}]")
 
-    return check, closed, what
+    return _Type(ok, explain, item.closed, what)
 
 
-def _dict(item: tuple[Check, bool, str]) -> tuple[Check, bool, str]:
-    item_check, closed, item_what = item
-    what = "an object" if item_what == "any JSON value" else f"an object of {_plural(item_what)}"
+def _dict(item: _Type) -> _Type:
+    item_ok, item_explain = item.ok, item.explain
+    what = "an object" if item is _ANY else f"an object of {_plural(item.what)}"
     fail = _fail(what)
 
-    def check(value: Any, path: str) -> str | None:
+    any_item = item is _ANY
+
+    def ok(value: Any) -> bool:
         if type(value) is not dict and not isinstance(value, dict):
+            return False
+        return all(type(k) is str or isinstance(k, str) for k in value) and (
+            any_item or all(map(item_ok, value.values())))
+
+    def explain(value: Any, path: str) -> str:
+        if not isinstance(value, dict):
             return fail(value, path)
         for key, element in value.items():
             if not isinstance(key, str):
                 return f"{path} keys must be strings (got {_show(key)})"
-            found = item_check(element, f"{path}.{key}")
-            if found is not None:
-                return found
-        return None
+            if not item_ok(element):
+                return item_explain(element, f"{path}.{key}")
+        return fail(value, path)  # pragma: no cover - explain is asked only when ok said no
 
-    return check, closed, what
+    return _Type(ok, explain, item.closed, what)
 
 
 def _plural(what: str) -> str:
