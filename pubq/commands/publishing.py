@@ -78,6 +78,8 @@ def read_request(path: str) -> Any:
         return read_yaml(text)
     except ValueError as exc:
         raise UsageError(f"{path}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to read") from None
     except Exception as exc:  # noqa: BLE001 - yaml.YAMLError and friends
         raise UsageError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
 
