@@ -176,7 +176,7 @@ def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
         return
     table = _table("Time (UTC)", "Account", "Event", "Status", "Reason", "Code", "Job")
     for e in events:
-        if e["kind"] == EventKind.STEP:
+        if e["kind"] in (EventKind.STEP, EventKind.ATTEMPT_FAILED):
             change = _status(e["to"]) if e["to"] is not None else ""
         else:
             change = f"{_status(e['from'])} → {_status(e['to'])}"

@@ -50,10 +50,15 @@ class PublishRecords:
 
     # -- channel app tasks -------------------------------------------------------------------------
 
+    def find_channel_app_task(self, cat_id: int) -> pw.Model | None:
+        ChannelAppTask = self.models.ChannelAppTask
+        if TASK_ID.problem(cat_id) is not None:
+            return None
+        return ChannelAppTask.get_or_none(ChannelAppTask.id == cat_id)
+
     def channel_app_task(self, cat_id: int) -> pw.Model:
         """The channel app task, or :class:`ChannelAppTaskNotFoundError` (35004)."""
-        ChannelAppTask = self.models.ChannelAppTask
-        cat = ChannelAppTask.get_or_none(ChannelAppTask.id == cat_id) if TASK_ID.problem(cat_id) is None else None
+        cat = self.find_channel_app_task(cat_id)
         if cat is None:
             raise ChannelAppTaskNotFoundError.make(cat_id=cat_id)
         return cat
