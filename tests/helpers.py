@@ -393,3 +393,48 @@ def fresh_mysql_database(admin_url: str, prefix: str) -> tuple[str, Callable[[],
 
     run(f"CREATE DATABASE `{name}`")
     return f"{admin_url.rpartition('/')[0]}/{name}", lambda: run(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@dataclass
+class InProcessCli:
+    """A config with one queue ``work`` on one backend, run in this process."""
+
+    path: Path
+    backend: str
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        return cli_in_process("--config", str(self.path), *args)
+
+    def counts(self) -> dict[str, int]:
+        from pubq.app import App
+        from pubq.commands.options import cli_preset
+        from pubq.config import load_config
+
+        app = App(load_config(str(self.path), preset=cli_preset()))
+        try:
+            return app.queue("work").driver.counts().as_dict()
+        finally:
+            app.close()
+
+    def push_raw(self, payload: bytes) -> int:
+        """Store ``payload`` past push's checks, as another producer would."""
+        from pubq.app import App
+        from pubq.commands.options import cli_preset
+        from pubq.config import load_config
+
+        app = App(load_config(str(self.path), preset=cli_preset()))
+        try:
+            return app.queue("work").driver.push(payload, ttr=30)
+        finally:
+            app.close()
+
+
+def in_process_cli(tmp_path: Path, backend: str, server_urls: dict[str, str]) -> InProcessCli:
+    """A config with one queue ``work`` on ``backend`` (redis, sqlite, or postgres/mysql at
+    ``server_urls[backend]``) and its CLI run in this process."""
+    path, _ = write_config(tmp_path, "redis" if backend == "redis" else "sqlite")
+    if backend in server_urls:
+        data = yaml.safe_load(path.read_text())
+        data["queue_database"] = server_urls[backend]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return InProcessCli(path, backend)

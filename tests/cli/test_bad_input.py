@@ -10,25 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from pubq.app import App
-from pubq.commands.options import cli_preset
-from pubq.config import load_config
-from tests.drivers.backends import MYSQL_URL, POSTGRES_URL
-from tests.helpers import (
-    PUBQ,
-    ROOT,
-    cli_in_process,
-    fresh_mysql_database,
-    fresh_pg_database,
-    subprocess_env,
-    write_config,
-)
+from tests.helpers import PUBQ, ROOT, InProcessCli, in_process_cli, subprocess_env, write_config
 
 BACKENDS = ("redis", "sqlite", "postgres", "mysql")
 HUGE = str(10**23)
@@ -36,61 +22,9 @@ JOB_ID = "job id must be an integer from 1 to 9,007,199,254,740,991"
 TASK_ID = "task id must be an integer from 1 to 9,007,199,254,740,991"
 
 
-@pytest.fixture(scope="module")
-def server_urls() -> Iterator[dict[str, str]]:
-    """A database of this module's own on each SQL server, dropped at the end."""
-    urls, drops = {}, []
-    for kind, admin, fresh in (("postgres", POSTGRES_URL, fresh_pg_database),
-                               ("mysql", MYSQL_URL, fresh_mysql_database)):
-        try:
-            url, drop = fresh(admin, "pubq_badinput")
-        except Exception as exc:  # noqa: BLE001 - reported as a failure, never a skip
-            pytest.fail(f"{kind} is not reachable at {admin}: {exc}", pytrace=False)
-        urls[kind] = url
-        drops.append(drop)
-    yield urls
-    for drop in drops:
-        drop()
-
-
-@dataclass
-class Setup:
-    """A config with one queue ``work`` on one backend, run in this process."""
-
-    path: Path
-    backend: str
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        return cli_in_process("--config", str(self.path), *args)
-
-    def counts(self) -> dict[str, int]:
-        app = App(load_config(str(self.path), preset=cli_preset()))
-        try:
-            return app.queue("work").driver.counts().as_dict()
-        finally:
-            app.close()
-
-    def push_raw(self, payload: bytes) -> int:
-        """Store ``payload`` past push's checks, as another producer would."""
-        app = App(load_config(str(self.path), preset=cli_preset()))
-        try:
-            return app.queue("work").driver.push(payload, ttr=30)
-        finally:
-            app.close()
-
-
-def make_setup(tmp_path: Path, backend: str, server_urls: dict[str, str]) -> Setup:
-    path, _ = write_config(tmp_path, "redis" if backend == "redis" else "sqlite")
-    if backend in server_urls:
-        data = yaml.safe_load(path.read_text())
-        data["queue_database"] = server_urls[backend]
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return Setup(path, backend)
-
-
 @pytest.fixture(params=BACKENDS)
-def setup(request: pytest.FixtureRequest, tmp_path: Path, server_urls: dict[str, str]) -> Iterator[Setup]:
-    s = make_setup(tmp_path, request.param, server_urls)
+def setup(request: pytest.FixtureRequest, tmp_path: Path, server_urls: dict[str, str]) -> Iterator[InProcessCli]:
+    s = in_process_cli(tmp_path, request.param, server_urls)
     yield s
     s("work", "clear", "--yes")
 
@@ -146,7 +80,7 @@ def _id(case: tuple[list[str], str]) -> str:
 
 
 @pytest.mark.parametrize("args, message", REFUSED, ids=[_id(c) for c in REFUSED])
-def test_a_bad_number_or_id_is_one_line_exit_2_and_the_same_on_every_backend(setup: Setup, args, message):
+def test_a_bad_number_or_id_is_one_line_exit_2_and_the_same_on_every_backend(setup: InProcessCli, args, message):
     setup("work", "push", "tests.Noop")
     before = setup.counts()
     code, out, err = setup(*args)
@@ -155,7 +89,7 @@ def test_a_bad_number_or_id_is_one_line_exit_2_and_the_same_on_every_backend(set
     assert setup.counts() == before
 
 
-def test_the_largest_ids_and_offsets_are_answered_not_refused(setup: Setup):
+def test_the_largest_ids_and_offsets_are_answered_not_refused(setup: InProcessCli):
     biggest = str(2**53 - 1)
     for args in (["remove", biggest], ["failed", "show", biggest], ["failed", "retry", biggest]):
         assert setup("work", *args) == (1, "", "Error: The job is not found.\n"), args
@@ -164,12 +98,12 @@ def test_the_largest_ids_and_offsets_are_answered_not_refused(setup: Setup):
     assert code == 1 and err.startswith("Error: task ID 9007199254740991 does not exist")
 
 
-def test_a_job_whose_code_refuses_its_arguments_is_a_usage_error_at_push(setup: Setup):
+def test_a_job_whose_code_refuses_its_arguments_is_a_usage_error_at_push(setup: InProcessCli):
     code, _, err = setup("work", "push", "tests.Refusing", "--args", '{"what": "KeyError"}')
     assert (code, err) == (2, "Error: tests.Refusing: the job refused its arguments: KeyError: 'missing'\n")
 
 
-def test_the_failed_registry_lists_and_shows_a_payload_nested_100000_deep(setup: Setup):
+def test_the_failed_registry_lists_and_shows_a_payload_nested_100000_deep(setup: InProcessCli):
     bad = setup.push_raw(b'{"job": "tests.Noop", "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert setup("work", "run", "--isolate=0")[0] == 0
     code, out, err = setup("work", "failed", "list", "--json")
