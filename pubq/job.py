@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .argtypes import arg_spec
-from .errors import InvalidJobError, UnknownJobError, UsageError
+from .bounds import ATTEMPTS, TTR
+from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import JobContext
@@ -136,6 +137,9 @@ class JobRegistry:
 
     def register(self, cls: type[Job]) -> type[Job]:
         name = cls.job_name()
+        for bound, value in ((TTR, cls.ttr), (ATTEMPTS, cls.attempts)):
+            if value is not None and bound.problem(value) is not None:  # one range, here as in the config
+                raise ConfigError(f"job {name}: {bound.name} {bound.problem(value)}")
         existing = self._by_name.get(name)
         if existing is not None and existing is not cls:
             raise UsageError(f"two job classes share the name {name!r}: {existing!r} and {cls!r}")

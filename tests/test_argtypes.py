@@ -174,3 +174,24 @@ def test_a_stored_argument_of_the_wrong_type_is_an_invalid_job_failed_after_one_
     assert entry.error_class == "InvalidJobError" and entry.attempts == 1
     assert entry.message == f"tests.Typed: {message}"
     assert seen == [(1, False, "InvalidJobError")]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"ttr": 10**10}, "job tests.Slow: ttr must be an integer from 1 to 604,800 s (got 10000000000)"),
+    ({"attempts": 0}, "job tests.Slow: attempts must be an integer from 1 to 1,000 (got 0)"),
+])
+def test_a_job_class_whose_ttr_or_attempts_is_out_of_range_is_refused_when_registered(setting, message):
+    from pubq.errors import ConfigError
+
+    cls = type("Slow", (NoopForClassSettings,), {"name": "tests.Slow", **setting})
+    with pytest.raises(ConfigError) as caught:
+        JobRegistry([dataclass(cls)])
+    assert str(caught.value) == message and caught.value.exit_code == 2
+
+
+@dataclass
+class NoopForClassSettings(Job):
+    abstract = True
+
+    def execute(self, ctx: Any) -> None:
+        return None

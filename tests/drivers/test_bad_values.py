@@ -280,3 +280,17 @@ def test_remove_and_the_failed_list_cope_with_unreadable_records(redis_driver):
     [entry] = redis_driver.failed_list(0, 10)
     assert entry.job_id == kept and "unreadable record" in entry.message and entry.attempts == 0
     assert redis_driver.failed_get(kept).message == entry.message
+
+
+def test_an_isolating_worker_fails_a_job_stored_with_a_huge_ttr_instead_of_waiting_on_it(driver, kind, tmp_path):
+    # Issue 11: a TTR of ~10**10 s crashed an isolate worker (OverflowError in its wait) and left the
+    # job reserved for 317 years. (PostgreSQL and MySQL store TTRs in 32 bits: 2e9 is their largest.)
+    q = make_queue(driver, attempts=3)
+    bad = q.push(NoopJob())
+    store(driver, kind, bad, ttr=2_000_000_000 if kind in ("postgres", "mysql") else 10**10)
+    q.push(RecordJob(path=str(tmp_path / "ok")))
+    assert Worker(q, isolate=True, install_signals=False).run() == 0
+    entry = driver.failed_get(bad)
+    assert entry is not None and entry.error_class == "InvalidJobError" and "stored ttr" in entry.message
+    assert driver.counts().reserved == 0
+    assert len(read_lines(str(tmp_path / "ok"))) == 1
