@@ -18,7 +18,6 @@ A problem reads ``args.<field>[i]… must be <what> (got <value>)``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import types
 import typing
@@ -42,6 +41,9 @@ class _Type:
     closed: bool
     #: "an integer", "a list of strings"…
     what: str
+    #: The exact types every value of which fits (str, int, bool, None), for the containers' fast
+    #: path: ``set(map(type, items)) <= exact`` runs in C.
+    exact: frozenset[type] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,14 @@ def _fail(what: str) -> Explain:
 
 def _compile(tp: Any) -> _Type:
     if tp is type(None) or tp is None:
-        return _scalar(lambda v: v is None, "null")
+        return _scalar(lambda v: v is None, "null", type(None))
     if tp is str:
-        return _scalar(lambda v: type(v) is str or isinstance(v, str), "a string")
+        return _scalar(lambda v: type(v) is str or isinstance(v, str), "a string", str)
     if tp is bool:
-        return _scalar(lambda v: v is True or v is False, "true or false")
+        return _scalar(lambda v: v is True or v is False, "true or false", bool)
     if tp is int:
-        return _scalar(lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool)), "an integer")
+        return _scalar(lambda v: type(v) is int or (isinstance(v, int) and not isinstance(v, bool)), "an integer",
+                       int)
     if tp is float:
         return _scalar(_is_number, "a number")
     origin, params = typing.get_origin(tp), typing.get_args(tp)
@@ -149,13 +152,14 @@ def _compile(tp: Any) -> _Type:
 
 
 def _is_number(v: Any) -> bool:
-    if type(v) is float:
+    """An int (never a bool; any size: an int is finite) or a finite float."""
+    if type(v) is float or (isinstance(v, float) and not isinstance(v, bool)):
         return v - v == 0.0  # finite: inf - inf and nan - nan are nan
-    return (type(v) is int or isinstance(v, (int, float))) and not isinstance(v, bool) and math.isfinite(v)
+    return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
 
 
-def _scalar(ok: Ok, what: str) -> _Type:
-    return _Type(ok, _fail(what), True, what)
+def _scalar(ok: Ok, what: str, *exact: type) -> _Type:
+    return _Type(ok, _fail(what), True, what, frozenset(exact))
 
 
 _ANY = _Type(lambda v: True, lambda v, path: "", False, "any JSON value")
@@ -171,7 +175,8 @@ def _union(parts: list[_Type]) -> _Type:
         ok: Ok = lambda v: first(v) or second(v)  # noqa: E731 - the common X | None, unrolled
     else:
         ok = lambda v: any(one(v) for one in oks)  # noqa: E731
-    return _Type(ok, _fail(what), all(p.closed for p in parts), what)
+    exact = frozenset().union(*(p.exact for p in parts))
+    return _Type(ok, _fail(what), all(p.closed for p in parts), what, exact)
 
 
 def _list(item: _Type) -> _Type:
@@ -179,12 +184,15 @@ def _list(item: _Type) -> _Type:
     what = "a list" if item is _ANY else f"a list of {_plural(item.what)}"
     fail = _fail(what)
 
+    exact = item.exact
     if item is _ANY:
         def ok(value: Any) -> bool:
             return type(value) is list or isinstance(value, list)
     else:
         def ok(value: Any) -> bool:
-            return (type(value) is list or isinstance(value, list)) and all(map(item_ok, value))
+            if type(value) is not list and not isinstance(value, list):
+                return False
+            return (exact and set(map(type, value)) <= exact) or all(map(item_ok, value))
 
     def explain(value: Any, path: str) -> str:
         if not isinstance(value, list):
@@ -200,13 +208,17 @@ def _dict(item: _Type) -> _Type:
     what = "an object" if item is _ANY else f"an object of {_plural(item.what)}"
     fail = _fail(what)
 
-    any_item = item is _ANY
+    any_item, exact, keys = item is _ANY, item.exact, frozenset({str})
 
     def ok(value: Any) -> bool:
         if type(value) is not dict and not isinstance(value, dict):
             return False
-        return all(type(k) is str or isinstance(k, str) for k in value) and (
-            any_item or all(map(item_ok, value.values())))
+        if not (set(map(type, value)) <= keys or all(isinstance(k, str) for k in value)):
+            return False
+        if any_item:
+            return True
+        values = value.values()
+        return (exact and set(map(type, values)) <= exact) or all(map(item_ok, values))
 
     def explain(value: Any, path: str) -> str:
         if not isinstance(value, dict):

@@ -174,7 +174,8 @@ class JobRegistry:
         if unknown:
             if not dataclasses.is_dataclass(cls):
                 raise UsageError(f"{name} takes no arguments")
-            raise UsageError(f"{name}: unknown argument(s): {', '.join(sorted(unknown))}")
+            shown = sorted(k if isinstance(k, str) else f"<{type(k).__name__}>" for k in unknown)
+            raise UsageError(f"{name}: unknown argument(s): {', '.join(shown)}")
         missing = sorted(n for n in spec.required if n not in args)
         if missing:
             raise UsageError(f"{name}: missing argument(s): {', '.join(missing)}")

@@ -80,18 +80,19 @@ def test_a_payload_that_cannot_become_a_job_is_failed_once_and_the_worker_goes_o
     assert (counts.waiting, counts.reserved, counts.done, counts.failed) == (0, 0, 2, 1)
 
 
-@pytest.mark.parametrize("payload, says", [BAD["list nested 100,000 deep"], BAD["__post_init__ raises KeyError"]],
-                         ids=["nested 100,000 deep", "__post_init__ raises"])
-def test_a_bad_payload_held_by_a_dead_worker_is_failed_by_its_reclaimer_for_its_own_reason(driver, payload, says):
+def test_bad_payloads_held_by_a_dead_worker_are_failed_by_its_reclaimer_for_their_own_reason(driver):
     q = make_queue(driver, ttr=1, attempts=3)
     seen = watch(q)
-    bad = q.driver.push(payload, ttr=1)
-    held = q.driver.reserve(0)
-    assert held.job_id == bad  # the worker holding it dies here
-    wait_until(lambda: q.driver.now() > held.deadline, message="the backend clock to pass the job's TTR")
+    cases = [BAD["list nested 100,000 deep"], BAD["__post_init__ raises KeyError"], BAD["args of the wrong type"]]
+    bad = [q.driver.push(payload, ttr=1) for payload, _ in cases]
+    held = [q.driver.reserve(0) for _ in cases]
+    assert [r.job_id for r in held] == bad  # the worker holding them dies here
+    wait_until(lambda: q.driver.now() > max(r.deadline for r in held),
+               message="the backend clock to pass the jobs' TTR")
     assert Worker(q, isolate=False, install_signals=False).run() == 0
-    assert_invalid(q, seen, bad, says)
-    assert q.driver.status(bad) is JobStatus.FAILED
+    for job_id, (_, says) in zip(bad, cases, strict=True):
+        assert_invalid(q, seen, job_id, says)
+        assert q.driver.status(job_id) is JobStatus.FAILED
 
 
 def test_the_inline_runner_of_the_sync_driver_fails_bad_payloads_and_goes_on(tmp_path):
