@@ -49,7 +49,7 @@ def problem(**args: Any) -> str | None:
 
 
 @pytest.mark.parametrize("args", [
-    {"i": 3}, {"i": -(2**80)}, {"f": 1}, {"f": 1.5}, {"b": True}, {"s": "x"}, {"n": None}, {"opt": None},
+    {"i": 3}, {"i": -(2**80)}, {"f": 1}, {"f": 1.5}, {"f": 10**400}, {"b": True}, {"s": "x"}, {"n": None}, {"opt": None},
     {"opt": 4}, {"union": "x"}, {"union": 7}, {"lit": "b"}, {"lit": 3}, {"li": [1, 2]}, {"ds": {"a": 1, "b": 2.5}},
     {"bare_list": [1, "x", None]}, {"bare_dict": {"k": [1]}}, {"nested": [{"k": [True, False]}]},
     {"anything": {"deep": [1, {"x": None}]}},

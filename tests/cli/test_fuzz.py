@@ -34,7 +34,8 @@ NUMBER = st.one_of(
 )
 
 JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=6),
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.just(10**400) | st.floats()
+    | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=8,
 )

@@ -22,7 +22,8 @@ FUZZ = settings(max_examples=int(os.environ.get("PUBQ_FUZZ_EXAMPLES", 100)), dea
                 derandomize=not os.environ.get("PUBQ_FUZZ_EXAMPLES"),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=6),
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.just(10**400) | st.floats()
+    | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=8,
 )
