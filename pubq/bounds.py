@@ -79,8 +79,12 @@ PRIORITY = Bound("priority", 0, 1_000_000)
 DEFAULT_PRIORITY = 1024
 #: Total attempts of a job, the first run included.
 ATTEMPTS = Bound("attempts", 1, 1_000)
+#: A job's attempt number as stored (1 on its first run; handlers may grant attempts past ``attempts``).
+ATTEMPT = Bound("attempt", 1, 2**31 - 1)
 #: Job ids: positive and exact in a Lua number (a double) and in JSON.
 JOB_ID = Bound("job id", 1, 2**53 - 1)
+#: Publish task ids (``pubq task show|trace|retry|sync ID``), as exact as job ids.
+TASK_ID = Bound("task id", 1, 2**53 - 1)
 #: Offsets into a listing.
 OFFSET = Bound("offset", 0, 2**31 - 1)
 #: Rows per page of a listing.
@@ -101,3 +105,11 @@ PAYLOAD_BYTES = Bound("max_payload_bytes", 64, 512 * 1024 * 1024, "bytes")
 HEARTBEAT = Bound("heartbeat", 0.1, 600, "s", integer=False)
 #: Seconds a one-shot command keeps retrying an unreachable backend.
 GIVE_UP_AFTER = Bound("give_up_after", 0, DAY, "s", integer=False)
+#: ``listen TIMEOUT``: the longest single blocking wait for a job.
+WAIT = Bound("timeout", 1, DAY, "s")
+#: Worker limits: ``--max-jobs``, ``--max-seconds``, ``--memory-limit`` (MiB).
+MAX_JOBS = Bound("max_jobs", 1, 1_000_000_000)
+MAX_SECONDS = Bound("max_seconds", 0.001, 366 * DAY, "s", integer=False)
+MEMORY_LIMIT = Bound("memory_limit", 1, 1024 * 1024, "MiB")
+#: Seconds between two refreshes of ``info --watch``.
+REFRESH = Bound("interval", 0.1, DAY, "s", integer=False)

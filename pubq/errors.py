@@ -76,6 +76,14 @@ class BackendUnavailableError(DriverError):
     code = "backend_unavailable"
 
 
+class BackendDataError(DriverError):
+    """The backend refused a value (a number out of range, a text it cannot store): bad input, not an
+    outage. Never retried (:class:`~pubq.drivers.resilient.ResilientDriver` raises it at once)."""
+
+    code = "backend_data_error"
+    exit_code = 2
+
+
 # -- job outcomes ----------------------------------------------------------------------------
 
 

@@ -14,12 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import InvalidJobError, UnknownJobError, UsageError
+from .argtypes import arg_spec
+from .bounds import ATTEMPTS, TTR
+from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import JobContext
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
+#: Deepest nesting of lists and objects a job's arguments may have. Far past what a job needs, far
+#: short of the interpreter's recursion limit (a payload nested 100,000 deep is an invalid job).
+MAX_ARGS_DEPTH = 100
 #: Compact JSON that refuses NaN/Infinity and non-JSON types (checked by json itself, at C speed).
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -70,22 +75,39 @@ def _arg_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _check_json(value: Any, path: str) -> None:
+def _check_json(value: Any, path: str, depth: int = 0) -> None:
     if isinstance(value, _JSON_SCALARS):
-        if isinstance(value, float) and value != value:  # NaN is not JSON
-            raise ValueError(f"{path}: NaN is not allowed")
+        if isinstance(value, float) and value - value != 0:  # NaN and ±Infinity are not JSON
+            raise ValueError(f"{path}: {value!r} is not allowed")
         return
+    if depth >= MAX_ARGS_DEPTH:
+        raise ValueError(f"{path}: nested deeper than {MAX_ARGS_DEPTH} levels")
+    deep = depth >= 3  # messages name the first levels only
     if isinstance(value, list):
         for i, item in enumerate(value):
-            _check_json(item, f"{path}[{i}]")
+            _check_json(item, path if deep else f"{path}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for k, item in value.items():
             if not isinstance(k, str):
                 raise ValueError(f"{path}: keys must be strings")
-            _check_json(item, f"{path}.{k}")
+            _check_json(item, path if deep else f"{path}.{k}", depth + 1)
         return
     raise ValueError(f"{path}: {type(value).__name__} is not a JSON type")
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, even for an error whose ``__str__`` raises (a job's code may be as broken as its data)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return "(message cannot be shown)"
+
+
+def _describe(exc: BaseException) -> str:
+    """``Class: message`` of an error raised by a job's own code."""
+    text = _text(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class JobRegistry:
@@ -116,6 +138,9 @@ class JobRegistry:
 
     def register(self, cls: type[Job]) -> type[Job]:
         name = cls.job_name()
+        for bound, value in ((TTR, cls.ttr), (ATTEMPTS, cls.attempts)):
+            if value is not None and bound.problem(value) is not None:  # one range, here as in the config
+                raise ConfigError(f"job {name}: {bound.name} {bound.problem(value)}")
         existing = self._by_name.get(name)
         if existing is not None and existing is not cls:
             raise UsageError(f"two job classes share the name {name!r}: {existing!r} and {cls!r}")
@@ -151,47 +176,57 @@ class JobRegistry:
     # -- codec ---------------------------------------------------------------------------
 
     def build(self, name: str, args: dict[str, Any]) -> Job:
-        """Instantiate a registered job from JSON arguments; ``UsageError``-family on bad input."""
+        """Instantiate a registered job from JSON arguments; ``UsageError``-family on bad input.
+
+        The arguments are checked against the job's field annotations first (:mod:`pubq.argtypes`),
+        so the job's own code never sees a string for an int; anything its constructor raises (a
+        ``__post_init__`` check) refuses the arguments too."""
         cls = self.get(name)
         if not isinstance(args, dict):
             raise UsageError(f"arguments of {name} must be a JSON object")
-        try:
-            _check_json(args, "args")
-        except ValueError as exc:
-            raise UsageError(f"{name}: {exc}") from None
-        if dataclasses.is_dataclass(cls):
-            fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-            unknown = sorted(set(args) - set(fields))
-            if unknown:
-                raise UsageError(f"{name}: unknown argument(s): {', '.join(unknown)}")
-            missing = sorted(
-                n for n, f in fields.items()
-                if n not in args
-                and f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-            )
-            if missing:
-                raise UsageError(f"{name}: missing argument(s): {', '.join(missing)}")
-        elif args:
-            raise UsageError(f"{name} takes no arguments")
+        spec = arg_spec(cls)
+        unknown = [k for k in args if k not in spec.names]
+        if unknown:
+            if not dataclasses.is_dataclass(cls):
+                raise UsageError(f"{name} takes no arguments")
+            shown = sorted(k if isinstance(k, str) else f"<{type(k).__name__}>" for k in unknown)
+            raise UsageError(f"{name}: unknown argument(s): {', '.join(shown)}")
+        missing = sorted(n for n in spec.required if n not in args)
+        if missing:
+            raise UsageError(f"{name}: missing argument(s): {', '.join(missing)}")
+        problem = spec.problem(args)
+        if problem is not None:
+            raise UsageError(f"{name}: {problem}")
+        if not spec.closed:  # a field of Any type: walk it (depth, NaN, non-JSON values)
+            try:
+                _check_json(args, "args")
+            except ValueError as exc:
+                raise UsageError(f"{name}: {exc}") from None
         try:
             return cls(**args)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"{name}: {exc}") from None
+            raise UsageError(f"{name}: {_text(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. __post_init__ raising: the arguments are refused
+            raise UsageError(f"{name}: the job refused its arguments: {_describe(exc)}") from None
 
     def encode(self, job: Job) -> bytes:
         name = job.job_name()
         if self._by_name.get(name) is not type(job):
             raise UnknownJobError(f"job class {type(job).__qualname__} is not registered (name {name!r})")
+        args = job.to_args()
+        problem = arg_spec(type(job)).problem(args)
+        if problem is not None:
+            raise UsageError(f"{name}: {problem}")
         try:
-            text = _dumps({"job": name, "args": job.to_args()})
-        except (TypeError, ValueError):
+            return _dumps({"job": name, "args": args}).encode()
+        except UnicodeEncodeError:
+            raise UsageError(f"{name}: arguments hold text that is not valid Unicode (a lone surrogate)") from None
+        except (TypeError, ValueError, RecursionError):
             try:  # find the offending field for the message
                 _check_json(job.to_args(), "args")
             except ValueError as exc:
                 raise UsageError(f"{name}: {exc}") from None
             raise UsageError(f"{name}: arguments are not JSON-serializable") from None
-        return text.encode()
 
     def decode(self, payload: bytes) -> Job:
         """Payload bytes → job. Anything wrong raises :class:`InvalidJobError` with a clear reason."""
@@ -199,6 +234,8 @@ class JobRegistry:
             data = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJobError(f"payload is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidJobError("payload is nested too deeply to decode") from None
         if not isinstance(data, dict) or not isinstance(data.get("job"), str):
             raise InvalidJobError('payload must be a JSON object with a string "job"')
         name = data["job"]
@@ -241,7 +278,7 @@ def peek_name(payload: bytes) -> str | None:
     """The job name a payload claims, for display; None when unreadable."""
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     name = data.get("job") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None

@@ -20,12 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from . import bounds
 from . import events as ev
 from .drivers.base import Driver, FollowUpFailure, Reclaimed, ReclaimKind, Reservation
 from .errors import InvalidJobError, JobCancelledError, PermanentError, RecordedError, TtrExceededError
 from .events import ExecEvent, HandlerFailure
 from .job import Job, peek_name
-from .outcome import Outcome, failure_info
+from .outcome import Outcome, error_message, failure_info, storable
 from .retry import backoff_delay
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,11 +131,13 @@ class JobRunner:
                     f"payload is {len(r.payload)} bytes; queue {queue.name} accepts at most {limit} "
                     f"(max_payload_bytes)"
                 )
+            if r.unreadable or not _stored_numbers_ok(r):
+                raise InvalidJobError(_stored_problem(r))
             event.job = queue.registry.decode(r.payload)
             event.job_name = event.job.job_name()
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the job's, never the worker's
             event.error = exc if isinstance(exc, InvalidJobError) else InvalidJobError(
-                f"cannot decode the payload: {type(exc).__name__}: {exc}")
+                f"cannot decode the payload: {type(exc).__name__}: {error_message(exc)}")
             event.job_name = _safe_name(r.payload)
         return event
 
@@ -302,8 +305,8 @@ class JobRunner:
             try:
                 self.driver.record_follow_up(FollowUpFailure(
                     job_id=event.id, attempt=event.attempt, event=f.event, handler=f.handler,
-                    error_class=type(f.error).__name__, message=str(f.error), traceback=f.traceback,
-                    at=time.time(),
+                    error_class=type(f.error).__name__, message=storable(error_message(f.error)),
+                    traceback=storable(f.traceback), at=time.time(),
                 ))
             except Exception:  # noqa: BLE001 - keeping the record must not take the worker down
                 log.exception("[%s] could not record follow-up failure", event.id)
@@ -332,6 +335,29 @@ class JobRunner:
 def _peak_rss_mib() -> float:
     """Peak RSS of the process that ran the job (an isolated child's own), in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+_TTR, _ATTEMPT, _PRIORITY = bounds.TTR, bounds.ATTEMPT, bounds.PRIORITY
+
+
+def _stored_numbers_ok(r: Reservation) -> bool:
+    """The numbers stored with the job are in their ranges (the hot path: plain comparisons)."""
+    return (_TTR.low <= r.ttr <= _TTR.high and _ATTEMPT.low <= r.attempt <= _ATTEMPT.high
+            and _PRIORITY.low <= r.priority <= _PRIORITY.high)
+
+
+def _stored_problem(r: Reservation) -> str:
+    """Why a job's stored state cannot be trusted: it was written past the checks of push (another
+    producer, a hand edit, an older version) or cannot be read at all. Such a job is failed as
+    invalid instead of run: a TTR of 10^12 s would strand it for ages, a negative one break the
+    isolate wait (#11)."""
+    if r.unreadable:
+        return f"the job's stored state cannot be read ({r.unreadable})"
+    for bound, value in ((_TTR, r.ttr), (_ATTEMPT, r.attempt), (_PRIORITY, r.priority)):
+        problem = bound.problem(value)
+        if problem is not None:
+            return f"stored {bound.name} {problem}"
+    return "the job's stored state is out of range"
 
 
 def _safe_name(payload: bytes) -> str:

@@ -479,3 +479,90 @@ def fresh_pg_database(admin_url: str, prefix: str) -> tuple[str, Callable[[], No
 
     run(f'CREATE DATABASE "{name}"')
     return f"{admin_url.rpartition('/')[0]}/{name}", lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cli_in_process(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    """``pubq ARGS`` run by :func:`pubq.commands.main` in this process, as the console script runs it
+    (same argument translation, same one-line error rendering): (exit code, stdout, stderr). Cheaper
+    than a subprocess (no interpreter start, no imports), for tests that try many arguments."""
+    from click.testing import CliRunner
+
+    from pubq.commands import main
+    from pubq.logs import configure_logging
+
+    with CliRunner().isolation(input=input) as (out, err, _):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    configure_logging(None)  # the handler main() set writes to the captured stream, gone now
+    return code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace")
+
+
+def fresh_mysql_database(admin_url: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """CREATE DATABASE ``<prefix>_<hex>`` on the MySQL/MariaDB server of ``admin_url``; returns its URL
+    and a callable that drops it (only it: never another database)."""
+    from urllib.parse import urlsplit
+
+    import pymysql
+
+    parts = urlsplit(admin_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    def run(sql: str) -> None:
+        conn = pymysql.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                               user=parts.username or "root", password=parts.password or "", connect_timeout=10)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    run(f"CREATE DATABASE `{name}`")
+    return f"{admin_url.rpartition('/')[0]}/{name}", lambda: run(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@dataclass
+class InProcessCli:
+    """A config with one queue ``work`` on one backend, run in this process."""
+
+    path: Path
+    backend: str
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        return cli_in_process("--config", str(self.path), *args)
+
+    def counts(self) -> dict[str, int]:
+        from pubq.app import App
+        from pubq.commands.options import cli_preset
+        from pubq.config import load_config
+
+        app = App(load_config(str(self.path), preset=cli_preset()))
+        try:
+            return app.queue("work").driver.counts().as_dict()
+        finally:
+            app.close()
+
+    def push_raw(self, payload: bytes) -> int:
+        """Store ``payload`` past push's checks, as another producer would."""
+        from pubq.app import App
+        from pubq.commands.options import cli_preset
+        from pubq.config import load_config
+
+        app = App(load_config(str(self.path), preset=cli_preset()))
+        try:
+            return app.queue("work").driver.push(payload, ttr=30)
+        finally:
+            app.close()
+
+
+def in_process_cli(tmp_path: Path, backend: str, server_urls: dict[str, str]) -> InProcessCli:
+    """A config with one queue ``work`` on ``backend`` (redis, sqlite, or postgres/mysql at
+    ``server_urls[backend]``) and its CLI run in this process."""
+    path, _ = write_config(tmp_path, "redis" if backend == "redis" else "sqlite")
+    if backend in server_urls:
+        data = yaml.safe_load(path.read_text())
+        data["queue_database"] = server_urls[backend]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return InProcessCli(path, backend)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pubq import Job, PermanentError, RetryableError
 
@@ -109,6 +110,47 @@ class SuicideJob(Job):
         if self.path:
             _append(self.path, f"run {ctx.job_id} {ctx.attempt} {os.getpid()}")
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class TypedJob(Job):
+    """Arguments of every annotated shape pubq checks (issue 11)."""
+
+    name = "tests.Typed"
+    count: int
+    ratio: float = 0.0
+    flag: bool = False
+    note: str | None = None
+    tags: list[str] = field(default_factory=list)
+    scores: dict[str, int] = field(default_factory=dict)
+    grid: list[list[int]] | None = None
+    anything: Any = None
+
+    def execute(self, ctx):
+        return self.count
+
+
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+@dataclass
+class RefusingJob(Job):
+    """Its own code refuses its arguments: ``__post_init__`` raises the error named by ``what``
+    ("ok" builds it). Stored, it must be an invalid job; pushed, a usage error; never a crash."""
+
+    name = "tests.Refusing"
+    what: str = "RuntimeError"
+
+    def __post_init__(self) -> None:
+        errors = {"RuntimeError": RuntimeError("refused"), "KeyError": KeyError("missing"),
+                  "RecursionError": RecursionError("too deep"), "Unprintable": _UnprintableError()}
+        if self.what != "ok":
+            raise errors.get(self.what, ValueError(self.what))
+
+    def execute(self, ctx):
+        return None
 
 
 class Recorder:

@@ -6,19 +6,15 @@ from typing import Any
 
 import click
 
+from .. import bounds
 from ..errors import JobNotFoundError, UsageError
 from ..job import peek_name
 from .options import HelpGroup, color_option, confirm, console, current_queue, emit_json, json_option, state
+from .params import Bounded
 from .render import first_line, fmt_time
 from .tables import Rows
 
-
-def _job_id(value: str) -> int:
-    try:
-        ident = int(value)
-    except ValueError:
-        raise UsageError(f"job id must be an integer (got {value!r})") from None
-    return ident
+JOB_ID = Bounded(bounds.JOB_ID, "job id")
 
 
 def _not_in_registry(queue: Any, ident: int) -> JobNotFoundError:
@@ -49,8 +45,8 @@ def _failed_dict(f: Any) -> dict[str, Any]:
 
 
 @failed_group.command("list")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Entries to show.")
-@click.option("--offset", type=click.IntRange(min=0), default=0, help="Entries to skip (for paging).")
+@click.option("--limit", type=Bounded(bounds.LIMIT), default=50, show_default=True, help="Entries to show.")
+@click.option("--offset", type=Bounded(bounds.OFFSET), default=0, help="Entries to skip (for paging).")
 @click.option("--follow-up", is_flag=True, help="List raising afterExec/afterError handlers instead.")
 @json_option
 @color_option
@@ -88,12 +84,12 @@ def failed_list(limit: int, offset: int, follow_up: bool, as_json: bool, color: 
 
 
 @failed_group.command("show")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", type=JOB_ID)
 @json_option
-def failed_show(job_id: str, as_json: bool) -> None:
+def failed_show(job_id: int, as_json: bool) -> None:
     """Show one failed job: its error, payload and every attempt's traceback."""
     queue = current_queue()
-    ident = _job_id(job_id)
+    ident = job_id
     f = queue.driver.failed_get(ident)
     if f is None:
         raise _not_in_registry(queue, ident)
@@ -144,15 +140,15 @@ class _RetryCommand(click.Command):
 
 
 @failed_group.command("retry", cls=_RetryCommand)
-@click.argument("job_id", metavar="ID", required=False)
+@click.argument("job_id", metavar="ID", required=False, type=JOB_ID)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed job (instead of one ID).")
-def failed_retry(job_id: str | None, retry_all: bool) -> None:
+def failed_retry(job_id: int | None, retry_all: bool) -> None:
     """Put failed job ID, or every failed job, back to waiting with fresh attempts."""
     queue = current_queue()
     if retry_all == (job_id is not None):
         raise UsageError("give a job ID or --all (not both)")
     if job_id is not None:
-        ident = _job_id(job_id)
+        ident = job_id
         if not queue.driver.requeue_failed(ident):
             raise _not_in_registry(queue, ident)
         click.echo(f"Job {ident} is waiting again.")

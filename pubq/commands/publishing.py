@@ -13,9 +13,13 @@ from typing import Any
 
 import click
 
+from .. import bounds
 from ..errors import PubqError, UsageError
 from .options import color_option, console, emit_json, json_option, state
+from .params import Bounded
 from .tables import Rows
+
+TASK_ID = Bounded(bounds.TASK_ID, "task id")
 
 
 def register(root: click.Group) -> None:
@@ -75,6 +79,8 @@ def read_request(path: str) -> Any:
         return read_yaml(text)
     except ValueError as exc:
         raise UsageError(f"{path}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to read") from None
     except Exception as exc:  # noqa: BLE001 - yaml.YAMLError and friends
         raise UsageError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
 
@@ -238,7 +244,7 @@ def task_group() -> None:
 
 
 @task_group.command("show")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=TASK_ID, metavar="ID")
 @json_option
 @color_option
 def task_show(task_id: int, as_json: bool, color: bool | None) -> None:
@@ -283,7 +289,7 @@ def render_show(con: Any, data: dict[str, Any]) -> None:
 
 
 @task_group.command("trace")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=TASK_ID, metavar="ID")
 @json_option
 @color_option
 def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
@@ -298,7 +304,7 @@ def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
         return
     table = Rows("Time (UTC)", "Account", "Event", "Status", "Reason", "Code", "Job", text=("Reason",))
     for e in events:
-        if e["kind"] == EventKind.STEP:
+        if e["kind"] in (EventKind.STEP, EventKind.ATTEMPT_FAILED):
             change = _status(e["to"]) if e["to"] is not None else ""
         else:
             change = f"{_status(e['from'])} → {_status(e['to'])}"
@@ -309,7 +315,7 @@ def task_trace(task_id: int, as_json: bool, color: bool | None) -> None:
 
 
 @task_group.command("retry")
-@click.argument("task_id", type=int, metavar="ID")
+@click.argument("task_id", type=TASK_ID, metavar="ID")
 @click.option("--account", default=None, metavar="A", help="Retry only this account.")
 @json_option
 def task_retry(task_id: int, account: str | None, as_json: bool) -> None:
@@ -331,7 +337,7 @@ def task_retry(task_id: int, account: str | None, as_json: bool) -> None:
 
 
 @task_group.command("sync")
-@click.argument("task_id", type=int, metavar="ID", required=False)
+@click.argument("task_id", type=TASK_ID, metavar="ID", required=False)
 @json_option
 def task_sync(task_id: int | None, as_json: bool) -> None:
     """Ask the platforms for review results.

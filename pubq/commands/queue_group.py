@@ -10,11 +10,13 @@ from typing import Any
 
 import click
 
+from .. import bounds
 from ..config import QueueConfig
 from ..errors import JobNotFoundError, UsageError
 from .failed import failed_group
 from .ops import add_queue_commands
 from .options import HelpGroup, color_option, confirm, console, current_queue, emit_json, json_option, state
+from .params import Bounded
 from .render import info_text
 from .worker_metrics import attach_worker_metrics, worker_metrics_option
 
@@ -29,11 +31,11 @@ def _configure_worker_logging() -> None:
 
 
 def _worker_options(fn: Any) -> Any:
-    fn = click.option("--memory-limit", type=click.IntRange(min=1), metavar="MIB",
+    fn = click.option("--memory-limit", type=Bounded(bounds.MEMORY_LIMIT), metavar="MIB",
                       help="Stop after a job once the worker's RSS exceeds MIB.")(fn)
-    fn = click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), metavar="S",
+    fn = click.option("--max-seconds", type=Bounded(bounds.MAX_SECONDS), metavar="S",
                       help="Stop after S seconds (the running job finishes).")(fn)
-    fn = click.option("--max-jobs", type=click.IntRange(min=1), metavar="N", help="Stop after N jobs.")(fn)
+    fn = click.option("--max-jobs", type=Bounded(bounds.MAX_JOBS), metavar="N", help="Stop after N jobs.")(fn)
     fn = color_option(fn)
     fn = worker_metrics_option(fn)
     fn = click.option("--isolate/--no-isolate", default=True,
@@ -129,14 +131,14 @@ def listen_timeout(text: str) -> int:
     seconds = int(text)
     if seconds < 1:
         raise UsageError("Timeout must be greater than zero.")
-    return seconds
+    return int(Bounded(bounds.WAIT, "TIMEOUT").convert(seconds, None, None))  # and not past its range
 
 
 @click.command("info")
 @json_option
 @color_option
 @click.option("--watch", is_flag=True, help="Refresh until interrupted.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+@click.option("--interval", type=Bounded(bounds.REFRESH), default=2.0, show_default=True,
               help="Seconds between refreshes with --watch.")
 def info_cmd(as_json: bool, color: bool | None, watch: bool, interval: float) -> None:
     """Job counts: waiting, delayed, reserved, done, failed (stored counters, O(1)).
@@ -195,14 +197,10 @@ def clear_cmd(assume_yes: bool, interactive: bool) -> None:
 
 
 @click.command("remove")
-@click.argument("job_id", metavar="ID")
-def remove_cmd(job_id: str) -> None:
+@click.argument("job_id", metavar="ID", type=Bounded(bounds.JOB_ID, "job id"))
+def remove_cmd(job_id: int) -> None:
     """Remove job ID from any state."""
-    try:
-        ident = int(job_id)
-    except ValueError:
-        raise UsageError(f"job id must be an integer (got {job_id!r})") from None
-    if ident < 1 or not current_queue().driver.remove(ident):
+    if not current_queue().driver.remove(job_id):
         raise JobNotFoundError("The job is not found.")
 
 
@@ -222,9 +220,9 @@ def _complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: 
 @click.command("push")
 @click.argument("job_name", metavar="JOB", shell_complete=_complete_job_names)
 @click.option("--args", "args_json", default="{}", metavar="JSON", help="Job arguments as a JSON object.")
-@click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before the job is due.")
-@click.option("--priority", type=click.IntRange(0, 1_000_000), default=None, help="Lower runs first (default 1024).")
-@click.option("--ttr", type=click.IntRange(min=1), default=None, help="Seconds the job may run.")
+@click.option("--delay", type=Bounded(bounds.DELAY), default=0, help="Seconds before the job is due.")
+@click.option("--priority", type=Bounded(bounds.PRIORITY), default=None, help="Lower runs first (default 1024).")
+@click.option("--ttr", type=Bounded(bounds.TTR), default=None, help="Seconds the job may run.")
 @json_option
 def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, ttr: int | None,
              as_json: bool) -> None:
@@ -236,6 +234,8 @@ def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, 
         args = json.loads(args_json)
     except ValueError as exc:
         raise UsageError(f"--args is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("--args is nested too deeply") from None
     if not isinstance(args, dict):
         raise UsageError("--args must be a JSON object")
     queue = current_queue()

@@ -36,6 +36,10 @@ attempt number and time; the newest ``policy.history_limit``), written by ``fail
 the last one. It lives as long as the job (dropped with it by ``ack``, ``remove``, ``clear``, a
 purge or the registry's trim) and survives ``unfail`` and ``requeue_failed``.
 
+**Bad values are not outages.** A backend that refuses a value (a number out of its range, a text it
+cannot store) raises :class:`~pubq.errors.BackendDataError`, which is never retried; a job whose
+stored state cannot be read is handed out with :attr:`Reservation.unreadable` set, never dropped.
+
 **Policy once.** ``grace``, ``hold``, ``settle_within`` and the registry caps are settings of the
 driver (:class:`Policy`), given when it is built, never per call.
 
@@ -124,6 +128,9 @@ class Reservation:
     priority: int = DEFAULT_PRIORITY
     #: Backend time the job was first pushed.
     pushed_at: float = 0.0
+    #: Why the job's stored state could not be read ('' when it could): a driver hands such a job
+    #: out instead of dropping it, and the runner fails it as an invalid job, never runs it (#11).
+    unreadable: str = ""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from pubq.database import (
 )
 from pubq.drivers import db_schema
 from pubq.drivers.db_sql import NOW_SQL, PgStatement
-from pubq.errors import ConfigError, DriverError
+from pubq.errors import BackendDataError, ConfigError, DriverError
 
 T = TypeVar("T")
 
@@ -69,6 +69,38 @@ COUNTERS = {
 #: PostgreSQL "prepared statement does not exist" (26000, the session was reset under us, e.g. by
 #: DISCARD ALL or a pooler): the driver's own case, retried after preparing again (see ``_pg``).
 _PG_NO_STATEMENT = "26000"
+
+
+#: Raised by a DB-API client before the statement reaches the server, for a value it cannot send:
+#: SQLite's "Python int too large to convert to SQLite INTEGER" (OverflowError), psycopg2's "A string
+#: literal cannot contain NUL (0x00) characters" (ValueError), a text that will not encode.
+_BIND_ERRORS = (OverflowError, ValueError)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def refuse_unstorable(params: Sequence[Any]) -> None:
+    """Raise :class:`BackendDataError` for a parameter no SQL database stores: an integer past 64 bits
+    or a float that is not finite (also inside the arrays of PostgreSQL's batch push). Checked here,
+    once for every statement, because the clients fail differently or not at all: SQLite raises
+    OverflowError, PyMySQL renders 10**23 into the SQL (a syntax error) and refuses ``inf`` with a
+    ProgrammingError, psycopg2 sends ``'Infinity'``, which a float column takes (#11)."""
+    for value in params:
+        kind = type(value)
+        if kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise BackendDataError(f"queue database refused a value: {_short(value)} is past a 64-bit integer")
+        elif kind is float:
+            if value - value != 0.0:  # inf and nan (nan != nan, inf - inf is nan)
+                raise BackendDataError(f"queue database refused a value: {value!r} is not a finite number")
+        elif kind is list or kind is tuple:
+            refuse_unstorable(value)
+
+
+def _short(value: int) -> str:
+    text = str(value) if value.bit_length() < 4000 else f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _kind(exc: BaseException) -> ErrorKind:
@@ -97,6 +129,8 @@ class Tx:
         self.delta = dict.fromkeys(COUNTERS, 0)
 
     def x(self, sql: str, params: Sequence[Any] = (), ids: Sequence[int] = ()) -> Any:
+        refuse_unstorable(params)
+        refuse_unstorable(ids)
         self.cur.execute(self.d._q(sql, len(ids)), (*params, *ids))
         return self.cur
 
@@ -261,6 +295,10 @@ class DbConnection:
                 return fn(cur)
             except Exception as exc:
                 if not is_db_error(exc):
+                    self._rollback_quietly(cur)  # never leave this thread's connection in a transaction
+                    if isinstance(exc, _BIND_ERRORS):  # the client refused to send a value (#11)
+                        raise BackendDataError(f"queue database refused a value: {type(exc).__name__}: {exc}") \
+                            from exc
                     raise
                 kind = _kind(exc)
                 if kind is not ErrorKind.LOST and (self.kind != "sqlite" or cur.connection.in_transaction):
@@ -277,7 +315,17 @@ class DbConnection:
                     if idempotent and not reconnected:  # a stale connection (server restarted)
                         reconnected = True
                         continue
+                if kind is ErrorKind.DATA:  # bad input, not an outage: never retried (#11)
+                    raise BackendDataError(f"queue database refused a value: {first_line(exc)}") from unwrap(exc)
                 raise DriverError(f"queue database error ({self.url}): {first_line(exc)}") from unwrap(exc)
+
+    def _rollback_quietly(self, cur: Any) -> None:
+        """End the transaction a refused value left open (the connection itself is fine)."""
+        try:
+            if self.kind != "sqlite" or cur.connection.in_transaction:
+                cur.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the link is gone: drop it, the next call reconnects
+            self._drop_connection()
 
     def _write(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in one write transaction (SQLite: BEGIN IMMEDIATE takes the write lock at once)."""
@@ -346,6 +394,7 @@ class DbConnection:
         """One read; None (``[]`` with ``many``) from a SQLite file that does not exist yet."""
         if self._no_file_yet():
             return [] if many else None
+        refuse_unstorable(params)
 
         def run(cur: Any) -> Any:
             cur.execute(self._q(sql), params)
@@ -357,6 +406,9 @@ class DbConnection:
         """PostgreSQL: run the statements in one round trip — one simple query, which the server runs
         as one implicit transaction — and return the last one's rows. Each statement is prepared once
         per connection (planning these CTEs costs more than running them)."""
+
+        for _, args in calls:
+            refuse_unstorable(args)
 
         def run(cur: Any) -> list[Any]:
             if not self._pg_prepare:

@@ -12,6 +12,7 @@ token is never handed out twice for one job, and a settling write is accepted on
 from __future__ import annotations
 
 import heapq
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 
+from ..errors import BackendDataError
 from .base import (
     CANCELLED_CODE,
     DEFAULT_PRIORITY,
@@ -43,6 +45,17 @@ from .base import (
 from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
 _WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
+
+
+def _finite_delay(delay: float) -> None:
+    if delay - delay != 0:  # inf or nan: a job due never (the db drivers refuse it too)
+        raise BackendDataError(f"refused a value: delay {delay!r} is not a finite number")
+
+
+def _page(offset: int, limit: int) -> tuple[int, int]:
+    """islice bounds of a page; an offset past any real size is simply past the end (no crash)."""
+    start = min(max(int(offset), 0), sys.maxsize)
+    return start, min(start + max(int(limit), 0), sys.maxsize)
 
 
 @dataclass(slots=True)
@@ -125,6 +138,7 @@ class MemoryDriver(BaseDriver):
             now = self._clock()
             ids = []
             for item in items:
+                _finite_delay(item.delay)
                 self._last_id += 1
                 job = _Job(self._last_id, bytes(item.payload), item.ttr, item.priority, now)
                 self._enqueue(job, item.delay, now)
@@ -303,8 +317,8 @@ class MemoryDriver(BaseDriver):
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
         with self._cond:
-            offset = max(offset, 0)
-            return list(islice(reversed(self._failed.values()), offset, offset + max(limit, 0)))
+            start, stop = _page(offset, limit)
+            return list(islice(reversed(self._failed.values()), start, stop))
 
     def failed_get(self, job_id: int) -> FailedJob | None:
         with self._cond:
@@ -343,8 +357,8 @@ class MemoryDriver(BaseDriver):
 
     def follow_up_list(self, offset: int = 0, limit: int = 50) -> list[FollowUpFailure]:
         with self._cond:
-            offset = max(offset, 0)
-            return list(islice(self._follow_ups, offset, offset + max(limit, 0)))
+            start, stop = _page(offset, limit)
+            return list(islice(self._follow_ups, start, stop))
 
     def now(self) -> float:
         return self._clock()

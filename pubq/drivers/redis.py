@@ -32,6 +32,7 @@ every reserve and reclaim takes the next value, and a write carrying an older on
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -41,7 +42,7 @@ from typing import Any
 
 import redis
 
-from ..errors import BackendUnavailableError, DriverError
+from ..errors import BackendDataError, BackendUnavailableError, DriverError
 from . import history as attempt_history
 from .base import (
     DEFAULT_PRIORITY,
@@ -87,17 +88,28 @@ def _lua(name: str) -> str:
     return (_LUA_DIR / "_lib.lua").read_text() + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
 
 
+#: Replies of a command (or of a script's call) that refused a value: bad input, never an outage.
+_VALUE_REFUSED = re.compile(
+    r"not an integer|not a valid float|not a float|out of range|is negative|no integer representation"
+    r"|invalid expire time", re.IGNORECASE)
+
+
 def _wrap(exc: redis.RedisError, channel: str) -> DriverError:
-    unavailable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
-    cls = BackendUnavailableError if unavailable else DriverError
-    return cls(f"redis: {exc}")  # whoever shows it names the queue (ResilientDriver's label)
+    # whoever shows the message names the queue (ResilientDriver's label): only the backend here
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return BackendUnavailableError(f"redis: {exc}")
+    if isinstance(exc, redis.ResponseError) and _VALUE_REFUSED.search(str(exc)):
+        return BackendDataError(f"redis refused a value: {str(exc).splitlines()[0]}")
+    return DriverError(f"redis: {exc}")
 
 
 def _reservation(row: Sequence[Any]) -> Reservation:
-    """``{id, payload, attempt, ttr, deadline, token, priority, pushed_at}`` as the scripts return it."""
+    """``{id, payload, attempt, ttr, deadline, token, priority, pushed_at[, why unreadable]}`` as the
+    scripts return it."""
     return Reservation(
         job_id=int(row[0]), payload=row[1], attempt=int(row[2]), ttr=int(row[3]),
         deadline=float(row[4]), token=int(row[5]), priority=int(row[6]), pushed_at=float(row[7]),
+        unreadable=_text(row[8]) if len(row) > 8 else "",
     )
 
 
@@ -108,9 +120,35 @@ def _live(holder: bytes, progress: bytes, cancel: int, reason: bytes) -> dict[st
             "cancel_reason": reason.decode("utf-8", "replace") if cancel == 1 else None}
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
 def _meta(raw: bytes) -> list[bytes]:
     """``state|attempt|ttr|priority|pushed_at|seq|deadline|lease`` (see lua/_lib.lua)."""
     return raw.split(b"|")
+
+
+def _meta_numbers(raw: bytes) -> tuple[int, int, int, float]:
+    """(attempt, ttr, priority, pushed_at) of a packed meta, 0 for a field that does not parse: a
+    meta written by hand or by another version must not break a listing (#11)."""
+    fields = raw.split(b"|") if raw else []
+    out: list[float] = []
+    for index, kind in ((1, int), (2, int), (3, int), (4, float)):
+        try:
+            out.append(kind(fields[index]))
+        except (IndexError, ValueError):
+            out.append(0)
+    return int(out[0]), int(out[1]), int(out[2]), float(out[3])
+
+
+def _record(raw: bytes | None) -> dict[str, Any]:
+    """A stored JSON record; one that does not parse is shown as such instead of breaking a read."""
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return {"error_class": "?", "message": f"unreadable record: {_text(raw or b'')[:200]}"}
+    return data if isinstance(data, dict) else {"message": f"unreadable record: {_text(raw or b'')[:200]}"}
 
 
 def _failure_record(info: FailureInfo) -> str:
@@ -202,7 +240,10 @@ class RedisDriver(BaseDriver):
     @staticmethod
     def _item(payload: bytes, ttr: int, delay: float, priority: int) -> tuple[bytes, int, float, int]:
         """The script's four values of one job (the core has checked their ranges)."""
-        return bytes(payload), ttr, float(delay), priority
+        delay = float(delay)
+        if delay - delay != 0:  # inf or nan: Lua would store a job due never (the db drivers refuse it too)
+            raise BackendDataError(f"redis refused a value: delay {delay!r} is not a finite number")
+        return bytes(payload), ttr, delay, priority
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -267,8 +308,10 @@ class RedisDriver(BaseDriver):
         if limit <= 0:
             return out
         for row in self._run("reclaim", int(limit)):
-            reservation = _reservation(row[1:9])
-            if row[0] == b"lost":
+            lost = row[0] == b"lost"
+            # a lost row: ..., overdue, cancel requested 1|0, cancel reason[, why unreadable]
+            reservation = _reservation([*row[1:9], *row[12:13]] if lost else row[1:9])
+            if lost:
                 cancel = row[11].decode("utf-8", "replace") if row[10] == 1 else None
                 out.append(Reclaimed(ReclaimKind.LOST, reservation, overdue=max(0.0, float(row[9])),
                                      cancel_reason=cancel))
@@ -287,7 +330,8 @@ class RedisDriver(BaseDriver):
             raw = self._client.hget(self._meta_key, int(job_id))
         except redis.RedisError as exc:
             raise _wrap(exc, self.channel) from exc
-        return JobStatus.DONE if raw is None else _STATES[raw[:1]]
+        # a meta that does not parse belongs to a job still stored: reserve hands it out (as invalid)
+        return JobStatus.DONE if raw is None else _STATES.get(raw[:1], JobStatus.WAITING)
 
     def get(self, job_id: int) -> JobInfo | None:
         reply = self._run("get", int(job_id))
@@ -304,7 +348,7 @@ class RedisDriver(BaseDriver):
             due = float(when)
             return replace(info, status=JobStatus.WAITING if due <= float(now) else status, due_at=due)
         if status is JobStatus.FAILED:
-            failure = json.loads(record)
+            failure = _record(record)
             return replace(info, failed_at=float(when), error_class=failure.get("error_class", ""),
                            message=failure.get("message", ""), code=failure.get("code", ""),
                            unsettled=unsettled == 1)
@@ -333,20 +377,20 @@ class RedisDriver(BaseDriver):
 
     def _failed_row(self, row: Sequence[Any]) -> FailedJob:
         job_id, payload, meta, record, failed_at, unsettled = row
-        attempt, ttr, priority, pushed_at = (_meta(meta) if meta else [b""] + [b"0"] * 7)[1:5]
-        return self._failed_job(int(job_id), payload, record, failed_at, unsettled == 1, attempts=int(attempt),
-                                ttr=int(ttr), priority=int(priority), pushed_at=float(pushed_at))
+        attempt, ttr, priority, pushed_at = _meta_numbers(meta)
+        return self._failed_job(int(job_id), payload, record, failed_at, unsettled == 1, attempts=attempt,
+                                ttr=ttr, priority=priority, pushed_at=pushed_at)
 
     @staticmethod
     def _failed_job(job_id: int, payload: bytes, record: bytes, failed_at: bytes, unsettled: bool,
                     **fields: Any) -> FailedJob:
-        info = json.loads(record)
+        info = _record(record)
         retry_delay = info.get("retry_delay") if unsettled else None
         return FailedJob(
             job_id=job_id, payload=payload, error_class=info.get("error_class", ""),
             message=info.get("message", ""), traceback=info.get("traceback", ""), code=info.get("code", ""),
             failed_at=float(failed_at), unsettled=unsettled,
-            retry_delay=None if retry_delay is None else float(retry_delay), **fields,
+            retry_delay=float(retry_delay) if type(retry_delay) in (int, float) else None, **fields,
         )
 
     def requeue_failed(self, job_id: int, *, reset_attempts: bool = True, delay: float = 0) -> bool:
@@ -374,7 +418,11 @@ class RedisDriver(BaseDriver):
         out = []
         for row in rows:
             seq, _, record = row.partition(b"|")
-            out.append(FollowUpFailure(seq=int(seq), **json.loads(record)))
+            try:
+                out.append(FollowUpFailure(seq=int(seq), **json.loads(record)))
+            except (ValueError, TypeError, RecursionError):  # a foreign or hand-edited entry (#11)
+                out.append(FollowUpFailure(job_id=0, attempt=0, event="?", handler="?", error_class="?",
+                                           message=f"unreadable record: {_text(row)[:200]}", traceback="", at=0.0))
         return out
 
     # -- operations -----------------------------------------------------------------------

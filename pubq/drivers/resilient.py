@@ -5,6 +5,8 @@ same method of the driver it wraps, retrying a :class:`~pubq.errors.DriverError`
 its :class:`OutageBudget` runs out. Each wrapped call is one atomic driver step, so retrying it after
 a connection error is safe, except for a step that landed just before the connection broke: a
 settling write that then answers False on the retry is reported as done (its first try landed).
+A :class:`~pubq.errors.BackendDataError` (the backend refused a value) is not an outage: it is
+raised at once, never retried.
 
 The budget belongs to whoever runs the command: one-shot commands get one budget for the whole
 command (``give_up_after`` seconds, 10 by default), ``run`` ends with ``--max-seconds``, ``listen``
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import BackendUnavailableError, DriverError
+from ..errors import BackendDataError, BackendUnavailableError, DriverError
 from .base import (
     DEFAULT_PRIORITY,
     CancelResult,
@@ -117,6 +119,8 @@ class ResilientDriver:
         while True:
             try:
                 result = fn(*args, **kwargs)
+            except BackendDataError:
+                raise  # the backend answered: the input is bad, retrying cannot help (#11)
             except DriverError as exc:
                 retried = True
                 self._wait_or_give_up(name, exc, delay)

@@ -1,4 +1,5 @@
-"""upload-asset: push the recorded PubArticleJob after success; fail only that account finally."""
+"""upload-asset: push the recorded PubArticleJob after success; record each failed attempt in the
+account's timeline; fail only that account finally."""
 
 from __future__ import annotations
 
@@ -14,5 +15,9 @@ class UploadAssetEventHandler:
 
     def after_error(self, event: ExecEvent) -> None:
         cat_id = arg(event, "channel_app_task_id")
-        if cat_id is not None and is_final(event):
+        if cat_id is None:
+            return
+        if is_final(event):
             pipeline(event).row_failed(cat_id, event.error, job_ref(event))
+        else:  # another attempt follows: the timeline still shows this one and why it failed
+            pipeline(event).attempt_failed(cat_id, event.error, job_ref(event))

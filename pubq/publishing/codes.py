@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 from ..errors import PermanentError, RetryableError
 
+#: The code of an error that is not a business error: its text is for the operators, not the submitter.
+GENERIC_CODE = 35000
 #: code → message template. Placeholders are filled by :meth:`BizCoded.make`.
 MESSAGES: dict[int, str] = {
     35000: "publishing failed because of an internal error (task ID: {task_id}); the operators can see the details",
@@ -160,6 +162,19 @@ class CallbackNotAllowedError(BusinessError):
 
 class ItemRejectedError(BusinessError):
     biz_code = 35060
+
+
+#: Stable codes of the errors that mean "the worker running the attempt was lost" (killed, or past
+#: its TTR): the attempt ended without a word from the platform.
+LOST_WORKER_CODES = frozenset({"worker_lost", "ttr_exceeded", "job_crashed"})
+
+
+def lost_worker(error: BaseException | None) -> bool:
+    """Whether ``error`` says the attempt's worker was lost (also as a recorded failure)."""
+    if error is None:
+        return False
+    code = getattr(error, "error_code", None) or getattr(error, "code", None)
+    return code in LOST_WORKER_CODES
 
 
 def describe(error: BaseException | None, **params: Any) -> tuple[int, str]:

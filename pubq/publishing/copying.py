@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .codes import AssetFetchError, AssetMissingError, AssetTooLargeError, SourceNotAllowedError
 from .netpolicy import NotAllowed, check_url, pinned
-from .request import is_url, local_source
+from .request import UnusablePath, is_url, local_source, os_reason
 from .settings import SourcePolicy
 
 CHUNK = 256 * 1024
@@ -99,20 +99,28 @@ def write_atomically(chunks: Iterator[bytes], publish_root: Path, ext: str, max_
 
 
 def _local_chunks(url: str, policy: SourcePolicy, params: dict[str, int]) -> Iterator[bytes]:
-    path = local_source(url, policy.root)
-    if path is None:
-        raise SourceNotAllowedError.make(reason="path leaves the source root", **params)
-    if not path.is_file():
-        raise AssetMissingError.make(reason="no such file under the source root", **params)
-    if path.stat().st_size > policy.max_bytes:
+    try:
+        path = local_source(url, policy.root)
+        if path is None:
+            raise SourceNotAllowedError.make(reason="path leaves the source root", **params)
+        if not path.is_file():
+            raise AssetMissingError.make(reason="no such file under the source root", **params)
+        size = path.stat().st_size
+    except (UnusablePath, OSError) as exc:  # a loop of symlinks made after submit, no permission…
+        raise AssetMissingError.make(reason=str(exc) if isinstance(exc, UnusablePath) else os_reason(exc),
+                                     **params) from None
+    if size > policy.max_bytes:
         raise AssetTooLargeError.make(limit=policy.max_bytes, **params)
-    return _read_file(path)
+    return _read_file(path, params)
 
 
-def _read_file(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as src:
-        while chunk := src.read(CHUNK):
-            yield chunk
+def _read_file(path: Path, params: dict[str, int]) -> Iterator[bytes]:
+    try:
+        with open(path, "rb") as src:
+            while chunk := src.read(CHUNK):
+                yield chunk
+    except OSError as exc:  # a read error midway: the partial copy is removed by write_atomically
+        raise AssetFetchError.make(reason=os_reason(exc), **params) from None
 
 
 def _http_chunks(url: str, policy: SourcePolicy, params: dict[str, int]) -> Iterator[bytes]:

@@ -10,10 +10,14 @@ sent to the checked address (:func:`pinned`), so a name that resolves differentl
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
+
+#: Nothing a URL may hold unencoded: C0 controls (NUL, line breaks…), DEL and spaces.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
 class NotAllowed(ValueError):
@@ -28,8 +32,15 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """A global unicast address, and so is every IPv4 address it carries: IPv4-mapped, 6to4
+    (``2002:7f00:1::1`` reaches 127.0.0.1 through a relay) and both ends of a Teredo address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        else:
+            embedded = [ip.sixtofour, *(ip.teredo or ())]
+            if any(inner is not None and not is_public(inner) for inner in embedded):
+                return False
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
@@ -80,13 +91,22 @@ def check_url(url: str, *, schemes: Iterable[str], allow_hosts: Iterable[str]) -
 
     Returns the address to connect to: the first one the name resolved to (all were checked).
     """
-    parts = urlsplit(url)
+    if _UNSAFE.search(url):
+        raise NotAllowed("URL holds control characters or spaces")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise NotAllowed(f"URL cannot be read ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in set(schemes):
         raise NotAllowed(f"scheme {scheme or '(none)'!r} is not allowed")
     host = (parts.hostname or "").lower()
     if not host:
         raise NotAllowed("URL has no host")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise NotAllowed("URL has an invalid port") from None
     allow = tuple(allow_hosts)
     if _allowed(host, None, allow):
         return Checked(url)
@@ -95,13 +115,9 @@ def check_url(url: str, *, schemes: Iterable[str], allow_hosts: Iterable[str]) -
         addresses = [literal]
     else:
         try:
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            raise NotAllowed("URL has an invalid port") from None
-        try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
-            raise NotAllowed(f"host {host} cannot be resolved") from None
+        except (OSError, UnicodeError, ValueError):  # UnicodeError: a name IDNA cannot encode
+            raise NotAllowed(f"host {host[:80]} cannot be resolved") from None
         addresses = [a for a in (_ip(info[4][0]) for info in infos) if a is not None]
     if not addresses:
         raise NotAllowed(f"host {host} cannot be resolved")

@@ -18,6 +18,7 @@ from .adapters.base import Article, UploadFile
 from .callback import CallbackSender
 from .channels import ChannelRegistry
 from .codes import (
+    GENERIC_CODE,
     AssetMissingError,
     AssetsNotCopiedError,
     BizCoded,
@@ -25,6 +26,7 @@ from .codes import (
     ServerError,
     StepRejectedError,
     describe,
+    lost_worker,
 )
 from .copying import copy_asset
 from .models import from_us, now_us
@@ -242,6 +244,19 @@ class Pipeline:
                                          status=AccountStatus.label_of(result.found))
         return {"channel_app_task_id": cat_id, "item_id": item_id}
 
+    # -- failed attempts of upload-asset / pub-article -------------------------------------------------
+
+    def attempt_failed(self, cat_id: int, error: BaseException | None, job: JobRef) -> bool:
+        """afterError of an attempt that another attempt follows: record it in the row's timeline
+        (its code and the message the submitter would see), so every attempt is explained — and so
+        a later attempt lost with its worker can still tell the platform's own error. Once per
+        attempt; returns whether it was recorded now."""
+        cat = self.records.find_channel_app_task(cat_id)
+        if cat is None:
+            return False
+        code, message = describe(error, task_id=cat.task_id, account=cat.account)
+        return self.transitions.attempt_failed(cat.task_id, cat_id, message, job=job, code=code, status=cat.status)
+
     # -- final failures of upload-asset / pub-article -------------------------------------------------
 
     def row_failed(self, cat_id: int, error: BaseException | None, job: JobRef) -> list[int]:
@@ -259,6 +274,10 @@ class Pipeline:
         cat = self.records.channel_app_task(cat_id)
         if code is None or message is None:
             code, message = describe(error, task_id=cat.task_id, account=cat.account)
+            if code == GENERIC_CODE and lost_worker(error):
+                # The last attempt died with its worker, saying nothing: what the platform said on
+                # an earlier attempt tells the submitter more than "internal error" (#11).
+                code, message = self.transitions.last_attempt_error(cat_id) or (code, message)
         result = self.transitions.move_in_tx(
             cat_id, AccountStatus.FAILED, reason=f"{job.queue or 'operator'} failed", code=code, job=job,
             callback=callback, fields={"error_code": code, "error_message": message})

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import peewee as pw
 
+from ..bounds import TASK_ID
 from .codes import ChannelAppTaskNotFoundError, TaskNotFoundError
 from .copying import CopiedFile
 from .models import Models, now_us
@@ -25,6 +26,8 @@ class PublishRecords:
 
     def find_task(self, task_id: int) -> pw.Model | None:
         Task = self.models.Task
+        if TASK_ID.problem(task_id) is not None:  # no such row; the database may not even take the value
+            return None
         return Task.get_or_none(Task.id == task_id)
 
     def task(self, task_id: int) -> pw.Model:
@@ -47,10 +50,15 @@ class PublishRecords:
 
     # -- channel app tasks -------------------------------------------------------------------------
 
+    def find_channel_app_task(self, cat_id: int) -> pw.Model | None:
+        ChannelAppTask = self.models.ChannelAppTask
+        if TASK_ID.problem(cat_id) is not None:
+            return None
+        return ChannelAppTask.get_or_none(ChannelAppTask.id == cat_id)
+
     def channel_app_task(self, cat_id: int) -> pw.Model:
         """The channel app task, or :class:`ChannelAppTaskNotFoundError` (35004)."""
-        ChannelAppTask = self.models.ChannelAppTask
-        cat = ChannelAppTask.get_or_none(ChannelAppTask.id == cat_id)
+        cat = self.find_channel_app_task(cat_id)
         if cat is None:
             raise ChannelAppTaskNotFoundError.make(cat_id=cat_id)
         return cat

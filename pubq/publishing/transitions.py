@@ -13,8 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import peewee as pw
+
 from . import keys
-from .codes import ChannelAppTaskNotFoundError
+from .codes import GENERIC_CODE, ChannelAppTaskNotFoundError
 from .models import now_us
 from .outbox import Outbox
 from .store import PublishStore
@@ -131,6 +133,43 @@ class Transitions:
             task=task_id, channel_app_task=cat_id, kind=EventKind.STEP, from_status=status, to_status=status,
             reason=reason[:255], code=code, queue=job.queue, job_id=job.job_id, attempt=job.attempt,
             at=now_us())
+
+
+    def attempt_failed(self, task_id: int, cat_id: int | None, reason: str, *, job: JobRef, code: int,
+                       status: AccountStatus | None = None) -> bool:
+        """Record a failed attempt that another attempt follows, once per (row, job attempt): a
+        recovering worker that runs the afterError handlers again adds nothing. Returns whether it
+        was recorded now."""
+        StatusEvent = self.store.models.StatusEvent
+
+        def unit() -> bool:
+            seen = StatusEvent.select(StatusEvent.id).where(
+                StatusEvent.task == task_id, StatusEvent.kind == EventKind.ATTEMPT_FAILED,
+                (StatusEvent.channel_app_task.is_null() if cat_id is None else StatusEvent.channel_app_task == cat_id),
+                StatusEvent.queue == job.queue, StatusEvent.job_id == job.job_id, StatusEvent.attempt == job.attempt,
+            ).exists()
+            if seen:
+                return False
+            StatusEvent.create(task=task_id, channel_app_task=cat_id, kind=EventKind.ATTEMPT_FAILED,
+                               from_status=status, to_status=status, reason=reason[:255], code=code,
+                               queue=job.queue, job_id=job.job_id, attempt=job.attempt, at=now_us())
+            return True
+
+        return self.store.tx(unit)
+
+    def last_attempt_error(self, cat_id: int) -> tuple[int, str] | None:
+        """(code, message) of the row's latest failed attempt of this round that carries a code of
+        its own (a platform's, not the generic 35000), or None."""
+        StatusEvent = self.store.models.StatusEvent
+        round_start = StatusEvent.select(pw.fn.MAX(StatusEvent.id)).where(
+            StatusEvent.channel_app_task == cat_id, StatusEvent.kind == EventKind.TRANSITION,
+            StatusEvent.to_status == AccountStatus.PENDING).scalar() or 0
+        event = (StatusEvent.select(StatusEvent.code, StatusEvent.reason)
+                 .where(StatusEvent.channel_app_task == cat_id, StatusEvent.kind == EventKind.ATTEMPT_FAILED,
+                        StatusEvent.id > round_start, StatusEvent.code.is_null(False),
+                        StatusEvent.code != GENERIC_CODE)
+                 .order_by(StatusEvent.id.desc()).first())
+        return None if event is None else (event.code, event.reason)
 
 
 def _name(status: int | None) -> str:

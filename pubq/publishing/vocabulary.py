@@ -73,6 +73,9 @@ class EventKind(StrEnum):
     REJECTED = "rejected"
     #: A step that changes no status (assets copied, media uploaded, callback sent…).
     STEP = "step"
+    #: An attempt of a job that failed with another attempt to follow (the final one is the
+    #: transition to failed): ``code`` and ``reason`` are what the submitter would have been told.
+    ATTEMPT_FAILED = "attempt_failed"
 
 
 class PubLogStatus(StrEnum):

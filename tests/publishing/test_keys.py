@@ -71,7 +71,7 @@ def test_stored_enum_values() -> None:
         "PENDING": 1, "RELEASING": 2, "FAILED": 3, "UNDER_REVIEW": 4, "PUBLISHED": 5, "REJECTED": 6}
     assert [str(k) for k in OutboxKind] == ["job", "callback"]
     assert [str(s) for s in OutboxState] == ["pending", "pushing", "pushed", "sent", "skipped", "failed"]
-    assert [str(k) for k in EventKind] == ["transition", "rejected", "step"]
+    assert [str(k) for k in EventKind] == ["transition", "rejected", "step", "attempt_failed"]
     assert [str(s) for s in PubLogStatus] == ["success", "error"]
     assert [str(v) for v in ReviewVerdict] == ["review", "published", "rejected"]
     assert [str(s) for s in CopyFailureStage] == ["copy", "follow-up"]

@@ -55,12 +55,15 @@ end
 local function f6(x) return string.format('%.6f', x) end
 local function int(x) return string.format('%d', x) end
 
+-- The job's packed meta as a table; nil when there is none, and nil plus the raw text when it does
+-- not parse (written by another version or by hand, a number %d could not hold): such a job is
+-- handed out as an invalid one (take_unreadable), never dropped (#11).
 local function meta_get(id)
   local raw = redis.call('HGET', K_META, id)
   if not raw then return nil end
   local s, a, t, p, pa, sq, dl, rt = string.match(raw,
     '^(%a)|(%d+)|(%d+)|(%d+)|([^|]*)|(%d+)|([^|]*)|(%d+)$')
-  if not s then return nil end
+  if not s then return nil, raw end
   return {state = s, attempt = tonumber(a), ttr = tonumber(t), prio = tonumber(p), pushed = pa,
           seq = tonumber(sq), deadline = dl, lease = tonumber(rt)}
 end
@@ -183,17 +186,45 @@ local function promote_due(now)
       next_seq(m)
       to_waiting(id, m)
       moved = moved + 1
-    elseif not m then
-      redis.call('HDEL', K_PAYLOAD, id)
+    elseif not m and redis.call('HEXISTS', K_PAYLOAD, id) == 1 then
+      -- its meta is missing or unreadable: reserve hands it out as an invalid job (#11)
+      redis.call('ZADD', K_WAITING, 0, member)
+      moved = moved + 1
     end
   end
   return moved
 end
 
+-- Why a job whose payload is stored cannot be run as it is (its meta is missing or does not
+-- parse), or nil. `m, raw` are meta_get's answers. (A job whose payload is gone has nothing left to
+-- run or keep: its structures are cleaned up as before.)
+local function unreadable_why(m, raw, payload)
+  if m or not payload then return nil end
+  if raw then return 'unreadable meta ' .. string.sub(raw, 1, 200) end
+  return 'no meta'
+end
+
+-- Reserve such a job for the caller as attempt 1 under a new lease, held for HOLD seconds, with a
+-- fresh meta whose TTR is 0: outside every valid TTR, so whoever reads it again (a reclaimer after
+-- the holder died) fails it as invalid too. The caller fails it as an invalid job (#11).
+local function take_unreadable(id, seq, now)
+  local m = {state = 'r', attempt = 1, ttr = 0, prio = 0, pushed = '0', seq = seq,
+             deadline = f6(now + HOLD), lease = redis.call('HINCRBY', K_STATS, 'seq', 1)}
+  meta_put(id, m)
+  redis.call('ZADD', K_RESERVED, m.deadline, id)
+  return m
+end
+
+local function member_seq(member)
+  return tonumber(string.match(member, '^(%x+):'), 16) or 0
+end
+
 -- The reserve step: nothing while paused; promote due jobs, pop the lowest (priority, seq), skip
--- ids whose payload is gone, count the attempt, take a new lease, record the deadline and the
--- holder. Returns {1, id, payload, attempt, ttr, deadline, token, priority, pushed_at} or {0,
--- seconds until the next delayed job is due | ''}.
+-- stale members and jobs whose payload is gone, count the attempt, take a new lease, record the
+-- deadline and the holder. A job whose payload is stored but whose meta is missing or does not
+-- parse is reserved as it is (take_unreadable), with why as a 10th value. Returns {1, id, payload,
+-- attempt, ttr, deadline, token, priority, pushed_at[, why]} or {0, seconds until the next delayed
+-- job is due | ''}.
 local function reserve(now, holder)
   if redis.call('EXISTS', K_PAUSED) == 1 then
     -- sleepers block until resume feeds the wake list
@@ -205,8 +236,15 @@ local function reserve(now, holder)
     local top = redis.call('ZPOPMIN', K_WAITING)
     if top[1] == nil then break end
     local id = string.match(top[1], ':(%d+)$')
-    local m = meta_get(id)
+    local m, raw = meta_get(id)
     local payload = redis.call('HGET', K_PAYLOAD, id)
+    local why = unreadable_why(m, raw, payload)
+    if why then
+      local u = take_unreadable(id, member_seq(top[1]), now)
+      if holder and holder ~= '' then redis.call('HSET', K_HOLDER, id, holder) end
+      if moved > 1 then wake(moved - 1) end
+      return {1, tonumber(id), payload, u.attempt, u.ttr, u.deadline, u.lease, u.prio, u.pushed, why}
+    end
     if m and payload and m.state == 'w' then
       m.attempt = m.attempt + 1
       m.state = 'r'
@@ -220,11 +258,8 @@ local function reserve(now, holder)
       if moved > 1 then wake(moved - 1) end
       return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.lease, m.prio, m.pushed}
     end
-    if m and not payload then
-      redis.call('HDEL', K_META, id)
-    elseif payload and not m then
-      redis.call('HDEL', K_PAYLOAD, id)
-    end
+    -- else a stale member (the job moved on), or a job whose payload is gone: skip it
+    if m and not payload then redis.call('HDEL', K_META, id) end
   end
   -- nothing due: drop stale tokens in the same step, so sleepers block until a new push
   redis.call('DEL', K_WAKE)

@@ -4,7 +4,8 @@
 -- ARGV: head (1-6), 7 limit.
 -- Returns a list of entries:
 --   {'lost', id, payload, attempt, ttr, new deadline, token, priority, pushed_at, overdue,
---    cancel requested 1|0, cancel reason}
+--    cancel requested 1|0, cancel reason[, why]}
+--   (why: the job's meta is missing or unreadable; the caller fails it as an invalid job)
 --   {'unsettled', id, payload, attempt, ttr, new settle deadline, token, priority, pushed_at,
 --    failure JSON, failed_at}
 local limit = tonumber(ARGV[7])
@@ -14,9 +15,15 @@ local out = {}
 -- '(' : strictly past the deadline
 local lost = redis.call('ZRANGEBYSCORE', K_RESERVED, '-inf', '(' .. f6(now), 'LIMIT', 0, limit)
 for _, id in ipairs(lost) do
-  local m = meta_get(id)
+  local m, raw = meta_get(id)
   local payload = redis.call('HGET', K_PAYLOAD, id)
-  if m and payload and m.state == 'r' then
+  local why = unreadable_why(m, raw, payload)
+  if why then
+    -- kept as a lost invalid job for the caller to fail, never dropped (#11)
+    local u = take_unreadable(id, 0, now)
+    out[#out + 1] = {'lost', tonumber(id), payload, u.attempt, u.ttr, u.deadline, u.lease, u.prio,
+                     u.pushed, f6(0), 0, '', why}
+  elseif m and payload and m.state == 'r' then
     local overdue = now - (tonumber(m.deadline) or now)
     -- same attempt, a new lease: the old holder's writes are refused from now on
     m.lease = m.lease + 1
@@ -27,9 +34,8 @@ for _, id in ipairs(lost) do
     out[#out + 1] = {'lost', tonumber(id), payload, m.attempt, m.ttr, until_, m.lease, m.prio, m.pushed,
                      f6(overdue), cancel and 1 or 0, cancel or ''}
   else
-    redis.call('ZREM', K_RESERVED, id)
-    if not payload then redis.call('HDEL', K_META, id) end
-    if not m then redis.call('HDEL', K_PAYLOAD, id) end
+    redis.call('ZREM', K_RESERVED, id)  -- a stale entry (the job moved on), or its payload is gone
+    if m and not payload then redis.call('HDEL', K_META, id) end
   end
 end
 if #out < limit then
