@@ -91,8 +91,9 @@ def test_a_bad_number_or_id_is_one_line_exit_2_and_the_same_on_every_backend(set
 
 def test_the_largest_ids_and_offsets_are_answered_not_refused(setup: InProcessCli):
     biggest = str(2**53 - 1)
-    for args in (["remove", biggest], ["failed", "show", biggest], ["failed", "retry", biggest]):
-        assert setup("work", *args) == (1, "", "Error: The job is not found.\n"), args
+    assert setup("work", "remove", biggest) == (1, "", "Error: The job is not found.\n")
+    for args in (["failed", "show", biggest], ["failed", "retry", biggest]):
+        assert setup("work", *args) == (1, "", f"Error: Job {biggest} is not in the failed registry.\n"), args
     assert setup("work", "failed", "list", "--offset", str(2**31 - 1), "--json") == (0, "[]\n", "")
     code, _, err = setup("task", "show", biggest)
     assert code == 1 and err.startswith("Error: task ID 9007199254740991 does not exist")
