@@ -12,6 +12,8 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:progress   hash  id -> "fraction|message"     {ch}:cancel   hash  id -> cancel reason
     {ch}:workers    hash  worker id -> "seen|json"     {ch}:workerexp zset worker id by expiry
     {ch}:history    hash  id -> JSON list of the job's failed attempts (capped)
+    {ch}:unique     hash  unique key -> "id|until|expires"  {ch}:uniquedue zset key by next sweep look
+    {ch}:marks      hash  name -> time (schedulers' last ticks)
 
 Why waiting is a sorted set and not one list per priority: both cost one round trip per
 operation (and a round trip costs ~100x the Lua work), but a zset scored by priority whose
@@ -61,15 +63,18 @@ from .base import (
     Reclaimed,
     ReclaimKind,
     Reservation,
+    UniqueSpec,
     WorkerInfo,
 )
 from .ops_codec import cancel_failure, parse_progress, progress_value
+from .unique import RECHECK, SWEEP, check_spec
 
 #: Order of the KEYS every script receives (see lua/_lib.lua).
 KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
     "failed", "failinfo", "unsettled", "followups", "wake",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
+    "unique", "uniquedue", "marks",
 )
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
@@ -198,7 +203,7 @@ class RedisDriver(BaseDriver):
             for name in (
                 "push", "reserve", "ack", "ack_reserve", "release", "extend", "retry_later", "fail",
                 "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
-                "follow_up", "clear", "list", "cancel", "progress", "pause", "worker",
+                "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
             )
         }
         socket_timeout = self._client.get_connection_kwargs().get("socket_timeout")
@@ -236,6 +241,23 @@ class RedisDriver(BaseDriver):
             ids.extend(range(first, first + end - start))
             start = end
         return ids
+
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        """One script: sweep a few released keys, read the key's holder, push only when it is free."""
+        check_spec(unique)
+        ttl = "" if unique.ttl is None else repr(float(unique.ttl))
+        created, job_id = self._run("push_unique", unique.key, unique.until, ttl, SWEEP, RECHECK,
+                                    *self._item(payload, ttr, delay, priority))
+        return int(job_id), created == 1
+
+    def mark_get(self, name: str) -> float | None:
+        value = self._run("mark", name, "")
+        return None if value is None else float(value)
+
+    def mark_advance(self, name: str, value: float) -> float:
+        return float(self._run("mark", name, f"{float(value):.6f}"))
 
     @staticmethod
     def _item(payload: bytes, ttr: int, delay: float, priority: int) -> tuple[bytes, int, float, int]:
