@@ -59,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Protocol, runtime_checkable
 
-from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
+from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, UNIQUE_UNTIL
 
 #: Failed attempts a job keeps in its history by default.
 DEFAULT_HISTORY_LIMIT = 10
@@ -113,10 +113,9 @@ class PushItem:
     priority: int = DEFAULT_PRIORITY
 
 
-#: Where a unique key is released (spec §7.9): ``done`` when the job reaches a final state (done,
-#: failed finally, removed, cancelled); ``start`` when it is first reserved; ``ttl`` only when its
-#: time runs out (``UniqueSpec.ttl``), whatever the job does meanwhile.
-UNIQUE_UNTIL = ("done", "start", "ttl")
+#: Where a unique key is released (spec §7.9), :data:`pubq.bounds.UNIQUE_UNTIL`: ``done`` when the
+#: job reaches a final state (done, failed finally, removed, cancelled); ``start`` when it is first
+#: reserved; ``ttl`` only when its time runs out (``UniqueSpec.ttl``), whatever the job does meanwhile.
 
 
 @dataclass(frozen=True)
