@@ -76,6 +76,9 @@ KEY_NAMES = (
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
     "unique", "uniquedue", "marks",
 )
+#: Keys every script gets; the last three (unique keys, their sweep, marks) only push_unique and mark.
+CORE_KEYS = len(KEY_NAMES) - 3
+_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark"})
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
 #: ... and payload bytes per call, so big payloads do not build one huge command.
@@ -189,6 +192,7 @@ class RedisDriver(BaseDriver):
         self.policy = policy = policy or Policy()
         self.wake_cap = max(1, int(wake_cap))
         self.keys = tuple(f"{{{channel}}}:{name}" for name in KEY_NAMES)
+        self._core_keys = self.keys[:CORE_KEYS]
         self._meta_key = self.keys[KEY_NAMES.index("meta")]
         self._wake_key = self.keys[KEY_NAMES.index("wake")]
         self._followups_key = self.keys[KEY_NAMES.index("followups")]
@@ -216,8 +220,10 @@ class RedisDriver(BaseDriver):
         return self._client
 
     def _run(self, name: str, *args: Any) -> Any:
+        # only the scripts of unique keys and marks get their three keys: the hot path's calls stay as small
+        keys = self.keys if name in _UNIQUE_SCRIPTS else self._core_keys
         try:
-            return self._scripts[name](keys=self.keys, args=self._head + args, client=self._client)
+            return self._scripts[name](keys=keys, args=self._head + args, client=self._client)
         except redis.RedisError as exc:
             raise _wrap(exc, self.channel) from exc
 

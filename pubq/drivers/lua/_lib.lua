@@ -26,6 +26,7 @@
 --                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
 --  18 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
 --                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
+--  (19-21 are given to push_unique.lua and mark.lua only: the other scripts get 1-18)
 --  19 unique    hash  unique key -> "job id|until|expires_at" (push_unique.lua; released keys are swept)
 --  20 uniquedue zset  unique key, score = when the sweep looks at it next
 --  21 marks     hash  name -> "%.6f" time (a scheduler's last tick; mark.lua)
