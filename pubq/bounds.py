@@ -107,6 +107,8 @@ HEARTBEAT = Bound("heartbeat", 0.1, 600, "s", integer=False)
 GIVE_UP_AFTER = Bound("give_up_after", 0, DAY, "s", integer=False)
 #: ``listen TIMEOUT``: the longest single blocking wait for a job.
 WAIT = Bound("timeout", 1, DAY, "s")
+#: Jobs in flight per worker process (``--concurrency``, a queue's ``concurrency``).
+CONCURRENCY = Bound("concurrency", 1, 4096)
 #: Worker limits: ``--max-jobs``, ``--max-seconds``, ``--memory-limit`` (MiB).
 MAX_JOBS = Bound("max_jobs", 1, 1_000_000_000)
 MAX_SECONDS = Bound("max_seconds", 0.001, 366 * DAY, "s", integer=False)

@@ -220,3 +220,25 @@ class ProgressJob(Job):
         while self.release and not os.path.exists(self.release) and time.monotonic() < end:
             time.sleep(0.02)
         return self.steps
+
+
+@dataclass
+class AsyncSleepJob(Job):
+    """``async def execute``: a concurrent worker runs it on its event loop (issue 17)."""
+
+    name = "tests.AsyncSleep"
+    seconds: float = 0.1
+    path: str = ""
+    fail: bool = False
+
+    async def execute(self, ctx):
+        import asyncio
+
+        if self.path:
+            _append(self.path, f"start {ctx.job_id} {ctx.attempt} {os.getpid()}")
+        await asyncio.sleep(self.seconds)
+        if self.fail:
+            raise RuntimeError("async boom")
+        if self.path:
+            _append(self.path, f"end {ctx.job_id} {ctx.attempt}")
+        return "async"
