@@ -37,7 +37,7 @@ _TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishin
              "schedules"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
-    "failed_limit", "grace", "settle_within", "description", "heartbeat",
+    "failed_limit", "grace", "settle_within", "description", "heartbeat", "concurrency",
 }
 _RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
 _LOG_KEYS = {"level", "file", "format"}
@@ -73,6 +73,8 @@ class QueueConfig:
     description: str = ""
     #: Seconds between a worker's registry beats; it shows as lost after three missed (spec §7.2).
     heartbeat: float = 2.0
+    #: Jobs a worker of this queue runs at once unless ``--concurrency`` says otherwise (spec §7.11).
+    concurrency: int = 1
 
 
 @dataclass(frozen=True)
@@ -436,6 +438,7 @@ def _parse_queue(
         settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
         heartbeat=float(c.bounded(q.get("heartbeat", 2), f"{k}.heartbeat", bounds.HEARTBEAT)),
+        concurrency=int(c.bounded(q.get("concurrency", 1), f"{k}.concurrency", bounds.CONCURRENCY)),
     )
 
 

@@ -478,6 +478,26 @@ class Driver(Protocol):
         """
         ...
 
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        """Take up to ``n`` due jobs in one atomic step (one script call, one transaction), each as
+        ``reserve`` would take it: its own new lease, attempt + 1, deadline ``now + ttr``.
+
+        For a worker with ``n`` free slots (``--concurrency``): it asks for exactly what it can start
+        at once, so every TTR clock starts when its job can run. In run order (priority, then push
+        order). ``timeout`` > 0 waits like ``reserve`` while nothing is due, and returns as soon as
+        at least one job is; ``[]`` when none became due or ``n`` < 1.
+        """
+        ...
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """``ack`` each of ``acks``, then ``reserve_many(n, 0, holder=holder)``, in one round trip
+        where the backend allows it: a concurrent worker's hot path, settling what finished and
+        filling the freed slots in one step. Returns one flag per ack (False: stale, not counted)
+        and the new reservations; the reserve happens whatever the acks answered.
+        """
+        ...
+
     def extend(self, r: Reservation, seconds: float) -> bool:
         """Keep holding ``r`` for ``seconds`` more from now (no reclaim before then); same token.
 
@@ -681,6 +701,18 @@ class BaseDriver:
     def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         ok = self.ack(r)  # type: ignore[attr-defined]
         return ok, self.reserve(0, holder=holder)  # type: ignore[attr-defined]
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        first = self.reserve(timeout, holder=holder) if n > 0 else None  # type: ignore[attr-defined]
+        out = [] if first is None else [first]
+        while 0 < len(out) < n and (r := self.reserve(0, holder=holder)) is not None:  # type: ignore[attr-defined]
+            out.append(r)
+        return out
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        flags = [self.ack(r) for r in acks]  # type: ignore[attr-defined]
+        return flags, self.reserve_many(n, 0, holder=holder)
 
     def register_worker(self, info: WorkerInfo) -> None:
         self.heartbeat(info)  # type: ignore[attr-defined]

@@ -55,6 +55,7 @@ from pubq.drivers.base import (
     ReclaimKind,
     Reservation,
 )
+from pubq.drivers.db_batch import DbBatch
 from pubq.drivers.db_conn import COUNTERS, DbConnection, Tx
 from pubq.drivers.db_ops import DbOps, reserved_fields
 from pubq.drivers.db_sql import (
@@ -111,7 +112,7 @@ HELD = "id = ? AND channel = ? AND state = 'reserved' AND lease = ?"
 UNSETTLED = "id = ? AND channel = ? AND state = 'failed' AND lease = ? AND expires_at IS NOT NULL"
 
 
-class DbDriver(DbConnection, DbOps, DbUniqueOps, BaseDriver):
+class DbDriver(DbBatch, DbConnection, DbOps, DbUniqueOps, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema)."""
 
     def __init__(

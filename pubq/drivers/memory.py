@@ -175,6 +175,34 @@ class MemoryDriver(MemoryUniqueMixin, BaseDriver):
             ok = self._ack(r)
             return ok, self._take(self._clock(), holder)
 
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        if n < 1:
+            return []
+        end = time.monotonic() + max(timeout, 0)
+        with self._cond:
+            while True:
+                now = self._clock()
+                out = self._take_many(n, now, holder)
+                left = end - time.monotonic()
+                if out or timeout <= 0 or left <= 0:
+                    return out
+                due = self._next_due()
+                if due is not None:
+                    left = min(left, max(due - now, 0.001))
+                self._cond.wait(left)
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        with self._cond:
+            flags = [self._ack(r) for r in acks]
+            return flags, self._take_many(n, self._clock(), holder)
+
+    def _take_many(self, n: int, now: float, holder: str) -> list[Reservation]:
+        out: list[Reservation] = []
+        while len(out) < n and (r := self._take(now, holder)) is not None:
+            out.append(r)
+        return out
+
     def extend(self, r: Reservation, seconds: float) -> bool:
         with self._cond:
             job = self._holding(r)

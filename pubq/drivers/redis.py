@@ -205,7 +205,7 @@ class RedisDriver(BaseDriver):
         self._scripts = {
             name: self._client.register_script(_lua(name))
             for name in (
-                "push", "reserve", "ack", "ack_reserve", "release", "extend", "retry_later", "fail",
+                "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later", "fail",
                 "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
                 "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
             )
@@ -310,6 +310,42 @@ class RedisDriver(BaseDriver):
         """The worker's hot path: one round trip per job."""
         reply = self._run("ack_reserve", r.job_id, r.token, holder)
         return reply[0] == 1, self._reserved(reply[1:])[0]
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        """One script for up to ``n`` jobs; while nothing is due, BLPOP the wake list and try again."""
+        if n < 1:
+            return []
+        found, next_due = self._many(self._run("reserve_many", int(n), holder))
+        if found or timeout <= 0:
+            return found
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return []
+            if next_due is None or next_due > 0:
+                wait = left if next_due is None else min(left, next_due)
+                if self._max_wait is not None:
+                    wait = min(wait, self._max_wait)
+                try:
+                    self._client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
+                except redis.RedisError as exc:
+                    raise _wrap(exc, self.channel) from exc
+            found, next_due = self._many(self._run("reserve_many", int(n), holder))
+            if found:
+                return found
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """One script: the acks, then up to ``n`` reserves."""
+        pairs = [v for r in acks for v in (r.job_id, r.token)]
+        reply = self._run("ack_reserve_many", max(int(n), 0), holder, *pairs)
+        return [flag == 1 for flag in reply[0]], self._many(reply[1:])[0]
+
+    @staticmethod
+    def _many(reply: Sequence[Any]) -> tuple[list[Reservation], float | None]:
+        found = [_reservation(row) for row in reply[1:]]
+        return found, (float(reply[0]) if not found and reply[0] else None)
 
     def extend(self, r: Reservation, seconds: float) -> bool:
         return self._run("extend", r.job_id, r.token, float(seconds)) == 1

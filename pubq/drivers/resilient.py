@@ -70,6 +70,8 @@ def _landed(result: Any) -> Any:
         return True
     if isinstance(result, tuple) and result and result[0] is False:  # ack_and_reserve
         return (True, *result[1:])
+    if isinstance(result, tuple) and result and isinstance(result[0], list):  # ack_and_reserve_many
+        return ([True] * len(result[0]), *result[1:])
     return result
 
 
@@ -200,6 +202,16 @@ class ResilientDriver:
     def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         return self._call("ack_and_reserve", self.inner.ack_and_reserve, r, settles=True,
                           holder=holder or self.holder)
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        return self._call("reserve_many", self.inner.reserve_many, n, timeout, holder=holder or self.holder)
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """A retry after a lost link reports every ack as landed (see ``_landed``)."""
+        flags, found = self._call("ack_and_reserve_many", self.inner.ack_and_reserve_many, acks, n, settles=True,
+                                  holder=holder or self.holder)
+        return flags, found
 
     def extend(self, r: Reservation, seconds: float) -> bool:
         return self._call("extend", self.inner.extend, r, seconds)

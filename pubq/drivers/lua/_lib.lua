@@ -292,3 +292,20 @@ local function ack(id, token)
   redis.call('HINCRBY', K_STATS, 'done', 1)
   return 1
 end
+
+-- Up to n reserves in one step (a worker's free slots). {next_due_in | '', {reservation...}, ...};
+-- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was promoted but
+-- not taken (reserve() does that itself).
+local function reserve_many(now, n, holder)
+  local out = {''}
+  for _ = 1, n do
+    local r = reserve(now, holder)
+    if r[1] ~= 1 then
+      if #out == 1 then out[1] = r[2] end
+      break
+    end
+    table.remove(r, 1)
+    out[#out + 1] = r
+  end
+  return out
+end
