@@ -3,7 +3,9 @@ and SQLite publish state, plus a ``work`` queue on Redis with a unique channel f
 
 from __future__ import annotations
 
+import re
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from tests.drivers.backends import REDIS_URL
 from tests.helpers import CREATED_CONFIGS, subprocess_env
 from tests.publishing.support import douyin, pipeline_config, request_doc
 
-__all__ = ["dashboard_config", "open_app", "request_doc"]
+__all__ = ["csrf_of", "dashboard_config", "make_client", "open_app", "request_doc"]
 
 
 def dashboard_config(tmp_path: Path, *, fail: tuple[str, ...] = ("a2",), top: dict[str, Any] | None = None) -> Path:
@@ -38,3 +40,19 @@ def dashboard_config(tmp_path: Path, *, fail: tuple[str, ...] = ("a2",), top: di
 
 def open_app(path: Path) -> App:
     return App(load_config(path, env={}, preset=publishing_preset()))
+
+
+def make_client(app: Any, **kwargs: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's note about httpx vs httpx2
+        from starlette.testclient import TestClient
+
+        from pubq.dashboard import create_app
+
+        return TestClient(create_app(app, **kwargs), follow_redirects=False)
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert m, "the page has no form with a CSRF token"
+    return m.group(1)
