@@ -34,7 +34,7 @@ DRIVERS = ("redis", "db", "sync")
 BEHAVIOR_ALIASES = {"log": "pubq.behaviors.log:LogBehavior"}
 _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after",
-             "schedules"}
+             "schedules", "dashboard"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
     "failed_limit", "grace", "settle_within", "description", "heartbeat", "concurrency",
@@ -99,6 +99,9 @@ class Config:
     give_up_after: float = DEFAULT_GIVE_UP_AFTER
     #: ``schedules:``: periodic pushes by name (:mod:`pubq.schedules`).
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    #: The ``dashboard:`` section as written; ``pubq.dashboard.settings`` checks it when the
+    #: dashboard starts (the core never reads it).
+    dashboard: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -315,6 +318,7 @@ def parse_config(
         queues = {name: _with_log_behavior(q) for name, q in queues.items()}
 
     publishing = c.mapping(top.get("publishing"), "publishing")
+    dashboard = c.mapping(top.get("dashboard"), "dashboard")
     log_raw = c.mapping(top.get("log"), "log", _LOG_KEYS)
     level = str(log_raw.get("level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -340,6 +344,7 @@ def parse_config(
         log=LogConfig(level=level, file=log_file, format=fmt),
         give_up_after=give_up_after,
         schedules=schedules,
+        dashboard=dashboard,
     )
 
 

@@ -683,9 +683,13 @@ class Driver(Protocol):
         """Drop a worker's entry at once (a clean stop)."""
         ...
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         """This queue's registered workers, oldest first, ``last_seen``/``lost`` filled in; expired
-        entries are dropped (swept by the reader where the backend has no key expiry)."""
+        entries are dropped (swept by the reader where the backend has no key expiry).
+
+        ``sweep=False`` is a pure read for viewers that must never write (the dashboard): expired
+        entries are left in place and only filtered out of the answer.
+        """
         ...
 
 

@@ -490,13 +490,15 @@ class MemoryDriver(MemoryUniqueMixin, BaseDriver):
         with self._cond:
             self._workers.pop(worker_id, None)
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         with self._cond:
             now = self._clock()
-            for wid, (info, seen) in list(self._workers.items()):
-                if now > seen + info.ttl:
-                    del self._workers[wid]
-            rows = sorted(self._workers.values(), key=lambda e: (e[0].started_at, e[0].worker_id))
+            if sweep:
+                for wid, (info, seen) in list(self._workers.items()):
+                    if now > seen + info.ttl:
+                        del self._workers[wid]
+            live = [e for e in self._workers.values() if now <= e[1] + e[0].ttl]
+            rows = sorted(live, key=lambda e: (e[0].started_at, e[0].worker_id))
             out = []
             for info, seen in rows:
                 read = WorkerInfo.from_json(info.to_json(), seen, now)

@@ -555,8 +555,8 @@ class RedisDriver(BaseDriver):
     def unregister_worker(self, worker_id: str) -> None:
         self._run("worker", "drop", worker_id)
 
-    def workers(self) -> list[WorkerInfo]:
-        reply = self._run("worker", "list")
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
+        reply = self._run("worker", "list" if sweep else "peek")
         now = float(reply[0])
         out = []
         for i in range(1, len(reply) - 1, 2):

@@ -306,8 +306,8 @@ class ResilientDriver:
     def unregister_worker(self, worker_id: str) -> None:
         return self._call("unregister_worker", self.inner.unregister_worker, worker_id)
 
-    def workers(self) -> list[WorkerInfo]:
-        return self._call("workers", self.inner.workers)
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
+        return self._call("workers", lambda: self.inner.workers(sweep=sweep))
 
     def close(self) -> None:
         self.inner.close()
