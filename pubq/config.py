@@ -23,6 +23,7 @@ from .bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, Bound
 from .database import resolve_url
 from .errors import ConfigError
 from .events import EVENT_NAMES
+from .limits import Limits, parse_limits
 
 DEFAULT_CONFIG_NAME = "pubq.yaml"
 DEFAULT_DATABASE = "sqlite:///pubq.db"
@@ -34,7 +35,7 @@ _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
-    "failed_limit", "grace", "settle_within", "description", "heartbeat",
+    "failed_limit", "grace", "settle_within", "description", "heartbeat", "limits",
 }
 _RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
 _LOG_KEYS = {"level", "file", "format"}
@@ -70,6 +71,8 @@ class QueueConfig:
     description: str = ""
     #: Seconds between a worker's registry beats; it shows as lost after three missed (spec §7.2).
     heartbeat: float = 2.0
+    #: Per-key concurrency and rate limits of the queue's jobs (a job class's own ``limits`` win).
+    limits: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -408,6 +411,7 @@ def _parse_queue(
         settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
         heartbeat=float(c.bounded(q.get("heartbeat", 2), f"{k}.heartbeat", bounds.HEARTBEAT)),
+        limits=parse_limits(q.get("limits"), f"{c.label}: {k}.limits"),
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .argtypes import arg_spec
 from .bounds import ATTEMPTS, TTR
 from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
+from .limits import Limits, parse_limits
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import JobContext
@@ -44,6 +45,10 @@ class Job:
     attempts: ClassVar[int | None] = None
     #: True on a shared base class that must not be registered itself.
     abstract: ClassVar[bool] = False
+    #: Per-key limits of this job class, overriding the queue's ``limits``: a mapping like
+    #: ``{"key": "{account_id}", "concurrency": 1, "rate": "10/m"}`` (checked when registered) or
+    #: a :class:`~pubq.limits.Limits`.
+    limits: ClassVar[Limits | dict[str, Any] | None] = None
 
     def execute(self, ctx: JobContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
@@ -141,6 +146,10 @@ class JobRegistry:
         for bound, value in ((TTR, cls.ttr), (ATTEMPTS, cls.attempts)):
             if value is not None and bound.problem(value) is not None:  # one range, here as in the config
                 raise ConfigError(f"job {name}: {bound.name} {bound.problem(value)}")
+        if cls.limits is not None and not isinstance(cls.limits, Limits):
+            cls.limits = parse_limits(cls.limits, f"job {name}: limits", fields=_arg_names(cls))
+        elif isinstance(cls.limits, Limits):
+            parse_limits(cls.limits, f"job {name}: limits", fields=_arg_names(cls))
         existing = self._by_name.get(name)
         if existing is not None and existing is not cls:
             raise UsageError(f"two job classes share the name {name!r}: {existing!r} and {cls!r}")

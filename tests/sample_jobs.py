@@ -220,3 +220,33 @@ class ProgressJob(Job):
         while self.release and not os.path.exists(self.release) and time.monotonic() < end:
             time.sleep(0.02)
         return self.steps
+
+
+@dataclass
+class KeyedJob(Job):
+    """Records ``account start end`` (wall clock) to ``path``: the runs of one limit key."""
+
+    name = "tests.Keyed"
+    account: str
+    path: str
+    sleep: float = 0.0
+
+    def execute(self, ctx):
+        start = time.time()
+        if self.sleep:
+            time.sleep(self.sleep)
+        _append(self.path, f"{self.account} {start:.6f} {time.time():.6f} {ctx.job_id} {ctx.attempt}")
+
+
+@dataclass
+class OwnLimitJob(Job):
+    """A job class with limits of its own (they win over the queue's)."""
+
+    name = "tests.OwnLimit"
+    limits = {"key": "acct-{account}", "concurrency": 1}
+    account: str
+    path: str = ""
+
+    def execute(self, ctx):
+        if self.path:
+            _append(self.path, f"{self.account} {ctx.job_id}")

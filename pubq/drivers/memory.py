@@ -42,6 +42,8 @@ from .base import (
     Reservation,
     WorkerInfo,
 )
+from .limiter import KeyState
+from .memory_limits import MemoryLimits
 from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
 _WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
@@ -90,7 +92,7 @@ class _Unsettled:
     settle_by: float
 
 
-class MemoryDriver(BaseDriver):
+class MemoryDriver(MemoryLimits, BaseDriver):
     """One queue held in this process's memory; safe to share between threads."""
 
     def __init__(
@@ -127,6 +129,9 @@ class MemoryDriver(BaseDriver):
         self._paused = False
         #: worker id -> (info, last_seen); entries past last_seen + ttl are dropped when read.
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
+        #: Per-key limit states (memory_limits) and how many reservations they put back.
+        self._limit_state: dict[str, KeyState] = {}
+        self._limited = 0
 
     # -- producing ----------------------------------------------------------------------
 
@@ -285,6 +290,7 @@ class MemoryDriver(BaseDriver):
                 waiting=self._sizes[_WAITING], delayed=self._sizes[_DELAYED], reserved=self._sizes[_RESERVED],
                 done=self._done, failed=len(self._failed), failed_total=self._failed_total,
                 follow_up_failed=self._follow_up_total, retried=self._retried, cancelled=self._cancelled,
+                limited=self._limited,
             )
 
     def remove(self, job_id: int) -> bool:
@@ -313,6 +319,7 @@ class MemoryDriver(BaseDriver):
             self._unsettled.clear()
             self._follow_ups.clear()
             self._history.clear()
+            self._limit_state.clear()
             return gone
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
