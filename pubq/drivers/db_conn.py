@@ -62,6 +62,7 @@ COUNTERS = {
     "follow_up_total": "follow_up_total",
     "retried": "retried",
     "cancelled": "cancelled",
+    "limited": "limited",
 }
 
 # -- errors -------------------------------------------------------------------------------------
@@ -176,7 +177,8 @@ class DbConnection:
         q = "`" if self.kind == "mysql" else '"'
         self._tables = {
             k: f"{q}{table_prefix}{n}{q}"
-            for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"))
+            for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"),
+                         ("L", "limits"))
         }
         self._dialect: db_schema.Dialect | None = None
         self._sql: dict[tuple[str, int], str] = {}

@@ -34,6 +34,9 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
     <prefix>queues      per channel: paused (0/1, read by the reserve statement itself), paused_at (version 3)
     <prefix>workers     the worker registry: id, channel, last_seen, expires_at, info (JSON); rows past
                         expires_at are swept by readers (version 3)
+    <prefix>limits      per (channel, lkey): the state of one per-key limit (db_limits): its concurrency
+                        slots, rate-window starts and waiters as JSON; the row is also the lock that
+                        serializes the key's admissions (version 4; counters.limited too)
     <prefix>schema      one row: the schema version this code migrated to
 
 Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delayed rows, yii2-queue #280):
@@ -56,7 +59,7 @@ from pubq.database import kind_of
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
 SHARDS = 16
 #: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
@@ -175,6 +178,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         follow_up_total = counter()
         retried = counter()
         cancelled = counter()
+        limited = counter()
 
         class Meta:
             table_name = f"{prefix}counters"
@@ -213,6 +217,15 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         class Meta:
             table_name = f"{prefix}workers"
 
+    class LimitKey(Base):
+        channel = pw.CharField(max_length=255)
+        lkey = pw.CharField(max_length=255)
+        state = text()
+
+        class Meta:
+            table_name = f"{prefix}limits"
+            primary_key = pw.CompositeKey("channel", "lkey")
+
     class SchemaVersion(Base):
         name = pw.CharField(max_length=64, primary_key=True)
         version = pw.IntegerField()
@@ -234,7 +247,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
     v3_indexes = [pw.ModelIndex(Worker, (Worker.channel, Worker.expires_at), name=f"{prefix}workers_channel")]
     return SimpleNamespace(
         Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes,
-        QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes,
+        QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes, LimitKey=LimitKey,
     )
 
 
@@ -305,8 +318,15 @@ def _step_3(db: pw.Database, models: SimpleNamespace) -> None:
             db.execute(index)
 
 
+def _step_4(db: pw.Database, models: SimpleNamespace) -> None:
+    """Per-key limits: the limits table and the limited counter. Additive, re-runnable."""
+    _add_columns(db, models.Counter._meta.table_name, {"limited": "BIGINT NOT NULL DEFAULT 0"})
+    if not db.table_exists(models.LimitKey._meta.table_name):
+        models.LimitKey.create_table(safe=False)
+
+
 #: version → step; every step is additive (new tables, columns, indexes), never a drop.
-_STEPS = {1: _step_1, 2: _step_2, 3: _step_3}
+_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4}
 
 
 def current_version(db: pw.Database, models: SimpleNamespace) -> int:
