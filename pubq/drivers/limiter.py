@@ -7,6 +7,9 @@ A key's state is small and stored whole (a SQL row, a Redis hash field, a dict e
   still reserved under that token, so a slot whose job was acked, failed, released, removed or
   reclaimed (its SIGKILLed worker's lease replaced) frees itself; nothing has to remember to free it.
 * ``t``: start times inside the current rate window, oldest first (at most ``rate`` of them).
+* ``b``: start times booked for jobs refused by the rate window, in order: each refused job is
+  given the next slot after those already booked, so jobs refused together come back one per
+  freed slot instead of all at the first one (where all but one would be refused again).
 * ``w``: ids of jobs put back because every slot was taken, oldest first; a freed slot wakes the
   first one (``limit_release``) instead of leaving it to its back-off timer.
 """
@@ -31,6 +34,7 @@ class KeyState:
     slots: list[list[int]] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)
     waiters: list[int] = field(default_factory=list)
+    booked: list[float] = field(default_factory=list)
 
     @classmethod
     def loads(cls, text: str | bytes | None) -> KeyState:
@@ -39,16 +43,17 @@ class KeyState:
         try:
             data = json.loads(text)
             return cls([[int(a), int(b)] for a, b in data.get("s", [])], [float(t) for t in data.get("t", [])],
-                       [int(i) for i in data.get("w", [])])
+                       [int(i) for i in data.get("w", [])], [float(t) for t in data.get("b", [])])
         except (TypeError, ValueError, AttributeError):
             return cls()  # unreadable state: start afresh rather than block the key forever
 
     def dumps(self) -> str:
-        return json.dumps({"s": self.slots, "t": self.starts, "w": self.waiters}, separators=(",", ":"))
+        return json.dumps({"s": self.slots, "t": self.starts, "w": self.waiters, "b": self.booked},
+                          separators=(",", ":"))
 
     @property
     def empty(self) -> bool:
-        return not (self.slots or self.starts or self.waiters)
+        return not (self.slots or self.starts or self.waiters or self.booked)
 
 
 def admit(state: KeyState, *, job_id: int, token: int, now: float, concurrency: int, rate: int, per: float,
@@ -62,11 +67,16 @@ def admit(state: KeyState, *, job_id: int, token: int, now: float, concurrency: 
     state.slots = [s for s in state.slots if s[0] != job_id and live(s[0], s[1])]
     if rate:
         state.starts = [t for t in state.starts if t > now - per][-rate:]
+        state.booked = [t for t in state.booked if t > now - per][-MAX_WAITERS:]
     else:
-        state.starts = []
+        state.starts, state.booked = [], []
     wait = 0.0
     if rate and len(state.starts) >= rate:
-        wait = state.starts[len(state.starts) - rate] + per - now
+        # the next slot after the ones already booked: the window counts starts and bookings
+        ahead = sorted(state.starts + [t for t in state.booked if t > now])
+        slot = max(ahead[len(ahead) - rate] + per, now)
+        state.booked.append(slot)
+        wait = slot - now
     busy = bool(concurrency) and len(state.slots) >= concurrency
     if busy:
         if job_id not in state.waiters:

@@ -26,7 +26,7 @@
 --                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
 --  18 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
 --                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
---  19 limits     hash  limit key -> "slots|starts|waiters" (see limit_acquire.lua): the per-key
+--  19 limits     hash  limit key -> "slots|starts|waiters|booked" (limit_acquire.lua): the per-key
 --                      concurrency slots ("id:token,..."), rate-window start times ("%.6f,...")
 --                      and the ids of jobs waiting for a slot ("id,..."); dropped by clear
 -- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,

@@ -6,7 +6,7 @@
 local id, key = ARGV[7], ARGV[8]
 local raw = redis.call('HGET', K_LIMITS, key)
 if not raw then return 0 end
-local a, b, c = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)$')
+local a, b, c, d = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
 if not a then
   redis.call('HDEL', K_LIMITS, key)
   return 0
@@ -28,9 +28,10 @@ while #waiters > 0 and woken == 0 do
     woken = tonumber(w)
   end
 end
-if #slots == 0 and b == '' and #waiters == 0 then
+if #slots == 0 and b == '' and #waiters == 0 and d == '' then
   redis.call('HDEL', K_LIMITS, key)
 else
-  redis.call('HSET', K_LIMITS, key, table.concat(slots, ',') .. '|' .. b .. '|' .. table.concat(waiters, ','))
+  redis.call('HSET', K_LIMITS, key, table.concat(slots, ',') .. '|' .. b .. '|' .. table.concat(waiters, ',') ..
+    '|' .. d)
 end
 return woken
