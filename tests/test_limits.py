@@ -251,3 +251,18 @@ def test_job_class_limits_win_and_a_missing_field_is_an_invalid_job(tmp_path: Pa
     queue.push(KeyedJob(account="a", path=str(tmp_path / "runs")))
     event = runner.begin(driver.reserve(0))
     assert "no field 'tenant'" in str(event.error)
+
+
+def test_limited_jobs_are_counted_in_pubq_jobs_total() -> None:
+    from pubq.drivers.memory import MemoryDriver
+    from pubq.metrics import BackendCollector
+
+    driver = MemoryDriver("limits-metrics")
+    for _ in range(2):
+        driver.push(b'{"job":"x"}', ttr=30)
+    first, second = driver.reserve(0), driver.reserve(0)
+    assert driver.limit_acquire(first, "k", concurrency=1) == 0
+    assert driver.limit_acquire(second, "k", concurrency=1) > 0
+    totals = next(m for m in BackendCollector(lambda: [("send", driver)]).collect() if m.name == "pubq_jobs")
+    found = {s.labels["outcome"]: s.value for s in totals.samples if s.name == "pubq_jobs_total"}
+    assert found["limited"] == 1 and found["retried"] == 0
