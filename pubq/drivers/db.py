@@ -55,6 +55,7 @@ from pubq.drivers.base import (
     ReclaimKind,
     Reservation,
 )
+from pubq.drivers.db_batch import DbBatch
 from pubq.drivers.db_conn import COUNTERS, DbConnection, Tx
 from pubq.drivers.db_limits import DbLimits
 from pubq.drivers.db_ops import DbOps, reserved_fields
@@ -70,6 +71,7 @@ from pubq.drivers.db_sql import (
     PG_RESERVE_ACKED,
     PROMOTE_BATCH,
 )
+from pubq.drivers.db_unique import DbUniqueOps
 from pubq.errors import ConfigError
 
 #: Blocking reserve: first poll interval and its cap (seconds), and the safety poll while LISTENing.
@@ -111,7 +113,7 @@ HELD = "id = ? AND channel = ? AND state = 'reserved' AND lease = ?"
 UNSETTLED = "id = ? AND channel = ? AND state = 'failed' AND lease = ? AND expires_at IS NOT NULL"
 
 
-class DbDriver(DbConnection, DbOps, DbLimits, BaseDriver):
+class DbDriver(DbBatch, DbConnection, DbOps, DbUniqueOps, DbLimits, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema)."""
 
     def __init__(

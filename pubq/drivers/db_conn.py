@@ -178,6 +178,7 @@ class DbConnection:
         self._tables = {
             k: f"{q}{table_prefix}{n}{q}"
             for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"),
+                         ("U", "unique"), ("M", "marks"),
                          ("L", "limits"))
         }
         self._dialect: db_schema.Dialect | None = None

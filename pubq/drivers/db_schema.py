@@ -34,9 +34,13 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
     <prefix>queues      per channel: paused (0/1, read by the reserve statement itself), paused_at (version 3)
     <prefix>workers     the worker registry: id, channel, last_seen, expires_at, info (JSON); rows past
                         expires_at are swept by readers (version 3)
+    <prefix>unique      unique keys (version 4): (channel, ukey) PK, job_id of the job last pushed under
+                        the key (0: a placeholder row, never swept), mode (done|start|ttl), expires_at,
+                        check_at (when the sweep looks at it next; index (channel, check_at))
+    <prefix>marks       named times per channel (version 4): a scheduler's last tick
     <prefix>limits      per (channel, lkey): the state of one per-key limit (db_limits): its concurrency
                         slots, rate-window starts and waiters as JSON; the row is also the lock that
-                        serializes the key's admissions (version 4; counters.limited too)
+                        serializes the key's admissions (version 5; counters.limited too)
     <prefix>schema      one row: the schema version this code migrated to
 
 Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delayed rows, yii2-queue #280):
@@ -59,7 +63,7 @@ from pubq.database import kind_of
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
 SHARDS = 16
 #: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
@@ -217,6 +221,27 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         class Meta:
             table_name = f"{prefix}workers"
 
+    class Unique(Base):
+        channel = pw.CharField(max_length=255)
+        ukey = pw.CharField(max_length=255)
+        job_id = pw.BigIntegerField()
+        mode = pw.CharField(max_length=8)
+        expires_at = pw.DoubleField(null=True)
+        check_at = pw.DoubleField()
+
+        class Meta:
+            table_name = f"{prefix}unique"
+            primary_key = pw.CompositeKey("channel", "ukey")
+
+    class Mark(Base):
+        channel = pw.CharField(max_length=255)
+        name = pw.CharField(max_length=255)
+        value = pw.DoubleField()
+
+        class Meta:
+            table_name = f"{prefix}marks"
+            primary_key = pw.CompositeKey("channel", "name")
+
     class LimitKey(Base):
         channel = pw.CharField(max_length=255)
         lkey = pw.CharField(max_length=255)
@@ -245,9 +270,11 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
     ]
     #: Indexes of tables added after version 1 (created by their own step).
     v3_indexes = [pw.ModelIndex(Worker, (Worker.channel, Worker.expires_at), name=f"{prefix}workers_channel")]
+    v4_indexes = [pw.ModelIndex(Unique, (Unique.channel, Unique.check_at), name=f"{prefix}unique_check")]
     return SimpleNamespace(
         Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes,
-        QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes, LimitKey=LimitKey,
+        QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes, Unique=Unique, Mark=Mark,
+        v4_indexes=v4_indexes, LimitKey=LimitKey,
     )
 
 
@@ -319,14 +346,24 @@ def _step_3(db: pw.Database, models: SimpleNamespace) -> None:
 
 
 def _step_4(db: pw.Database, models: SimpleNamespace) -> None:
+    """Unique keys and marks (schedules): two new tables. Additive, re-runnable."""
+    for model in (models.Unique, models.Mark):
+        if not db.table_exists(model._meta.table_name):
+            model.create_table(safe=False)
+    for index in models.v4_indexes:
+        if index._name not in _index_names(db, index._table.__name__):
+            db.execute(index)
+
+
+#: version → step; every step is additive (new tables, columns, indexes), never a drop.
+def _step_5(db: pw.Database, models: SimpleNamespace) -> None:
     """Per-key limits: the limits table and the limited counter. Additive, re-runnable."""
     _add_columns(db, models.Counter._meta.table_name, {"limited": "BIGINT NOT NULL DEFAULT 0"})
     if not db.table_exists(models.LimitKey._meta.table_name):
         models.LimitKey.create_table(safe=False)
 
 
-#: version → step; every step is additive (new tables, columns, indexes), never a drop.
-_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4}
+_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4, 5: _step_5}
 
 
 def current_version(db: pw.Database, models: SimpleNamespace) -> int:
