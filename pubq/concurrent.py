@@ -391,6 +391,8 @@ class ConcurrentLoop:
         w, runner = self.worker, self.runner
         held_since = w.clock()
         event = runner.begin(r)
+        if event.limited:  # back delayed for its limit key: not an attempt, nothing runs
+            return
         self.started += 1
         if event.error is not None:  # invalid payload: final failure at once, never retried
             w.jobs += 1

@@ -24,6 +24,7 @@ from .database import resolve_url
 from .errors import ConfigError, PubqError
 from .events import EVENT_NAMES
 from .job import JobRegistry
+from .limits import Limits, parse_limits
 from .schedules import Schedule, parse_schedule
 
 DEFAULT_CONFIG_NAME = "pubq.yaml"
@@ -37,7 +38,7 @@ _TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishin
              "schedules", "dashboard"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
-    "failed_limit", "grace", "settle_within", "description", "heartbeat", "concurrency",
+    "failed_limit", "grace", "settle_within", "description", "heartbeat", "concurrency", "limits",
 }
 _RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
 _LOG_KEYS = {"level", "file", "format"}
@@ -75,6 +76,8 @@ class QueueConfig:
     heartbeat: float = 2.0
     #: Jobs a worker of this queue runs at once unless ``--concurrency`` says otherwise (spec §7.11).
     concurrency: int = 1
+    #: Per-key concurrency and rate limits of the queue's jobs (a job class's own ``limits`` win).
+    limits: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -444,6 +447,7 @@ def _parse_queue(
         description=str(q.get("description", "")),
         heartbeat=float(c.bounded(q.get("heartbeat", 2), f"{k}.heartbeat", bounds.HEARTBEAT)),
         concurrency=int(c.bounded(q.get("concurrency", 1), f"{k}.concurrency", bounds.CONCURRENCY)),
+        limits=parse_limits(q.get("limits"), f"{c.label}: {k}.limits"),
     )
 
 

@@ -262,3 +262,33 @@ class RendezvousJob(Job):
                 return "met"
             time.sleep(0.01)
         raise RuntimeError(f"fewer than {self.count} jobs ran at once")
+
+
+@dataclass
+class KeyedJob(Job):
+    """Records ``account start end`` (wall clock) to ``path``: the runs of one limit key."""
+
+    name = "tests.Keyed"
+    account: str
+    path: str
+    sleep: float = 0.0
+
+    def execute(self, ctx):
+        start = time.time()
+        if self.sleep:
+            time.sleep(self.sleep)
+        _append(self.path, f"{self.account} {start:.6f} {time.time():.6f} {ctx.job_id} {ctx.attempt}")
+
+
+@dataclass
+class OwnLimitJob(Job):
+    """A job class with limits of its own (they win over the queue's)."""
+
+    name = "tests.OwnLimit"
+    limits = {"key": "acct-{account}", "concurrency": 1}
+    account: str
+    path: str = ""
+
+    def execute(self, ctx):
+        if self.path:
+            _append(self.path, f"{self.account} {ctx.job_id}")

@@ -14,6 +14,7 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:history    hash  id -> JSON list of the job's failed attempts (capped)
     {ch}:unique     hash  unique key -> "id|until|expires"  {ch}:uniquedue zset key by next sweep look
     {ch}:marks      hash  name -> time (schedulers' last ticks)
+    {ch}:limits     hash  limit key -> its slots, rate-window starts and waiters (per-key limits)
 
 Why waiting is a sorted set and not one list per priority: both cost one round trip per
 operation (and a round trip costs ~100x the Lua work), but a zset scored by priority whose
@@ -46,6 +47,7 @@ import redis
 
 from ..errors import BackendDataError, BackendUnavailableError, DriverError
 from . import history as attempt_history
+from . import limiter
 from .base import (
     DEFAULT_PRIORITY,
     BaseDriver,
@@ -74,11 +76,12 @@ KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
     "failed", "failinfo", "unsettled", "followups", "wake",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
-    "unique", "uniquedue", "marks",
+    "unique", "uniquedue", "marks", "limits",
 )
-#: Keys every script gets; the last three (unique keys, their sweep, marks) only push_unique and mark.
-CORE_KEYS = len(KEY_NAMES) - 3
-_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark"})
+#: Keys every script gets; the last four (unique keys, their sweep, marks, limits) only push_unique, mark,
+#: the limit scripts and clear.
+CORE_KEYS = len(KEY_NAMES) - 4
+_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark", "limit_acquire", "limit_release", "clear"})
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
 #: ... and payload bytes per call, so big payloads do not build one huge command.
@@ -208,6 +211,7 @@ class RedisDriver(BaseDriver):
                 "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later", "fail",
                 "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
                 "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
+                "limit_acquire", "limit_release",
             )
         }
         socket_timeout = self._client.get_connection_kwargs().get("socket_timeout")
@@ -417,6 +421,17 @@ class RedisDriver(BaseDriver):
                            message=failure.get("message", ""), code=failure.get("code", ""),
                            unsettled=unsettled == 1)
         return info
+
+    def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
+                      jitter: float = 0.0) -> float | None:
+        """One script: check the key's live slots and rate window, then take a slot or put the job back."""
+        reply = self._run("limit_acquire", r.job_id, r.token, key, int(concurrency), int(rate), float(per),
+                          max(float(jitter), 0.0), limiter.BUSY_RECHECK, limiter.BUSY_RECHECK_MAX,
+                          limiter.MAX_WAITERS)
+        return None if reply is None else float(reply)
+
+    def limit_release(self, r: Reservation, key: str) -> None:
+        self._run("limit_release", r.job_id, key)
 
     def counts(self) -> Counts:
         """One read-only script of ZCARDs and HMGET: O(1), one consistent snapshot."""
