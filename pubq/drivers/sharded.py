@@ -139,6 +139,7 @@ class ShardedDriver(BaseDriver):
         return None if r is None else replace(r, job_id=self._gid(index, r.job_id))
 
     def _shard_for(self, payload: bytes) -> int:
+        self._all()  # the first push records this shard count as the widest used (once per process)
         key = self._key_of(payload) if self._key_of is not None else None
         if key is not None:
             return zlib.crc32(key.encode("utf-8", "surrogatepass")) % self.shards
