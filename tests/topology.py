@@ -123,7 +123,9 @@ class SentinelSet:
 
     def _linked(self, master_port: int) -> bool:
         info = _client(master_port).info("replication")
-        return int(info.get("connected_slaves", 0)) >= self.replicas
+        online = [k for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                  and v.get("state") == "online"]
+        return len(online) >= self.replicas
 
     def _sentinels_agree(self) -> bool:
         for s in self.sentinels:
