@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ..errors import NotDurableError
 from .base import (
     DEFAULT_PRIORITY,
     BaseDriver,
@@ -160,7 +161,18 @@ class ShardedDriver(BaseDriver):
 
     def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
         index = self._shard_for(payload)
-        return self._gid(index, self._drivers[index].push(payload, ttr=ttr, delay=delay, priority=priority))
+        try:
+            return self._gid(index, self._drivers[index].push(payload, ttr=ttr, delay=delay, priority=priority))
+        except NotDurableError as exc:
+            raise self._not_durable(index, exc) from None
+
+    def _not_durable(self, index: int, exc: NotDurableError) -> NotDurableError:
+        """The shard's error, naming the queue's id of the job instead of the shard's."""
+        if exc.job_id is None:
+            return exc
+        gid = self._gid(index, exc.job_id)
+        head, sep, tail = str(exc).partition(" is not durable")
+        return NotDurableError(f"push of job {gid}{sep}{tail}" if sep else str(exc), job_id=gid)
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         """One push_many per shard used (each chunked as unsharded); ids in input order."""
@@ -169,7 +181,10 @@ class ShardedDriver(BaseDriver):
             groups.setdefault(self._shard_for(item.payload), []).append(position)
         ids = [0] * len(items)
         for index, positions in groups.items():
-            local = self._drivers[index].push_many([items[p] for p in positions])
+            try:
+                local = self._drivers[index].push_many([items[p] for p in positions])
+            except NotDurableError as exc:
+                raise self._not_durable(index, exc) from None
             for position, job_id in zip(positions, local, strict=True):
                 ids[position] = self._gid(index, job_id)
         return ids
