@@ -21,10 +21,12 @@ import yaml
 from . import bounds
 from .bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, Bound
 from .database import resolve_url
-from .errors import ConfigError
+from .errors import ConfigError, PubqError
 from .events import EVENT_NAMES
+from .job import JobRegistry
 from .redis_url import SCHEMES as REDIS_URL_SCHEMES
 from .redis_url import parse_redis_url, redact, url_from_mapping
+from .schedules import Schedule, parse_schedule
 
 DEFAULT_CONFIG_NAME = "pubq.yaml"
 DEFAULT_DATABASE = "sqlite:///pubq.db"
@@ -33,7 +35,8 @@ DEFAULT_GIVE_UP_AFTER = 10.0
 DRIVERS = ("redis", "db", "sync")
 BEHAVIOR_ALIASES = {"log": "pubq.behaviors.log:LogBehavior"}
 _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after"}
+_TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after",
+             "schedules"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
     "failed_limit", "grace", "settle_within", "description", "heartbeat", "durability", "shards", "shard_key",
@@ -111,6 +114,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     #: Seconds a one-shot command retries an unreachable backend (one budget for the command).
     give_up_after: float = DEFAULT_GIVE_UP_AFTER
+    #: ``schedules:``: periodic pushes by name (:mod:`pubq.schedules`).
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -357,6 +362,7 @@ def parse_config(
         log_file = str(base_dir / c.string(log_file, "log.file"))
     give_up_after = float(c.bounded(top.get("give_up_after", DEFAULT_GIVE_UP_AFTER), "give_up_after",
                                     bounds.GIVE_UP_AFTER))
+    schedules = _parse_schedules(c, top.get("schedules"), set(queues), tuple(jobs) if check_handlers else None)
     return Config(
         path=path,
         base_dir=base_dir,
@@ -368,7 +374,29 @@ def parse_config(
         publishing=publishing,
         log=LogConfig(level=level, file=log_file, format=fmt),
         give_up_after=give_up_after,
+        schedules=schedules,
     )
+
+
+def _parse_schedules(c: _Checker, raw: Any, queues: set[str], jobs: tuple[str, ...] | None) -> dict[str, Schedule]:
+    """Every schedule checked at load: its keys, cron or every, time zone, queue, and (when job
+    modules are checked) its job and arguments."""
+    out: dict[str, Schedule] = {}
+    registry = None
+    for name, sraw in c.mapping(raw, "schedules").items():
+        schedule, key, problem = parse_schedule(name, sraw, queues)
+        where = f"schedules.{name}" + (f".{key}" if key else "")
+        if schedule is None:
+            raise c.fail(where, problem)
+        if jobs is not None:
+            registry = registry or JobRegistry.from_modules(jobs)
+            try:
+                registry.build(schedule.job, schedule.args)
+            except PubqError as exc:
+                key = "job" if schedule.job not in registry else "args"
+                raise c.fail(f"schedules.{name}.{key}", str(exc)) from None
+        out[str(name)] = schedule
+    return out
 
 
 def _parse_queue(

@@ -223,12 +223,20 @@ def _complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: 
 @click.option("--delay", type=Bounded(bounds.DELAY), default=0, help="Seconds before the job is due.")
 @click.option("--priority", type=Bounded(bounds.PRIORITY), default=None, help="Lower runs first (default 1024).")
 @click.option("--ttr", type=Bounded(bounds.TTR), default=None, help="Seconds the job may run.")
+@click.option("--unique-key", default=None, metavar="K",
+              help="Push only if no job holds key K; a duplicate prints the holder's id (exit 0).")
+@click.option("--unique-for", type=Bounded(bounds.UNIQUE_FOR), default=None, metavar="S",
+              help="Seconds the unique key lives at most.")
+@click.option("--unique-until", type=click.Choice(bounds.UNIQUE_UNTIL), default=None,
+              help="When the key is released: done (a final state; default), start, ttl (only at --unique-for).")
 @json_option
 def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, ttr: int | None,
-             as_json: bool) -> None:
+             unique_key: str | None, unique_for: float | None, unique_until: str | None, as_json: bool) -> None:
     """Push job JOB with --args JSON; prints the new id.
 
-    JOB is a registered job name (``pubq jobs`` lists them with their arguments).
+    JOB is a registered job name (``pubq jobs`` lists them with their arguments). With a unique key
+    (--unique-key, or the job class's ``unique``) a duplicate stores nothing and prints
+    ``Job ID already queued (unique key K)``.
     """
     try:
         args = json.loads(args_json)
@@ -239,8 +247,16 @@ def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, 
     if not isinstance(args, dict):
         raise UsageError("--args must be a JSON object")
     queue = current_queue()
-    job_id = queue.push_name(job_name, args, delay=delay, ttr=ttr, priority=priority)
+    pushed = queue.submit_name(job_name, args, delay=delay, ttr=ttr, priority=priority, unique_key=unique_key,
+                               unique_for=unique_for, unique_until=unique_until)
     if as_json:
-        emit_json({"queue": queue.name, "id": job_id})
+        out: dict[str, Any] = {"queue": queue.name, "id": pushed.job_id, "duplicate": pushed.duplicate}
+        if pushed.unique_key is not None:
+            out["unique_key"] = pushed.unique_key
+        emit_json(out)
+    elif pushed.job_id is None:
+        click.echo("cancelled by a beforePush handler")
+    elif pushed.duplicate:
+        click.echo(f"Job {pushed.job_id} already queued (unique key {pushed.unique_key})")
     else:
-        click.echo("cancelled by a beforePush handler" if job_id is None else str(job_id))
+        click.echo(str(pushed.job_id))

@@ -59,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Protocol, runtime_checkable
 
-from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
+from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, UNIQUE_UNTIL
 
 #: Failed attempts a job keeps in its history by default.
 DEFAULT_HISTORY_LIMIT = 10
@@ -68,7 +68,7 @@ __all__ = [
     "CANCELLED_CODE", "DEFAULT_FAILED_LIMIT", "DEFAULT_HISTORY_LIMIT", "DEFAULT_PRIORITY", "Attempt", "BaseDriver",
     "CancelResult", "CancelState", "Counts", "Driver", "FailedJob", "FailureInfo", "FollowUpFailure", "JobInfo",
     "JobPage", "JobStatus", "Policy", "PushItem", "Reclaimed", "ReclaimKind", "Reservation", "WorkerInfo",
-    "LISTABLE_STATES",
+    "LISTABLE_STATES", "UNIQUE_UNTIL", "UniqueSpec",
 ]
 
 #: The stable error code of a cancelled job (``JobCancelledError.code``); ``settle`` counts entries
@@ -111,6 +111,23 @@ class PushItem:
     ttr: int
     delay: float = 0.0
     priority: int = DEFAULT_PRIORITY
+
+
+#: Where a unique key is released (spec §7.9), :data:`pubq.bounds.UNIQUE_UNTIL`: ``done`` when the
+#: job reaches a final state (done, failed finally, removed, cancelled); ``start`` when it is first
+#: reserved; ``ttl`` only when its time runs out (``UniqueSpec.ttl``), whatever the job does meanwhile.
+
+
+@dataclass(frozen=True)
+class UniqueSpec:
+    """The unique key of a push, and when it is released (the core has checked it)."""
+
+    key: str
+    #: One of :data:`UNIQUE_UNTIL`.
+    until: str = "done"
+    #: Seconds after the push at which the key is released at the latest; None: no time limit
+    #: (required for ``until="ttl"``).
+    ttl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -406,6 +423,32 @@ class Driver(Protocol):
         """Store many jobs in as few round trips as the backend allows; ids in input order.
 
         All or nothing per backend step; an empty sequence stores nothing and returns ``[]``.
+        """
+        ...
+
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        """Store one job unless ``unique.key`` is held; ``(id, True)`` for a new job, ``(id of the
+        holder, False)`` for a duplicate. One atomic step with the push.
+
+        A key is *held* by the job last pushed under it until its release point
+        (:data:`UNIQUE_UNTIL`) or its ``ttl``, whichever comes first. Release is read, not written:
+        the push checks the holder's current state, so every way a job ends (ack, settle, remove,
+        cancel, clear, the failed registry's trim, a reclaim after a SIGKILL) releases the key without
+        any change to those paths. Records of released keys are swept a few at a time by later
+        unique pushes.
+        """
+        ...
+
+    def mark_get(self, name: str) -> float | None:
+        """A named time stored with the queue (a scheduler's last tick); None when never set."""
+        ...
+
+    def mark_advance(self, name: str, value: float) -> float:
+        """Store ``value`` under ``name`` unless a later one is stored; returns the stored value.
+
+        One atomic step, so concurrent writers (schedulers on several hosts) never move it back.
         """
         ...
 

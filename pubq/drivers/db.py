@@ -69,6 +69,7 @@ from pubq.drivers.db_sql import (
     PG_RESERVE_ACKED,
     PROMOTE_BATCH,
 )
+from pubq.drivers.db_unique import DbUniqueOps
 from pubq.errors import ConfigError
 
 #: Blocking reserve: first poll interval and its cap (seconds), and the safety poll while LISTENing.
@@ -110,7 +111,7 @@ HELD = "id = ? AND channel = ? AND state = 'reserved' AND lease = ?"
 UNSETTLED = "id = ? AND channel = ? AND state = 'failed' AND lease = ? AND expires_at IS NOT NULL"
 
 
-class DbDriver(DbConnection, DbOps, BaseDriver):
+class DbDriver(DbConnection, DbOps, DbUniqueOps, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema)."""
 
     def __init__(

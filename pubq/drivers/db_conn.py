@@ -176,7 +176,8 @@ class DbConnection:
         q = "`" if self.kind == "mysql" else '"'
         self._tables = {
             k: f"{q}{table_prefix}{n}{q}"
-            for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"))
+            for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"),
+                         ("U", "unique"), ("M", "marks"))
         }
         self._dialect: db_schema.Dialect | None = None
         self._sql: dict[tuple[str, int], str] = {}

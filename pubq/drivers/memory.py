@@ -42,6 +42,7 @@ from .base import (
     Reservation,
     WorkerInfo,
 )
+from .memory_unique import MemoryUniqueMixin
 from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
 _WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
@@ -90,7 +91,7 @@ class _Unsettled:
     settle_by: float
 
 
-class MemoryDriver(BaseDriver):
+class MemoryDriver(MemoryUniqueMixin, BaseDriver):
     """One queue held in this process's memory; safe to share between threads."""
 
     def __init__(
@@ -127,6 +128,7 @@ class MemoryDriver(BaseDriver):
         self._paused = False
         #: worker id -> (info, last_seen); entries past last_seen + ttl are dropped when read.
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
+        self._init_unique()
 
     # -- producing ----------------------------------------------------------------------
 
@@ -135,15 +137,17 @@ class MemoryDriver(BaseDriver):
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         with self._cond:
-            now = self._clock()
-            ids = []
-            for item in items:
-                _finite_delay(item.delay)
-                self._last_id += 1
-                job = _Job(self._last_id, bytes(item.payload), item.ttr, item.priority, now)
-                self._enqueue(job, item.delay, now)
-                ids.append(job.job_id)
-            return ids
+            return self._push_locked(items, self._clock())
+
+    def _push_locked(self, items: Sequence[PushItem], now: float) -> list[int]:
+        ids = []
+        for item in items:
+            _finite_delay(item.delay)
+            self._last_id += 1
+            job = _Job(self._last_id, bytes(item.payload), item.ttr, item.priority, now)
+            self._enqueue(job, item.delay, now)
+            ids.append(job.job_id)
+        return ids
 
     # -- consuming ----------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:progress   hash  id -> "fraction|message"     {ch}:cancel   hash  id -> cancel reason
     {ch}:workers    hash  worker id -> "seen|json"     {ch}:workerexp zset worker id by expiry
     {ch}:history    hash  id -> JSON list of the job's failed attempts (capped)
+    {ch}:unique     hash  unique key -> "id|until|expires"  {ch}:uniquedue zset key by next sweep look
+    {ch}:marks      hash  name -> time (schedulers' last ticks)
 
 Why waiting is a sorted set and not one list per priority: both cost one round trip per
 operation (and a round trip costs ~100x the Lua work), but a zset scored by priority whose
@@ -63,6 +65,7 @@ from .base import (
     Reclaimed,
     ReclaimKind,
     Reservation,
+    UniqueSpec,
     WorkerInfo,
 )
 from .ops_codec import cancel_failure, parse_progress, progress_value
@@ -74,6 +77,7 @@ from .redis_client import (
     run_durable,
     socket_timeout,
 )
+from .unique import RECHECK, SWEEP, check_spec
 
 log = logging.getLogger("pubq.driver")
 
@@ -82,13 +86,17 @@ KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
     "failed", "failinfo", "unsettled", "followups", "wake",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
+    "unique", "uniquedue", "marks",
 )
 #: Every script the driver runs (``lua/<name>.lua``).
 SCRIPT_NAMES = (
     "push", "reserve", "ack", "ack_reserve", "release", "extend", "retry_later", "fail",
     "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
-    "follow_up", "clear", "list", "cancel", "progress", "pause", "worker",
+    "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
 )
+#: Keys every script gets; the last three (unique keys, their sweep, marks) only push_unique and mark.
+CORE_KEYS = len(KEY_NAMES) - 3
+_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark"})
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
 #: ... and payload bytes per call, so big payloads do not build one huge command.
@@ -211,6 +219,7 @@ class RedisDriver(BaseDriver):
         #: WAIT for this many replicas after push, ack, fail and settle (None: no WAIT).
         self.durability = durability
         self.keys = tuple(f"{{{channel}}}:{name}" for name in KEY_NAMES)
+        self._core_keys = self.keys[:CORE_KEYS]
         self._meta_key = self.keys[KEY_NAMES.index("meta")]
         self._wake_key = self.keys[KEY_NAMES.index("wake")]
         self._followups_key = self.keys[KEY_NAMES.index("followups")]
@@ -244,9 +253,11 @@ class RedisDriver(BaseDriver):
 
     def _run(self, name: str, *args: Any) -> Any:
         client = self.client
+        # only the scripts of unique keys and marks get their three keys: the hot path's calls stay as small
+        keys = self.keys if name in _UNIQUE_SCRIPTS else self._core_keys
         try:
-            return self._scripts[name](keys=self.keys, args=self._head + args, client=client)
-        except (redis.RedisError, RedisClusterException) as exc:
+            return self._scripts[name](keys=keys, args=self._head + args, client=client)
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
 
     def _run_durable(self, name: str, what: str, *args: Any, job_id: int | None = None) -> Any:
@@ -256,15 +267,19 @@ class RedisDriver(BaseDriver):
             return self._run(name, *args)
         client = self.client
         try:
-            reply, confirmed = run_durable(client, self._scripts[name], self.keys, self._head + args,
+            keys = self.keys if name in _UNIQUE_SCRIPTS else self._core_keys
+            reply, confirmed = run_durable(client, self._scripts[name], keys, self._head + args,
                                            self.durability)
         except (redis.RedisError, RedisClusterException) as exc:
             raise _wrap(exc, self.channel) from exc
         if confirmed < self.durability.replicas:
-            ident = job_id if job_id is not None else (int(reply) if name == "push" else None)
+            if job_id is not None:
+                ident = job_id
+            else:
+                ident = int(reply) if name == "push" else (int(reply[1]) if name == "push_unique" else None)
             message = (f"{what} of job {ident} is not durable: {confirmed} of {self.durability.replicas} "
                        f"replica(s) confirmed it within {self.durability.timeout_ms} ms")
-            if name == "push":
+            if what == "push":
                 raise NotDurableError(message, job_id=ident)
             log.warning("queue %s: %s (the write happened)", self.channel, message)
         return reply
@@ -289,6 +304,23 @@ class RedisDriver(BaseDriver):
             ids.extend(range(first, first + end - start))
             start = end
         return ids
+
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        """One script: sweep a few released keys, read the key's holder, push only when it is free."""
+        check_spec(unique)
+        ttl = "" if unique.ttl is None else repr(float(unique.ttl))
+        created, job_id = self._run_durable("push_unique", "push", unique.key, unique.until, ttl, SWEEP, RECHECK,
+                                            *self._item(payload, ttr, delay, priority))
+        return int(job_id), created == 1
+
+    def mark_get(self, name: str) -> float | None:
+        value = self._run("mark", name, "")
+        return None if value is None else float(value)
+
+    def mark_advance(self, name: str, value: float) -> float:
+        return float(self._run("mark", name, f"{float(value):.6f}"))
 
     @staticmethod
     def _item(payload: bytes, ttr: int, delay: float, priority: int) -> tuple[bytes, int, float, int]:

@@ -38,6 +38,7 @@ from .base import (
     PushItem,
     Reclaimed,
     Reservation,
+    UniqueSpec,
     WorkerInfo,
 )
 
@@ -175,6 +176,20 @@ class ResilientDriver:
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         return self._call("push_many", self.inner.push_many, items)
+
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        # Retrying is safe: a push that landed before the link broke holds the key, so its retry
+        # answers (that id, False), and the job is stored once.
+        return self._call("push_unique", self.inner.push_unique, payload, ttr=ttr, unique=unique, delay=delay,
+                          priority=priority)
+
+    def mark_get(self, name: str) -> float | None:
+        return self._call("mark_get", self.inner.mark_get, name)
+
+    def mark_advance(self, name: str, value: float) -> float:
+        return self._call("mark_advance", self.inner.mark_advance, name, value)
 
     def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
         return self._call("reserve", self.inner.reserve, timeout, holder=holder or self.holder)

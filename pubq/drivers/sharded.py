@@ -45,6 +45,7 @@ from .base import (
     PushItem,
     Reclaimed,
     Reservation,
+    UniqueSpec,
     WorkerInfo,
 )
 from .redis import _ERRORS, RedisDriver, _wrap
@@ -188,6 +189,28 @@ class ShardedDriver(BaseDriver):
             for position, job_id in zip(positions, local, strict=True):
                 ids[position] = self._gid(index, job_id)
         return ids
+
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        """On the shard of the unique key (not of ``shard_key``): one key is held queue-wide only if
+        all its pushes meet on one shard. (A changed ``shards`` count moves keys: a key held before
+        the change is not seen by pushes after it.)"""
+        self._all()
+        index = zlib.crc32(unique.key.encode("utf-8", "surrogatepass")) % self.shards
+        try:
+            job_id, created = self._drivers[index].push_unique(payload, ttr=ttr, unique=unique, delay=delay,
+                                                               priority=priority)
+        except NotDurableError as exc:
+            raise self._not_durable(index, exc) from None
+        return self._gid(index, job_id), created
+
+    def mark_get(self, name: str) -> float | None:
+        """Marks (a scheduler's last tick) live on shard 0."""
+        return self._drivers[0].mark_get(name)
+
+    def mark_advance(self, name: str, value: float) -> float:
+        return self._drivers[0].mark_advance(name, value)
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ appends its tag to a file when it runs. At the end:
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -29,7 +30,7 @@ import redis
 from pubq.app import App
 from pubq.config import load_config
 from pubq.errors import NotDurableError
-from tests.helpers import Cli, wait_until
+from tests.helpers import PUBQ, ROOT, Cli, wait_until
 from tests.sample_jobs import RecordJob, read_lines
 from tests.topology import RedisClusterSet, SentinelSet
 
@@ -83,7 +84,11 @@ def drain_through_failover(tmp_path: Path, topology: SentinelSet | RedisClusterS
         push(first[start:start + 500])
     rest = [f"j{n}" for n in range(jobs // 2, jobs)]
     producer = threading.Thread(target=lambda: [push(rest[i:i + batch]) for i in range(0, len(rest), batch)])
-    procs = [cli.popen("work", "listen", "1", "--isolate=0") for _ in range(workers)]
+    procs = []
+    for n in range(workers):  # output to files: a pipe nobody reads would stop a worker at 64 KiB
+        with open(tmp_path / f"worker{n}.out", "wb") as out:
+            procs.append(subprocess.Popen([*PUBQ, "--config", str(cli.path), "work", "listen", "1", "--isolate=0"],
+                                          stdout=out, stderr=subprocess.STDOUT, env=cli.env, cwd=ROOT))
     began = time.monotonic()
     try:
         producer.start()
@@ -107,8 +112,8 @@ def drain_through_failover(tmp_path: Path, topology: SentinelSet | RedisClusterS
                 p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
-                p.communicate(timeout=60)
-            except Exception:  # noqa: BLE001 - a worker that does not stop is killed
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a worker that does not stop is killed
                 p.kill()
         app.close()
     runs = _ran_tags(ran)
