@@ -24,6 +24,7 @@ from .database import resolve_url
 from .errors import ConfigError, PubqError
 from .events import EVENT_NAMES
 from .job import JobRegistry
+from .limits import Limits, parse_limits
 from .redis_url import SCHEMES as REDIS_URL_SCHEMES
 from .redis_url import parse_redis_url, redact, url_from_mapping
 from .schedules import Schedule, parse_schedule
@@ -36,10 +37,11 @@ DRIVERS = ("redis", "db", "sync")
 BEHAVIOR_ALIASES = {"log": "pubq.behaviors.log:LogBehavior"}
 _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after",
-             "schedules"}
+             "schedules", "dashboard"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
-    "failed_limit", "grace", "settle_within", "description", "heartbeat", "durability", "shards", "shard_key",
+    "failed_limit", "grace", "settle_within", "description", "heartbeat", "concurrency", "limits",
+    "durability", "shards", "shard_key",
 }
 _DURABILITY_KEYS = {"replicas", "timeout_ms"}
 #: Most sub-queues one queue may spread over (ids carry the shard in their last 3 digits).
@@ -86,6 +88,10 @@ class QueueConfig:
     description: str = ""
     #: Seconds between a worker's registry beats; it shows as lost after three missed (spec §7.2).
     heartbeat: float = 2.0
+    #: Jobs a worker of this queue runs at once unless ``--concurrency`` says otherwise (spec §7.11).
+    concurrency: int = 1
+    #: Per-key concurrency and rate limits of the queue's jobs (a job class's own ``limits`` win).
+    limits: Limits | None = None
     #: Redis only: replicas that must confirm push/ack/fail/settle (WAIT), or None.
     durability: Durability | None = None
     #: Redis only: sub-queues ``{channel#0}`` … ``{channel#N-1}`` the queue spreads over (1: none).
@@ -116,6 +122,9 @@ class Config:
     give_up_after: float = DEFAULT_GIVE_UP_AFTER
     #: ``schedules:``: periodic pushes by name (:mod:`pubq.schedules`).
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    #: The ``dashboard:`` section as written; ``pubq.dashboard.settings`` checks it when the
+    #: dashboard starts (the core never reads it).
+    dashboard: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -350,6 +359,7 @@ def parse_config(
         queues = {name: _with_log_behavior(q) for name, q in queues.items()}
 
     publishing = c.mapping(top.get("publishing"), "publishing")
+    dashboard = c.mapping(top.get("dashboard"), "dashboard")
     log_raw = c.mapping(top.get("log"), "log", _LOG_KEYS)
     level = str(log_raw.get("level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -375,6 +385,7 @@ def parse_config(
         log=LogConfig(level=level, file=log_file, format=fmt),
         give_up_after=give_up_after,
         schedules=schedules,
+        dashboard=dashboard,
     )
 
 
@@ -473,6 +484,8 @@ def _parse_queue(
         settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
         heartbeat=float(c.bounded(q.get("heartbeat", 2), f"{k}.heartbeat", bounds.HEARTBEAT)),
+        concurrency=int(c.bounded(q.get("concurrency", 1), f"{k}.concurrency", bounds.CONCURRENCY)),
+        limits=parse_limits(q.get("limits"), f"{c.label}: {k}.limits"),
         **_scale_options(c, k, q, driver),
     )
 

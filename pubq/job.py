@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .argtypes import arg_spec
 from .bounds import ATTEMPTS, TTR, UNIQUE_FOR, UNIQUE_UNTIL
 from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
+from .limits import Limits, parse_limits
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import JobContext
@@ -51,6 +52,10 @@ class Job:
     #: "done" (a final state, the default), "start" (first reserved), "ttl" (only at ``unique_for``).
     unique_for: ClassVar[float | None] = None
     unique_until: ClassVar[str | None] = None
+    #: Per-key limits of this job class, overriding the queue's ``limits``: a mapping like
+    #: ``{"key": "{account_id}", "concurrency": 1, "rate": "10/m"}`` (checked when registered) or
+    #: a :class:`~pubq.limits.Limits`.
+    limits: ClassVar[Limits | dict[str, Any] | None] = None
 
     def execute(self, ctx: JobContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
@@ -191,6 +196,10 @@ class JobRegistry:
                 raise ConfigError(f"job {name}: {bound.name} {bound.problem(value)}")
         if cls.unique is not None:
             _check_unique_template(name, cls)
+        if cls.limits is not None and not isinstance(cls.limits, Limits):
+            cls.limits = parse_limits(cls.limits, f"job {name}: limits", fields=_arg_names(cls))
+        elif isinstance(cls.limits, Limits):
+            parse_limits(cls.limits, f"job {name}: limits", fields=_arg_names(cls))
         existing = self._by_name.get(name)
         if existing is not None and existing is not cls:
             raise UsageError(f"two job classes share the name {name!r}: {existing!r} and {cls!r}")

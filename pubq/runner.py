@@ -12,7 +12,10 @@ fires no event for that job and logs one warning, so a late worker can never dou
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
+import random
 import resource
 import time
 import traceback as tb
@@ -26,6 +29,7 @@ from .drivers.base import Driver, FollowUpFailure, Reclaimed, ReclaimKind, Reser
 from .errors import InvalidJobError, JobCancelledError, PermanentError, RecordedError, TtrExceededError
 from .events import ExecEvent, HandlerFailure
 from .job import Job, peek_name
+from .limits import Limits
 from .outcome import Outcome, error_message, failure_info, storable
 from .retry import backoff_delay
 
@@ -34,6 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .queue import Queue
 
 log = logging.getLogger("pubq.queue")
+
+#: Most jitter (seconds) added to a limited job's delay, so jobs refused together do not all come
+#: back at the same instant.
+LIMIT_JITTER = 0.02
 
 
 class JobReporter(Protocol):
@@ -101,12 +109,19 @@ class JobRunner:
         self.hooks: RunHooks | None = None
         #: Where ``ctx.progress`` goes and ``ctx.cancelled`` asks (the hooks, or an isolated child's pipe).
         self.reporter: JobReporter | None = None
+        #: Limit slots this runner holds: job id → (lease token, key), freed when the attempt ends.
+        self._slots: dict[int, tuple[int, str]] = {}
 
     # -- starting --------------------------------------------------------------------------
 
-    def begin(self, r: Reservation) -> ExecEvent:
-        """Decode a reservation and fire beforeExec. ``event.error`` is set for an invalid job."""
+    def begin(self, r: Reservation, *, limits: bool = True) -> ExecEvent:
+        """Decode a reservation, take its limit slot, and fire beforeExec. ``event.error`` is set for
+        an invalid job; ``event.limited`` when the job went back to wait for its limit key (then
+        nothing else happens: no hook, no event)."""
         event = self.decode(r)
+        if limits and event.error is None and not self.admit(r, event):
+            event.limited = True
+            return event
         if self.hooks is not None:
             self.hooks.job_started(r, event)
         if event.error is None and self.queue.bus.has(ev.BEFORE_EXEC):
@@ -141,14 +156,91 @@ class JobRunner:
             event.job_name = _safe_name(r.payload)
         return event
 
-    def execute(self, event: ExecEvent) -> Outcome:
-        """Run the job's code in this process and capture what happened (no events, no writes)."""
+    # -- per-key limits ---------------------------------------------------------------------------
+
+    def limits_of(self, job: Job | None) -> Limits | None:
+        """The job class's own limits, else the queue's."""
+        if job is None:
+            return None
+        own = type(job).limits
+        return own if isinstance(own, Limits) else self.queue.config.limits
+
+    def admit(self, r: Reservation, event: ExecEvent) -> bool:
+        """Take the job's limit slot; False when the job went back delayed (or its lease is gone).
+
+        A job whose fields do not fill the key template is an invalid job (``event.error``)."""
+        limits = self.limits_of(event.job)
+        if limits is None:
+            return True
+        assert event.job is not None
+        try:
+            key = limits.render(event.job.to_args())
+        except KeyError as exc:
+            event.error = InvalidJobError(f"limits.key {limits.key!r}: job {event.job_name} has no field {exc}")
+            return True
+        wait = self.driver.limit_acquire(r, key, concurrency=limits.concurrency, rate=limits.rate, per=limits.per,
+                                         jitter=random.uniform(0, LIMIT_JITTER))
+        if wait is None:
+            log.warning("[%s] %s: lease taken before its limit slot was (removed or reclaimed); left as it is",
+                        r.job_id, event.job_name)
+            return False
+        if wait > 0:
+            log.debug("[%s] %s: limit key %r is at its limit (%s); back in %.3f s", r.job_id, event.job_name, key,
+                      limits.describe(), wait)
+            return False
+        if limits.concurrency:
+            self._slots[r.job_id] = (r.token, key)
+        return True
+
+    def free_slot(self, r: Reservation, event: ExecEvent | None = None) -> None:
+        """The attempt ended: free its limit slot so the key's next waiting job runs now. A
+        recovered job (``event`` given) frees the slot its lost worker held."""
+        held = self._slots.pop(r.job_id, None)
+        key = held[1] if held is not None else None
+        if key is None and event is not None and event.job is not None:
+            limits = self.limits_of(event.job)
+            if limits is not None and limits.concurrency:
+                try:
+                    key = limits.render(event.job.to_args())
+                except KeyError:
+                    key = None
+        if key is None:
+            return
+        try:
+            self.driver.limit_release(r, key)
+        except Exception:  # noqa: BLE001 - only promptness is lost: the slot is not counted anyway
+            log.warning("[%s] could not free its limit slot of %r now; the next job of that key waits for "
+                        "its timer", r.job_id, key, exc_info=True)
+
+    def execute(self, event: ExecEvent, reporter: JobReporter | None = None) -> Outcome:
+        """Run the job's code in this process and capture what happened (no events, no writes).
+
+        An ``async def execute`` runs to its end on an event loop of its own here; a concurrent
+        worker runs such jobs on its shared loop instead (:meth:`execute_async`).
+        """
         assert event.job is not None
         ctx = JobContext(queue=self.queue, job_id=event.id, attempt=event.attempt, log=log,
-                         reporter=self.reporter or self.hooks)
+                         reporter=reporter or self.reporter or self.hooks)
         started = time.perf_counter()
         try:
             result = event.job.execute(ctx)
+            if inspect.iscoroutine(result):
+                result = asyncio.run(result)
+        except Exception as exc:  # noqa: BLE001 - a job's failure is data, not a crash
+            return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started,
+                           memory_mib=_peak_rss_mib())
+        return Outcome(ok=True, result=result, duration=time.perf_counter() - started, memory_mib=_peak_rss_mib())
+
+    async def execute_async(self, event: ExecEvent, reporter: JobReporter | None = None) -> Outcome:
+        """``execute`` for a job whose ``execute`` is ``async def``, awaited on the caller's loop."""
+        assert event.job is not None
+        ctx = JobContext(queue=self.queue, job_id=event.id, attempt=event.attempt, log=log,
+                         reporter=reporter or self.reporter or self.hooks)
+        started = time.perf_counter()
+        try:
+            result = event.job.execute(ctx)
+            if inspect.isawaitable(result):
+                result = await result
         except Exception as exc:  # noqa: BLE001 - a job's failure is data, not a crash
             return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started,
                            memory_mib=_peak_rss_mib())
@@ -164,15 +256,22 @@ class JobRunner:
         without isolate): the lease is then renewed first, and when it is gone the job's late
         success fires no afterExec and is not counted. Returns (acked, next reservation).
         """
+        if not self.confirm_success(r, event, outcome, held_since=held_since):
+            return False, None
+        return self.ack(r, reserve_next=reserve_next)
+
+    def confirm_success(self, r: Reservation, event: ExecEvent, outcome: Outcome, *, held_since: float) -> bool:
+        """The part of a success before its ack: renew a lease held past half the TTR, fire afterExec.
+        False (nothing fired; do not ack) when the lease was taken meanwhile."""
         if self.clock() - held_since >= r.ttr / 2 and not self.driver.extend(r, self.queue.config.settle_within):
             log.warning("[%s] %s (attempt: %s) finished after its lease was taken (reclaimed past its TTR of "
                         "%s s): afterExec not fired, not counted", r.job_id, event.job_name, r.attempt, r.ttr)
-            return False, None
+            return False
         event.result = outcome.result
         event.duration = outcome.duration
         event.memory_mib = outcome.memory_mib
         self._keep_follow_ups(event, self.queue.bus.trigger(ev.AFTER_EXEC, event))
-        return self.ack(r, reserve_next=reserve_next)
+        return True
 
     def ack(self, r: Reservation, *, reserve_next: bool = False) -> tuple[bool, Reservation | None]:
         """Count the job done (a beforeExec handler's skip, or after afterExec)."""
@@ -180,12 +279,18 @@ class JobRunner:
             ok, nxt = self.driver.ack_and_reserve(r)
         else:
             ok, nxt = self.driver.ack(r), None
+        self.acked(r, ok)
+        return ok, nxt
+
+    def acked(self, r: Reservation, ok: bool) -> None:
+        """After an ack was written (alone or in a batch): tell the hooks, warn when it was refused."""
+        if self._slots:
+            self.free_slot(r)
         if self.hooks is not None:
             self.hooks.job_finished(r, True)
         if not ok:
             log.warning("[%s] late ack refused: the job's lease was taken after its TTR; it is not counted twice",
                         r.job_id)
-        return ok, nxt
 
     # -- failure ------------------------------------------------------------------------------
 
@@ -197,6 +302,8 @@ class JobRunner:
         handler runs, so the final failure still happens exactly once. A job whose cancel was seen
         while it ran ends as cancelled, whatever it failed with (its isolated child was killed).
         """
+        if self._slots:
+            self.free_slot(r)
         if self.hooks is not None:
             reason = self.hooks.cancel_reason(r.job_id)
             self.hooks.job_finished(r, False)
@@ -258,7 +365,10 @@ class JobRunner:
         """Put a held job back without counting the attempt (a hard stop)."""
         if self.hooks is not None:
             self.hooks.job_finished(r, None)
-        return self.driver.release(r)
+        done = self.driver.release(r)
+        if self._slots:
+            self.free_slot(r)
+        return done
 
     def cancelled(self, r: Reservation, reason: str) -> None:
         """A waiting/delayed job the driver just cancelled (now a failed, unsettled attempt under
@@ -281,6 +391,7 @@ class JobRunner:
                                     TtrExceededError(f"TTR exceeded / worker lost: no outcome within the job's "
                                                      f"TTR of {r.ttr} s"))
             self.failed(r, event, error, "")
+            self.free_slot(r, event)  # the lost worker's slot went with its lease: wake the key's next job
             return
         failure = item.failure
         event.error = RecordedError(
@@ -316,7 +427,7 @@ class JobRunner:
         r = self.driver.reserve(0)
         while r is not None:
             held_since = self.clock()
-            event = self.begin(r)
+            event = self.begin(r, limits=False)  # inline runs: limits are for workers
             if event.error is not None:
                 self.failed(r, event, event.error)
                 r = self.driver.reserve(0)

@@ -49,6 +49,13 @@ expire by themselves; ``pause`` is a flag the reserve step itself reads; ``cance
 or delayed job at once (as a failed, unsettled attempt the caller settles) and stores a request with
 a reserved one that its holder acts on; ``progress`` is stored with the reservation. ``list_jobs``
 pages one state with a keyset cursor.
+
+**Per-key limits** (issue 16, spec §7.10): after a reserve, a worker whose job has a limit key asks
+``limit_acquire`` for a run slot of that key. In the same atomic step the driver either records the
+slot (tied to the reservation's lease token, so a slot whose lease ended — acked, failed, released,
+removed, or reclaimed from a SIGKILLed worker — frees itself) and a start in the key's rate window,
+or puts the job back delayed until the next free slot without counting the attempt. The state is
+shared by every worker of the backend (:mod:`pubq.drivers.limiter` describes it).
 """
 
 from __future__ import annotations
@@ -260,6 +267,9 @@ class Counts:
     #: Settled final failures that were cancels (error code ``cancelled``) since creation; they are
     #: also counted in ``failed_total``.
     cancelled: int = 0
+    #: Reservations put back because their limit key was at its limit (``limit_acquire``) since
+    #: creation; not attempts, so counted nowhere else.
+    limited: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -272,6 +282,7 @@ class Counts:
             "follow_up_failed": self.follow_up_failed,
             "retried": self.retried,
             "cancelled": self.cancelled,
+            "limited": self.limited,
         }
 
 
@@ -478,6 +489,26 @@ class Driver(Protocol):
         """
         ...
 
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        """Take up to ``n`` due jobs in one atomic step (one script call, one transaction), each as
+        ``reserve`` would take it: its own new lease, attempt + 1, deadline ``now + ttr``.
+
+        For a worker with ``n`` free slots (``--concurrency``): it asks for exactly what it can start
+        at once, so every TTR clock starts when its job can run. In run order (priority, then push
+        order). ``timeout`` > 0 waits like ``reserve`` while nothing is due, and returns as soon as
+        at least one job is; ``[]`` when none became due or ``n`` < 1.
+        """
+        ...
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """``ack`` each of ``acks``, then ``reserve_many(n, 0, holder=holder)``, in one round trip
+        where the backend allows it: a concurrent worker's hot path, settling what finished and
+        filling the freed slots in one step. Returns one flag per ack (False: stale, not counted)
+        and the new reservations; the reserve happens whatever the acks answered.
+        """
+        ...
+
     def extend(self, r: Reservation, seconds: float) -> bool:
         """Keep holding ``r`` for ``seconds`` more from now (no reclaim before then); same token.
 
@@ -663,9 +694,34 @@ class Driver(Protocol):
         """Drop a worker's entry at once (a clean stop)."""
         ...
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         """This queue's registered workers, oldest first, ``last_seen``/``lost`` filled in; expired
-        entries are dropped (swept by the reader where the backend has no key expiry)."""
+        entries are dropped (swept by the reader where the backend has no key expiry).
+
+        ``sweep=False`` is a pure read for viewers that must never write (the dashboard): expired
+        entries are left in place and only filtered out of the answer.
+        """
+        ...
+
+    # -- per-key limits ----------------------------------------------------------------------
+
+    def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
+                      jitter: float = 0.0) -> float | None:
+        """Take a run slot of ``key`` for the reserved job ``r``, in one atomic step.
+
+        Admitted (fewer than ``concurrency`` live slots of the key and fewer than ``rate`` starts
+        in the last ``per`` seconds; 0 means no such limit): the slot and the start are recorded,
+        returns 0.0. Refused: the job goes back delayed until the key's next free slot plus
+        ``jitter`` seconds, its attempt count as before this reserve, ``Counts.limited`` + 1, and
+        the delay is returned; refused for concurrency, it also waits on the key (``limit_release``
+        wakes it). None when ``r`` is stale (nothing changes).
+        """
+        ...
+
+    def limit_release(self, r: Reservation, key: str) -> None:
+        """``r``'s attempt ended (after its outcome was written): drop its slot of ``key`` and make
+        the key's first waiting job due now. Never needed for correctness (a slot whose lease ended
+        is not counted), only for promptness."""
         ...
 
 
@@ -681,6 +737,18 @@ class BaseDriver:
     def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         ok = self.ack(r)  # type: ignore[attr-defined]
         return ok, self.reserve(0, holder=holder)  # type: ignore[attr-defined]
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        first = self.reserve(timeout, holder=holder) if n > 0 else None  # type: ignore[attr-defined]
+        out = [] if first is None else [first]
+        while 0 < len(out) < n and (r := self.reserve(0, holder=holder)) is not None:  # type: ignore[attr-defined]
+            out.append(r)
+        return out
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        flags = [self.ack(r) for r in acks]  # type: ignore[attr-defined]
+        return flags, self.reserve_many(n, 0, holder=holder)
 
     def register_worker(self, info: WorkerInfo) -> None:
         self.heartbeat(info)  # type: ignore[attr-defined]

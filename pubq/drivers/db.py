@@ -55,7 +55,9 @@ from pubq.drivers.base import (
     ReclaimKind,
     Reservation,
 )
+from pubq.drivers.db_batch import DbBatch
 from pubq.drivers.db_conn import COUNTERS, DbConnection, Tx
+from pubq.drivers.db_limits import DbLimits
 from pubq.drivers.db_ops import DbOps, reserved_fields
 from pubq.drivers.db_sql import (
     JOB_COLUMNS,
@@ -111,7 +113,7 @@ HELD = "id = ? AND channel = ? AND state = 'reserved' AND lease = ?"
 UNSETTLED = "id = ? AND channel = ? AND state = 'failed' AND lease = ? AND expires_at IS NOT NULL"
 
 
-class DbDriver(DbConnection, DbOps, DbUniqueOps, BaseDriver):
+class DbDriver(DbBatch, DbConnection, DbOps, DbUniqueOps, DbLimits, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema)."""
 
     def __init__(
@@ -468,10 +470,10 @@ class DbDriver(DbConnection, DbOps, DbUniqueOps, BaseDriver):
         row = self._read(COUNTS_SQL, (self.channel, self.channel, self.channel))
         if row is None:  # no database file yet
             return Counts()
-        waiting, delayed, reserved, failed, done, failed_total, follow_ups, retried, cancelled, due = (
+        waiting, delayed, reserved, failed, done, failed_total, follow_ups, retried, cancelled, limited, due = (
             int(v) for v in row)
         return Counts(waiting + due, delayed - due, reserved, done, failed, failed_total, follow_ups, retried,
-                      cancelled)
+                      cancelled, limited)
 
     def _locked_job(self, tx: Tx, job_id: int) -> Any:
         """(state, attempt) of this channel's row, locked for the transaction; None when absent."""
@@ -525,6 +527,7 @@ class DbDriver(DbConnection, DbOps, DbUniqueOps, BaseDriver):
         gone = self._delete_states(("waiting", "delayed", "reserved"), max_id)
         self._delete_states(("failed",), max_id)
         self._write(lambda tx: tx.x("DELETE FROM {F} WHERE channel = ?", (self.channel,)))
+        self._write(lambda tx: tx.x("DELETE FROM {L} WHERE channel = ?", (self.channel,)))
         return gone
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:

@@ -62,6 +62,7 @@ COUNTERS = {
     "follow_up_total": "follow_up_total",
     "retried": "retried",
     "cancelled": "cancelled",
+    "limited": "limited",
 }
 
 # -- errors -------------------------------------------------------------------------------------
@@ -177,7 +178,8 @@ class DbConnection:
         self._tables = {
             k: f"{q}{table_prefix}{n}{q}"
             for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"),
-                         ("U", "unique"), ("M", "marks"))
+                         ("U", "unique"), ("M", "marks"),
+                         ("L", "limits"))
         }
         self._dialect: db_schema.Dialect | None = None
         self._sql: dict[tuple[str, int], str] = {}

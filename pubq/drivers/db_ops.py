@@ -198,9 +198,11 @@ class DbOps:
     def unregister_worker(self, worker_id: str) -> None:
         self._exec("DELETE FROM {W} WHERE id = ?", (worker_id[:255],))
 
-    def workers(self) -> list[WorkerInfo]:
-        self._exec("DELETE FROM {W} WHERE channel = ? AND expires_at < {NOW}", (self.channel,))
-        rows = self._read("SELECT last_seen, info, {NOW} FROM {W} WHERE channel = ?", (self.channel,), many=True)
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
+        if sweep:
+            self._exec("DELETE FROM {W} WHERE channel = ? AND expires_at < {NOW}", (self.channel,))
+        rows = self._read("SELECT last_seen, info, {NOW} FROM {W} WHERE channel = ? AND expires_at >= {NOW}",
+                          (self.channel,), many=True)
         out = [info for seen, text, now in rows
                if (info := WorkerInfo.from_json(text, float(seen), float(now))) is not None]
         return sorted(out, key=lambda w: (w.started_at, w.worker_id))

@@ -125,3 +125,36 @@ PG_RESERVE = PgStatement(_RESERVE.replace("ACKED ", ""), ("varchar", "int", "flo
 PG_RESERVE_ACKED = PgStatement(
     _RESERVE.replace("ACKED ", "current_setting('pubq.acked')::int,"), ("varchar", "int", "float8", "varchar")
 )
+
+#: Take up to $5 waiting jobs in run order (a worker's free slots), each as PG_RESERVE takes one.
+#: $1 channel, $2 shard, $3 grace, $4 holder, $5 n. Rows: id, payload, attempt, ttr, deadline, lease,
+#: priority, pushed_at; none when nothing is due.
+PG_RESERVE_MANY = PgStatement(
+    f"""
+WITH r AS (
+  UPDATE {{J}} SET state = 'reserved', attempt = attempt + 1, lease = lease + 1,
+    deadline = {_PG_NOW} + ttr, expires_at = {_PG_NOW} + ttr + $3, holder = $4, cancel_reason = NULL,
+    progress = NULL, progress_message = NULL
+  WHERE id = ANY(ARRAY(SELECT id FROM {{J}} WHERE channel = $1 AND state = 'waiting'
+                       AND NOT EXISTS (SELECT 1 FROM {{Q}} WHERE channel = $1 AND paused = 1)
+                       ORDER BY priority, id LIMIT $5 FOR UPDATE SKIP LOCKED))
+  RETURNING id, payload, attempt, ttr, deadline, lease, priority, pushed_at),
+n AS (SELECT count(*) AS k FROM r),
+c AS (UPDATE {{C}} SET n_waiting = n_waiting - n.k, n_reserved = n_reserved + n.k FROM n
+      WHERE channel = $1 AND shard = $2 AND n.k > 0)
+SELECT r.id, r.payload, r.attempt, r.ttr, r.deadline, r.lease, r.priority, r.pushed_at
+FROM r ORDER BY r.priority, r.id""",
+    ("varchar", "int", "float8", "varchar", "int"),
+)
+
+#: Ack many reservations at once. $1 channel, $2 shard, $3 ids, $4 lease tokens → the ids acked.
+PG_ACK_MANY = PgStatement(
+    """
+WITH a AS (DELETE FROM {J} WHERE channel = $1 AND state = 'reserved'
+           AND (id, lease) IN (SELECT * FROM unnest($3::bigint[], $4::bigint[])) RETURNING id),
+n AS (SELECT count(*) AS k FROM a),
+c AS (UPDATE {C} SET done = done + n.k, n_reserved = n_reserved - n.k FROM n
+      WHERE channel = $1 AND shard = $2 AND n.k > 0)
+SELECT id FROM a""",
+    ("varchar", "int", "bigint[]", "bigint[]"),
+)

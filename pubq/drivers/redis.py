@@ -14,6 +14,7 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:history    hash  id -> JSON list of the job's failed attempts (capped)
     {ch}:unique     hash  unique key -> "id|until|expires"  {ch}:uniquedue zset key by next sweep look
     {ch}:marks      hash  name -> time (schedulers' last ticks)
+    {ch}:limits     hash  limit key -> its slots, rate-window starts and waiters (per-key limits)
 
 Why waiting is a sorted set and not one list per priority: both cost one round trip per
 operation (and a round trip costs ~100x the Lua work), but a zset scored by priority whose
@@ -48,6 +49,7 @@ from redis.exceptions import RedisClusterException
 
 from ..errors import BackendDataError, BackendUnavailableError, DriverError, NotDurableError
 from . import history as attempt_history
+from . import limiter
 from .base import (
     DEFAULT_PRIORITY,
     BaseDriver,
@@ -86,17 +88,19 @@ KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
     "failed", "failinfo", "unsettled", "followups", "wake",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
-    "unique", "uniquedue", "marks",
+    "unique", "uniquedue", "marks", "limits",
 )
 #: Every script the driver runs (``lua/<name>.lua``).
 SCRIPT_NAMES = (
-    "push", "reserve", "ack", "ack_reserve", "release", "extend", "retry_later", "fail",
-    "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
+    "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later",
+    "fail", "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
     "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
+    "limit_acquire", "limit_release",
 )
-#: Keys every script gets; the last three (unique keys, their sweep, marks) only push_unique and mark.
-CORE_KEYS = len(KEY_NAMES) - 3
-_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark"})
+#: Keys every script gets; the last four (unique keys, their sweep, marks, limits) only push_unique, mark,
+#: the limit scripts and clear.
+CORE_KEYS = len(KEY_NAMES) - 4
+_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark", "limit_acquire", "limit_release", "clear"})
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
 #: ... and payload bytes per call, so big payloads do not build one huge command.
@@ -368,6 +372,43 @@ class RedisDriver(BaseDriver):
         reply = self._run_durable("ack_reserve", "ack", r.job_id, r.token, holder, job_id=r.job_id)
         return reply[0] == 1, self._reserved(reply[1:])[0]
 
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        """One script for up to ``n`` jobs; while nothing is due, BLPOP the wake list and try again."""
+        if n < 1:
+            return []
+        found, next_due = self._many(self._run("reserve_many", int(n), holder))
+        if found or timeout <= 0:
+            return found
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return []
+            if next_due is None or next_due > 0:
+                wait = left if next_due is None else min(left, next_due)
+                if self._max_wait is not None:
+                    wait = min(wait, self._max_wait)
+                try:
+                    self.client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
+                except _ERRORS as exc:
+                    raise _wrap(exc, self.channel) from exc
+            found, next_due = self._many(self._run("reserve_many", int(n), holder))
+            if found:
+                return found
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """One script: the acks, then up to ``n`` reserves."""
+        pairs = [v for r in acks for v in (r.job_id, r.token)]
+        reply = self._run_durable("ack_reserve_many", "ack", max(int(n), 0), holder, *pairs,
+                                  job_id=acks[0].job_id if acks else None)
+        return [flag == 1 for flag in reply[0]], self._many(reply[1:])[0]
+
+    @staticmethod
+    def _many(reply: Sequence[Any]) -> tuple[list[Reservation], float | None]:
+        found = [_reservation(row) for row in reply[1:]]
+        return found, (float(reply[0]) if not found and reply[0] else None)
+
     def extend(self, r: Reservation, seconds: float) -> bool:
         return self._run("extend", r.job_id, r.token, float(seconds)) == 1
 
@@ -439,6 +480,17 @@ class RedisDriver(BaseDriver):
                            message=failure.get("message", ""), code=failure.get("code", ""),
                            unsettled=unsettled == 1)
         return info
+
+    def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
+                      jitter: float = 0.0) -> float | None:
+        """One script: check the key's live slots and rate window, then take a slot or put the job back."""
+        reply = self._run("limit_acquire", r.job_id, r.token, key, int(concurrency), int(rate), float(per),
+                          max(float(jitter), 0.0), limiter.BUSY_RECHECK, limiter.BUSY_RECHECK_MAX,
+                          limiter.MAX_WAITERS)
+        return None if reply is None else float(reply)
+
+    def limit_release(self, r: Reservation, key: str) -> None:
+        self._run("limit_release", r.job_id, key)
 
     def counts(self) -> Counts:
         """One read-only script of ZCARDs and HMGET: O(1), one consistent snapshot."""
@@ -577,8 +629,8 @@ class RedisDriver(BaseDriver):
     def unregister_worker(self, worker_id: str) -> None:
         self._run("worker", "drop", worker_id)
 
-    def workers(self) -> list[WorkerInfo]:
-        reply = self._run("worker", "list")
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
+        reply = self._run("worker", "list" if sweep else "peek")
         now = float(reply[0])
         out = []
         for i in range(1, len(reply) - 1, 2):

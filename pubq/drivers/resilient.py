@@ -70,6 +70,8 @@ def _landed(result: Any) -> Any:
         return True
     if isinstance(result, tuple) and result and result[0] is False:  # ack_and_reserve
         return (True, *result[1:])
+    if isinstance(result, tuple) and result and isinstance(result[0], list):  # ack_and_reserve_many
+        return ([True] * len(result[0]), *result[1:])
     return result
 
 
@@ -201,6 +203,16 @@ class ResilientDriver:
         return self._call("ack_and_reserve", self.inner.ack_and_reserve, r, settles=True,
                           holder=holder or self.holder)
 
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        return self._call("reserve_many", self.inner.reserve_many, n, timeout, holder=holder or self.holder)
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """A retry after a lost link reports every ack as landed (see ``_landed``)."""
+        flags, found = self._call("ack_and_reserve_many", self.inner.ack_and_reserve_many, acks, n, settles=True,
+                                  holder=holder or self.holder)
+        return flags, found
+
     def extend(self, r: Reservation, seconds: float) -> bool:
         return self._call("extend", self.inner.extend, r, seconds)
 
@@ -294,8 +306,16 @@ class ResilientDriver:
     def unregister_worker(self, worker_id: str) -> None:
         return self._call("unregister_worker", self.inner.unregister_worker, worker_id)
 
-    def workers(self) -> list[WorkerInfo]:
-        return self._call("workers", self.inner.workers)
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
+        return self._call("workers", lambda: self.inner.workers(sweep=sweep))
+
+    def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
+                      jitter: float = 0.0) -> float | None:
+        return self._call("limit_acquire", self.inner.limit_acquire, r, key, concurrency=concurrency,
+                          rate=rate, per=per, jitter=jitter)
+
+    def limit_release(self, r: Reservation, key: str) -> None:
+        return self._call("limit_release", self.inner.limit_release, r, key)
 
     def close(self) -> None:
         self.inner.close()

@@ -260,6 +260,65 @@ class ShardedDriver(BaseDriver):
             return ok, self._reserve_pass(holder)
         return driver.ack(inner), self._reserve_pass(holder)
 
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        """From the shard whose turn it is, then the next ones, until ``n``; blocking like ``reserve``
+        while every shard is empty."""
+        if n < 1:
+            return []
+        out = self._reserve_many_pass(n, holder)
+        if out or timeout <= 0:
+            return out
+        first = self.reserve(timeout, holder=holder)
+        return [] if first is None else [first, *self._reserve_many_pass(n - 1, holder)]
+
+    def _reserve_many_pass(self, n: int, holder: str) -> list[Reservation]:
+        out: list[Reservation] = []
+        drivers = self._all()
+        start = self._turn
+        for step in range(len(drivers)):
+            if len(out) >= n:
+                break
+            index = (start + step) % len(drivers)
+            got = drivers[index].reserve_many(n - len(out), 0, holder=holder)
+            out.extend(self._out(index, r) for r in got)  # type: ignore[misc]
+            for _ in got:
+                self._took(index)
+        return out
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """The acks grouped by shard (one call per shard; the turn's shard also reserves), then a
+        pass over the shards for what is still missing."""
+        by_shard: dict[int, list[tuple[int, Reservation]]] = {}
+        for position, r in enumerate(acks):
+            index, _, inner = self._in(r)
+            by_shard.setdefault(index, []).append((position, inner))
+        flags = [False] * len(acks)
+        out: list[Reservation] = []
+        drivers = self._all()
+        for index, group in by_shard.items():
+            want = max(n, 0) if index == self._turn else 0
+            got_flags, got = drivers[index].ack_and_reserve_many([r for _, r in group], want, holder=holder)
+            for (position, _), flag in zip(group, got_flags, strict=True):
+                flags[position] = flag
+            out.extend(self._out(index, r) for r in got)  # type: ignore[misc]
+            for _ in got:
+                self._took(index)
+        if len(out) < n:
+            out.extend(self._reserve_many_pass(n - len(out), holder))
+        return flags, out
+
+    def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
+                      jitter: float = 0.0) -> float | None:
+        """On the job's shard: a key's limit is counted per shard, so it is exact for the queue
+        when ``shard_key`` names the limited argument (all of a key's jobs on one shard)."""
+        _, driver, inner = self._in(r)
+        return driver.limit_acquire(inner, key, concurrency=concurrency, rate=rate, per=per, jitter=jitter)
+
+    def limit_release(self, r: Reservation, key: str) -> None:
+        _, driver, inner = self._in(r)
+        driver.limit_release(inner, key)
+
     def extend(self, r: Reservation, seconds: float) -> bool:
         _, driver, inner = self._in(r)
         return driver.extend(inner, seconds)
@@ -425,8 +484,8 @@ class ShardedDriver(BaseDriver):
     def unregister_worker(self, worker_id: str) -> None:
         self._drivers[0].unregister_worker(worker_id)
 
-    def workers(self) -> list[WorkerInfo]:
-        return self._drivers[0].workers()
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
+        return self._drivers[0].workers(sweep=sweep)
 
     def __repr__(self) -> str:
         return f"ShardedDriver(channel={self.channel!r}, shards={self.shards})"

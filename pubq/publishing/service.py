@@ -113,6 +113,14 @@ class PublishingService:
         """The task's timeline: every transition (accepted or rejected) and step, in order."""
         return self.views.trace(task_id)
 
+    def list_tasks(self, *, status: int | None = None, channel_type: str | None = None, limit: int = 50,
+                   before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Tasks newest first, filtered, one keyset page (see :meth:`TaskViews.list_tasks`)."""
+        return self.views.list_tasks(status=status, channel_type=channel_type, limit=limit, before=before)
+
+    def channel_types(self) -> list[str]:
+        return self.views.channel_types()
+
 
 def service_for(app: Any) -> PublishingService:
     """The app's publishing service, built once per app from ``database`` and ``publishing:``.
@@ -122,14 +130,20 @@ def service_for(app: Any) -> PublishingService:
     return app.extension("publishing", _build_for_app)
 
 
-def _build_for_app(app: Any) -> PublishingService:
+def _build_for_app(app: Any, *, auto_migrate: bool = True) -> PublishingService:
     config = app.config
     try:
         settings = load_settings(config.publishing, config.base_dir)
     except ConfigError as exc:
         raise ConfigError(f"{config.source}: {exc}") from None
-    return PublishingService(config.database, settings, base_dir=config.base_dir,
+    return PublishingService(config.database, settings, base_dir=config.base_dir, auto_migrate=auto_migrate,
                              dispatcher=lambda queue, name, args: app.queue(queue).push_name(name, args))
+
+
+def viewer_for(app: Any) -> PublishingService:
+    """The app's publishing service for a viewer (the dashboard): built without migrating, so
+    opening it writes nothing; its operator retry pushes through the app's queues as usual."""
+    return app.extension("publishing-viewer", lambda a: _build_for_app(a, auto_migrate=False))
 
 
 def migrate_publishing(app: Any) -> list[int]:
@@ -137,4 +151,4 @@ def migrate_publishing(app: Any) -> list[int]:
     return service_for(app).migrate()
 
 
-__all__ = ["PublishingService", "RetryResult", "migrate_publishing", "service_for"]
+__all__ = ["PublishingService", "RetryResult", "migrate_publishing", "service_for", "viewer_for"]
