@@ -266,6 +266,13 @@ def _session(kind: str) -> SentinelSet | RedisClusterSet:
     return _SESSION[kind]
 
 
+def stop_session_topologies() -> None:
+    """Tear down this process's topologies (the session fixture's end; atexit is the fallback)."""
+    while _SESSION:
+        _, topology = _SESSION.popitem()
+        topology.cleanup()
+
+
 def session_sentinel() -> SentinelSet:
     return _session("sentinel")  # type: ignore[return-value]
 
@@ -274,4 +281,5 @@ def session_cluster() -> RedisClusterSet:
     return _session("cluster")  # type: ignore[return-value]
 
 
-__all__ = ["SERVICE", "PrivateRedis", "RedisClusterSet", "SentinelSet", "session_cluster", "session_sentinel"]
+__all__ = ["SERVICE", "PrivateRedis", "RedisClusterSet", "SentinelSet", "session_cluster", "session_sentinel",
+           "stop_session_topologies"]
