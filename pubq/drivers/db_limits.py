@@ -43,7 +43,7 @@ class DbLimits:
         tx.x("UPDATE {L} SET state = ? WHERE channel = ? AND lkey = ?", (state.dumps(), self.channel, key))
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
         def fn(tx: Tx) -> float | None:
             if tx.one(f"SELECT 1 FROM {{J}} WHERE {_HELD}", (r.job_id, self.channel, r.token)) is None:
                 return None
@@ -53,7 +53,7 @@ class DbLimits:
                 "SELECT id, lease FROM {J} WHERE channel = ? AND state = 'reserved' AND id IN ({IDS})",
                 (self.channel,), ids).fetchall()} if ids else {}  # fmt: skip
             wait = admit(state, job_id=r.job_id, token=r.token, now=tx.now, concurrency=concurrency, rate=rate,
-                         per=per, live=lambda job_id, token: leases.get(job_id) == token)
+                         per=per, live=lambda job_id, token: leases.get(job_id) == token, burst=burst)
             if wait > 0:
                 wait += max(float(jitter), 0.0)
                 n = tx.x(

@@ -10,6 +10,10 @@ A key's state is small and stored whole (a SQL row, a Redis hash field, a dict e
 * ``b``: start times booked for jobs refused by the rate window, in order: each refused job is
   given the next slot after those already booked, so jobs refused together come back one per
   freed slot instead of all at the first one (where all but one would be refused again).
+* With ``burst`` (a token bucket, GCRA form): ``t`` holds one time, the key's *theoretical arrival
+  time* (TAT): a start is allowed while ``TAT - (burst - 1) * interval <= now``, and moves TAT one
+  ``interval`` (``per / rate``) past ``max(TAT, now)``; ``b`` holds one time, the next slot to
+  promise a refused job. A TAT in the past means a full bucket and is dropped.
 * ``w``: ids of jobs put back because every slot was taken, oldest first; a freed slot wakes the
   first one (``limit_release``) instead of leaving it to its back-off timer.
 """
@@ -57,21 +61,32 @@ class KeyState:
 
 
 def admit(state: KeyState, *, job_id: int, token: int, now: float, concurrency: int, rate: int, per: float,
-          live: Callable[[int, int], bool]) -> float:
+          live: Callable[[int, int], bool], burst: int = 0) -> float:
     """Take a slot for (job_id, token) or say how long to wait; updates ``state`` in place.
 
     Returns 0.0 when admitted (a slot and a rate start are recorded), else the seconds until the
-    limiter's next free slot: exact for the rate window, a back-off for a taken concurrency slot
-    (then the job joins the waiters).
+    limiter's next free slot: exact for the rate window or bucket (``burst``), a back-off for a
+    taken concurrency slot (then the job joins the waiters).
     """
     state.slots = [s for s in state.slots if s[0] != job_id and live(s[0], s[1])]
-    if rate:
+    bucket = bool(rate) and burst > 0
+    if bucket:
+        state.starts = [max(t for t in state.starts if t > now)] if any(t > now for t in state.starts) else []
+        state.booked = [max(t for t in state.booked if t > now)] if any(t > now for t in state.booked) else []
+    elif rate:
         state.starts = [t for t in state.starts if t > now - per][-rate:]
         state.booked = [t for t in state.booked if t > now - per][-MAX_WAITERS:]
     else:
         state.starts, state.booked = [], []
     wait = 0.0
-    if rate and len(state.starts) >= rate:
+    interval = per / rate if rate else 0.0
+    tat = state.starts[0] if bucket and state.starts else now
+    if bucket and tat - (burst - 1) * interval > now + 1e-9:
+        # the bucket is empty: the next slot after the ones already promised
+        slot = max(tat - (burst - 1) * interval, state.booked[0] if state.booked else now, now)
+        state.booked = [slot + interval]
+        wait = slot - now
+    elif not bucket and rate and len(state.starts) >= rate:
         # the next slot after the ones already booked: the window counts starts and bookings
         ahead = sorted(state.starts + [t for t in state.booked if t > now])
         slot = max(ahead[len(ahead) - rate] + per, now)
@@ -89,7 +104,9 @@ def admit(state: KeyState, *, job_id: int, token: int, now: float, concurrency: 
         return max(wait, 0.001)
     if concurrency:
         state.slots.append([job_id, token])
-    if rate:
+    if bucket:
+        state.starts = [max(tat, now) + interval]
+    elif rate:
         state.starts.append(now)
     if job_id in state.waiters:
         state.waiters.remove(job_id)
