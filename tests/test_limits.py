@@ -18,8 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pubq.config import load_config
+from pubq.drivers.base import JobStatus
 from pubq.errors import ConfigError
 from pubq.limits import Limits, parse_limits, parse_rate
 from pubq.worker import Worker
@@ -167,7 +170,10 @@ def test_rates_parse() -> None:
     ({"key": "{a}", "rate": 10}, "queues.send.limits.rate: must be a string like 10/s"),
     ({"key": "{a", "rate": "1/s"}, "queues.send.limits.key: unbalanced braces"),
     ({"key": "{a-b}", "rate": "1/s"}, "queues.send.limits.key: {a-b} is not a field name"),
-    ({"key": "{a}", "rate": "1/s", "burst": 3}, "queues.send.limits.burst: unknown key"),
+    ({"key": "{a}", "rate": "1/s", "bucket": 3}, "queues.send.limits.bucket: unknown key"),
+    ({"key": "{a}", "concurrency": 1, "burst": 3}, "queues.send.limits.burst: needs a rate"),
+    ({"key": "{a}", "rate": "1/s", "burst": "3"}, "queues.send.limits.burst: must be an integer 1 to 10000"),
+    ({"key": "{a}", "rate": "1/s", "burst": 0.5}, "queues.send.limits.burst: must be an integer 1 to 10000"),
 ])
 def test_bad_limits_are_one_line_config_errors(tmp_path: Path, limits, message: str) -> None:
     import yaml
@@ -187,6 +193,8 @@ def test_queue_limits_load(tmp_path: Path) -> None:
                     "    limits: {key: \"{account_id}\", concurrency: 2, rate: 10/m}\n")
     config = load_config(str(path), env={})
     assert config.queues["send"].limits == Limits(key="{account_id}", concurrency=2, rate=10, per=60.0)
+    assert parse_limits({"key": "{a}", "rate": "10/m", "burst": 5}, "x") == Limits(
+        key="{a}", rate=10, per=60.0, burst=5)
 
 
 def test_job_class_limits_name_its_fields() -> None:
@@ -266,3 +274,93 @@ def test_limited_jobs_are_counted_in_pubq_jobs_total() -> None:
     totals = next(m for m in BackendCollector(lambda: [("send", driver)]).collect() if m.name == "pubq_jobs")
     found = {s.labels["outcome"]: s.value for s in totals.samples if s.name == "pubq_jobs_total"}
     assert found["limited"] == 1 and found["retried"] == 0
+
+
+# -- computed keys (Job.limit_key) and token buckets ------------------------------------------------
+
+
+def _runner_queue(name: str, limits: Limits | None = None):
+    from pubq.drivers.memory import MemoryDriver
+    from pubq.runner import JobRunner
+
+    driver = MemoryDriver(name)
+    queue = make_queue(driver, name="limited")
+    queue.config = replace(queue.config, limits=limits, attempts=3)
+    return driver, queue, JobRunner(queue)
+
+
+def test_limit_key_computes_the_key_of_a_job_without_the_field() -> None:
+    from tests.sample_jobs import ComputedLimitJob
+
+    driver, queue, runner = _runner_queue("limits-computed")
+    for row in (1, 2, 3):  # rows 1 and 2 are account a's, 3 is b's
+        queue.push(ComputedLimitJob(row=row))
+    r1 = driver.reserve(0)
+    assert not runner.begin(r1).limited
+    assert runner.begin(driver.reserve(0)).limited  # row 2: a's slot is taken
+    assert not runner.begin(driver.reserve(0)).limited  # row 3: b passes
+    runner.ack(r1)  # frees a's slot under the computed key and wakes row 2
+    r2 = driver.reserve(0)
+    assert r2.job_id == 2 and not runner.begin(r2).limited
+
+
+def test_limit_key_string_takes_the_numbers_of_the_limits_and_none_means_unlimited() -> None:
+    from tests.sample_jobs import ComputedLimitJob
+
+    driver, queue, runner = _runner_queue("limits-computed-str", Limits(key="{row}", rate=1, per=100))
+    queue.push(ComputedLimitJob(row=1, mode="key"))
+    queue.push(ComputedLimitJob(row=2, mode="key"))  # same account: the key is acct-a, not the row
+    queue.push(ComputedLimitJob(row=1, mode="none"))
+    assert not runner.begin(driver.reserve(0)).limited
+    assert runner.begin(driver.reserve(0)).limited
+    assert not runner.begin(driver.reserve(0)).limited
+    _, queue, runner = _runner_queue("limits-computed-bare")
+    queue.push(ComputedLimitJob(row=1, mode="key"))  # a key with no numbers anywhere: invalid
+    event = runner.begin(queue.driver.reserve(0))
+    assert "neither the class nor queue limited has limits" in str(event.error)
+
+
+def test_a_failing_limit_key_fails_the_attempt_like_execute() -> None:
+    from tests.sample_jobs import ComputedLimitJob
+
+    driver, queue, runner = _runner_queue("limits-computed-fail")
+    first = queue.push(ComputedLimitJob(row=1, mode="fail"))
+    r = driver.reserve(0)
+    event = runner.begin(r)
+    assert not event.limited and "lookup of row 1 failed" in str(event.error)
+    runner.failed(r, event, event.error)
+    assert driver.get(first).status is JobStatus.WAITING and driver.get(first).attempt == 1  # retried
+    second = queue.push(ComputedLimitJob(row=1, mode="permanent"))
+    driver.remove(first)
+    r = driver.reserve(0)
+    event = runner.begin(r)
+    runner.failed(r, event, event.error)
+    assert driver.get(second).status is JobStatus.FAILED  # a PermanentError is never retried
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrivals=st.lists(st.integers(0, 5000), min_size=1, max_size=60),
+       burst=st.integers(1, 6), interval_ms=st.integers(1, 400))
+def test_a_token_bucket_admits_burst_then_one_per_interval(arrivals: list[int], burst: int,
+                                                           interval_ms: int) -> None:
+    """Property of the shared rule (every driver runs it): in any span [a, b] at most ``burst +
+    (b - a) / interval`` starts are admitted; an idle key admits ``burst`` at once; nothing is
+    refused before the burst is spent."""
+    from pubq.drivers.limiter import KeyState, admit
+
+    state, admitted = KeyState(), []
+    interval = interval_ms / 1000
+    for job_id, ms in enumerate(sorted(arrivals)):
+        now = ms / 1000
+        wait = admit(state, job_id=job_id, token=1, now=now, concurrency=0, rate=1, per=interval,
+                     live=lambda *_: False, burst=burst)
+        if wait == 0:
+            admitted.append(now)
+        else:
+            assert wait > 0 and len(admitted) >= burst
+    for i, a in enumerate(admitted):
+        for j in range(i, len(admitted)):
+            assert j - i + 1 <= burst + (admitted[j] - a) / interval + 1e-6
+    ordered = sorted(arrivals)
+    if len(ordered) >= burst and ordered[burst - 1] == ordered[0]:
+        assert admitted[:burst] == [ordered[0] / 1000] * burst  # a full bucket: burst at one instant

@@ -706,7 +706,7 @@ class Driver(Protocol):
     # -- per-key limits ----------------------------------------------------------------------
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
         """Take a run slot of ``key`` for the reserved job ``r``, in one atomic step.
 
         Admitted (fewer than ``concurrency`` live slots of the key and fewer than ``rate`` starts
@@ -715,6 +715,9 @@ class Driver(Protocol):
         ``jitter`` seconds, its attempt count as before this reserve, ``Counts.limited`` + 1, and
         the delay is returned; refused for concurrency, it also waits on the key (``limit_release``
         wakes it). None when ``r`` is stale (nothing changes).
+
+        ``burst`` > 0 (with a rate) makes the rate a token bucket: ``burst`` starts at once, then
+        one every ``per / rate`` seconds (:mod:`pubq.drivers.limiter`).
         """
         ...
 

@@ -21,7 +21,7 @@ class MemoryLimits:
     _limited: int
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
         with self._cond:
             job = self._holding(r)  # type: ignore[attr-defined]
             if job is None:
@@ -34,7 +34,7 @@ class MemoryLimits:
                 return held is not None and held.lease == token
 
             wait = admit(state, job_id=r.job_id, token=r.token, now=now, concurrency=concurrency, rate=rate,
-                         per=per, live=live)
+                         per=per, live=live, burst=burst)
             if wait == 0:
                 return 0.0
             wait += max(jitter, 0.0)

@@ -482,11 +482,11 @@ class RedisDriver(BaseDriver):
         return info
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
-        """One script: check the key's live slots and rate window, then take a slot or put the job back."""
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
+        """One script: check the key's live slots and rate state, then take a slot or put the job back."""
         reply = self._run("limit_acquire", r.job_id, r.token, key, int(concurrency), int(rate), float(per),
                           max(float(jitter), 0.0), limiter.BUSY_RECHECK, limiter.BUSY_RECHECK_MAX,
-                          limiter.MAX_WAITERS)
+                          limiter.MAX_WAITERS, int(burst))
         return None if reply is None else float(reply)
 
     def limit_release(self, r: Reservation, key: str) -> None:
