@@ -292,3 +292,17 @@ class OwnLimitJob(Job):
     def execute(self, ctx):
         if self.path:
             _append(self.path, f"{self.account} {ctx.job_id}")
+
+
+@dataclass
+class ExitJob(Job):
+    """Calls ``sys.exit`` (a BaseException past ``execute``'s net): in a pool thread it must come
+    back as a failed attempt, never end the thread with its slot (issue 17)."""
+
+    name = "tests.Exit"
+    code: int = 3
+
+    def execute(self, ctx):
+        import sys
+
+        sys.exit(self.code)
