@@ -15,7 +15,16 @@ from pubq.drivers.memory import MemoryDriver
 from pubq.worker import Worker
 from tests.drivers.backends import open_driver, unique_channel
 from tests.helpers import make_queue, wait_until
-from tests.sample_jobs import AsyncSleepJob, ExitJob, FailJob, NoopJob, RendezvousJob, SleepJob, read_lines
+from tests.sample_jobs import (
+    AsyncSleepJob,
+    ExitJob,
+    FailJob,
+    NoopJob,
+    ProgressJob,
+    RendezvousJob,
+    SleepJob,
+    read_lines,
+)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -230,3 +239,26 @@ def test_a_partly_busy_listener_blocks_for_new_work_instead_of_polling(tmp_path)
         w.stopping = True
         t.join(10)
     assert not t.is_alive() and d.counts().failed == 0
+
+
+def test_the_registry_shows_every_job_in_flight(driver, tmp_path):
+    """WorkerInfo of a concurrent worker: how many jobs run of how many it may run, and their ids,
+    the oldest first (its job_id); the count drops as they end."""
+    q = make_queue(driver)
+    release = tmp_path / "release"
+    ids = [q.push(ProgressJob(steps=1, release=str(release))) for _ in range(3)]
+    w = worker(q, concurrency=4, heartbeat=0.05)
+    t = _run_in_thread(w, listen=True)
+    try:
+        info = wait_until(lambda: [i for i in driver.workers() if i.in_flight == 3], timeout=10,
+                          message="three jobs in flight in the registry")[0]
+        assert (info.concurrency, sorted(info.job_ids), info.state) == (4, ids, "busy")
+        assert info.job_id == info.job_ids[0]
+        release.touch()
+        wait_until(lambda: [i for i in driver.workers() if i.in_flight == 0 and i.done == 3], timeout=10,
+                   message="none in flight after they ended")
+    finally:
+        release.touch()
+        w.stopping = True
+        t.join(10)
+    assert not t.is_alive()
