@@ -11,8 +11,14 @@ Executors, chosen per job:
 - ``--no-isolate``, plain ``execute``: a pool of up to N daemon threads;
 - ``--no-isolate``, ``async def execute``: one event loop on its own thread (a queue may hold both
   kinds; N bounds the sum);
-- ``--isolate``: one forked child per job, up to N at once, each killed at its own TTR; no thread
-  is started in the worker besides the heartbeat (which never runs a backend call across a fork).
+- ``--isolate``: one forked child per job, up to N at once, each killed at its own TTR
+  (:mod:`pubq.children`, with a standby forked ahead); no thread is started in the worker besides
+  the heartbeat (which never runs a backend call across a fork).
+
+A listening worker with jobs in flight and free slots waits for new work in a blocking reserve on
+its reserver thread (``--no-isolate``: see :class:`_Reserver`) and for its jobs' ends on one queue,
+whichever comes first; an isolating one selects on its children's pipes and looks at the queue
+every ``POLL`` seconds.
 
 Every guarantee holds per job: each reservation has its own lease and TTR clock (a slot is filled
 only when it is free, so no job waits in the worker while its clock runs), a cancel kills only its
@@ -27,20 +33,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
-import pickle
 import queue as queue_mod
-import select
-import signal
 import threading
 import time
 import traceback as tb
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .errors import BackendUnavailableError, JobCrashedError, TtrExceededError
-from .isolate import _BAD, _LEN, Interrupted, _close, _execute_and_report, _fork, _kill
+from .children import Children, Key
+from .errors import BackendUnavailableError, JobCrashedError
+from .isolate import Interrupted, standby_pays_off
 from .outcome import Outcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,8 +64,6 @@ SLICE = 0.1
 #: Longest blocking reserve of the reserver thread: a stopping worker waits at most this long for it.
 REARM = 0.5
 
-#: A slot's key: (job id, lease token): the same id may come back under a new lease.
-Key = tuple[int, int]
 #: What the main thread waits on: ``(key, outcome)`` of a finished job, or ``(None, reply)`` of the
 #: reserver thread (``(held_since, reservations)``, or the exception its reserve raised).
 Event = tuple[Key | None, Any]
@@ -203,125 +204,6 @@ class _Reserver:
             self.requests.put(None)
 
 
-@dataclass
-class _Child:
-    key: Key
-    pid: int
-    fd: int
-    deadline: float  # monotonic
-    ttr: int
-    started: float
-    buf: bytearray = field(default_factory=bytearray)
-
-
-class _Children:
-    """Up to N isolated children, one per job, each with its own TTR; the parent selects on their pipes."""
-
-    def __init__(self, runner: JobRunner, presence: Presence | None) -> None:
-        self.runner = runner
-        self.presence = presence
-        self.by_fd: dict[int, _Child] = {}
-        self.exiting: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.by_fd)
-
-    def start(self, key: Key, event: ExecEvent, ttr: int) -> None:
-        read_fd, write_fd = os.pipe()
-        pid = _fork([read_fd, *self.by_fd])
-        if pid == 0:  # pragma: no cover - child
-            _execute_and_report(self.runner, event, write_fd)
-        os.close(write_fd)
-        now = time.monotonic()
-        self.by_fd[read_fd] = _Child(key, pid, read_fd, now + ttr, ttr, time.perf_counter())
-
-    def kill(self, job_id: int) -> None:
-        """SIGKILL the child of ``job_id`` (a cancel; safe from the heartbeat thread)."""
-        for child in list(self.by_fd.values()):
-            if child.key[0] == job_id:
-                _kill(child.pid)
-
-    def wait(self, timeout: float) -> list[tuple[Key, Outcome]]:
-        self._reap(block=False)
-        if not self.by_fd:
-            return []
-        now = time.monotonic()
-        out = [self._overdue(c) for c in list(self.by_fd.values()) if c.deadline <= now]
-        if out:
-            return out
-        wait = max(0.0, min(timeout, min(c.deadline for c in self.by_fd.values()) - now))
-        ready, _, _ = select.select(list(self.by_fd), [], [], wait)
-        for fd in ready:
-            child = self.by_fd[fd]
-            data = os.read(fd, 1 << 20)
-            outcome = self._frames(child, data) if data else None
-            if outcome is not None or not data:
-                out.append((child.key, self._end(child, outcome)))
-        return out
-
-    def _frames(self, child: _Child, data: bytes) -> Outcome | None:
-        child.buf += data
-        buf = child.buf
-        while len(buf) >= _LEN.size:
-            need = _LEN.size + _LEN.unpack_from(buf)[0]
-            if len(buf) < need:
-                return None
-            try:
-                message = pickle.loads(bytes(buf[_LEN.size:need]))
-            except Exception:  # noqa: BLE001 - an unreadable report is a crash
-                message = _BAD
-            del buf[:need]
-            if isinstance(message, tuple) and message and message[0] == "progress":
-                if self.presence is not None:
-                    self.presence.report_progress_for(child.key[0], message[1], message[2])
-                continue
-            if message is _BAD or not isinstance(message, Outcome):
-                _kill(child.pid)
-                return Outcome(ok=False, error=JobCrashedError("isolated job process sent an unreadable report"),
-                               duration=time.perf_counter() - child.started)
-            return message
-        return None
-
-    def _end(self, child: _Child, outcome: Outcome | None) -> Outcome:
-        del self.by_fd[child.fd]
-        _close(child.fd)
-        if outcome is not None:
-            self.exiting.append(child.pid)
-            return outcome
-        _, status = os.waitpid(child.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        reason = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        return Outcome(ok=False, error=JobCrashedError(f"isolated job process {reason} without reporting"),
-                       duration=time.perf_counter() - child.started)
-
-    def _overdue(self, child: _Child) -> tuple[Key, Outcome]:
-        _kill(child.pid)
-        del self.by_fd[child.fd]
-        _close(child.fd)
-        os.waitpid(child.pid, 0)
-        return child.key, Outcome(ok=False, duration=time.perf_counter() - child.started,
-                                  error=TtrExceededError(f"job exceeded its TTR of {child.ttr} s and was killed"))
-
-    def kill_all(self) -> None:
-        for child in list(self.by_fd.values()):
-            _kill(child.pid)
-            _close(child.fd)
-            self.exiting.append(child.pid)
-        self.by_fd.clear()
-        self._reap(block=True)
-
-    def _reap(self, *, block: bool) -> None:
-        still = []
-        for pid in self.exiting:
-            try:
-                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                continue
-            if not done:
-                still.append(pid)
-        self.exiting = still
-
-
 class ConcurrentLoop:
     """The worker loop with up to ``size`` jobs in flight (see the module docstring)."""
 
@@ -336,7 +218,7 @@ class ConcurrentLoop:
         self.done: queue_mod.SimpleQueue[Event] = queue_mod.SimpleQueue()
         self._threads: _Threads | None = None
         self._loop: _Loop | None = None
-        self._children: _Children | None = None
+        self._children: Children | None = None
         self._reserver: _Reserver | None = None
         #: Slots promised to the reserver's pending request (0: none pending).
         self._asking = 0
@@ -350,7 +232,7 @@ class ConcurrentLoop:
         has_loop_handlers = w.queue.bus.has(ev.WORKER_LOOP)
         self._worker_event = worker_event
         if self.isolate:
-            self._children = _Children(self.runner, w.presence)
+            self._children = Children(self.runner, w.presence, ahead=self._ahead if standby_pays_off() else None)
         elif listen:
             self._reserver = _Reserver(self.runner, w.clock, self.done)
         try:
@@ -416,6 +298,11 @@ class ConcurrentLoop:
         if found:
             self.worker.paused = False
         self._begin_all(found, held_since)
+
+    def _ahead(self) -> bool:
+        """Whether another job is likely to start (a standby child is worth forking)."""
+        w = self.worker
+        return not w.stopping and (w.max_jobs is None or self.started < w.max_jobs)
 
     def _free(self, worker_event: ev.WorkerEvent) -> int:
         """Slots to fill now: none while stopping or past a limit; never past ``--max-jobs``."""
