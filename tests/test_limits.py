@@ -94,7 +94,9 @@ def _drain(kind: str, tmp_path: Path, limits: Limits | None, body: float) -> _Ru
         counts = queues[0].driver.counts()
         assert counts.done == JOBS and counts.waiting == counts.delayed == counts.reserved == 0, counts
         assert counts.failed_total == 0 and counts.retried == 0  # a limited job never spends an attempt
-        assert (counts.limited > 0) == (limits is not None)
+        # Round robin over 5 keys with 4 workers needs no refusal when every run takes as long: only
+        # timing jitter makes one, so a limited drain may have none; an unlimited one never has.
+        assert limits is not None or counts.limited == 0
     finally:
         for cleanup in reversed(cleanups):
             cleanup()
