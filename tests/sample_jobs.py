@@ -321,3 +321,17 @@ class ComputedLimitJob(Job):
 
 #: row → account of :class:`ComputedLimitJob` (the "database" its limit_key reads).
 ACCOUNT_OF = {1: "a", 2: "a", 3: "b"}
+
+
+@dataclass
+class ExitJob(Job):
+    """Calls ``sys.exit`` (a BaseException past ``execute``'s net): in a pool thread it must come
+    back as a failed attempt, never end the thread with its slot (issue 17)."""
+
+    name = "tests.Exit"
+    code: int = 3
+
+    def execute(self, ctx):
+        import sys
+
+        sys.exit(self.code)

@@ -220,8 +220,17 @@ def worker_dict(w: WorkerInfo) -> dict[str, Any]:
         "started_at": w.started_at, "last_seen": w.last_seen, "heartbeat": w.heartbeat, "job_id": w.job_id,
         "job": w.job_name or None, "attempt": w.attempt or None, "job_started_at": w.job_started_at,
         "job_deadline": w.job_deadline, "progress": w.progress, "progress_message": w.progress_message,
-        "done": w.done, "failed": w.failed, "rss_mib": w.rss_mib,
+        "done": w.done, "failed": w.failed, "rss_mib": w.rss_mib, "concurrency": w.concurrency,
+        "in_flight": w.in_flight, "job_ids": list(w.job_ids),
     }
+
+
+def _job_text(r: dict[str, Any]) -> str:
+    """The oldest job in flight, and how many more run beside it."""
+    if not r["job_id"]:
+        return "-"
+    more = max(r["in_flight"] - 1, 0)
+    return f"[{r['job_id']}] {r['job']} (attempt {r['attempt']})" + (f" +{more} more" if more else "")
 
 
 @click.command("workers")
@@ -250,14 +259,12 @@ def workers_cmd(queue_names: tuple[str, ...], as_json: bool, color: bool | None,
             if not rows:
                 con.print("No workers.")
             else:
-                table = Rows("Worker", "Queue", "State", "Job", "Progress", "Done", "Failed", "RSS MiB", "Seen",
-                             text=("Job", "Progress"), right=("Done", "Failed", "RSS MiB"))
+                table = Rows("Worker", "Queue", "State", "In flight", "Job", "Progress", "Done", "Failed", "RSS MiB",
+                             "Seen", text=("Job", "Progress"), right=("In flight", "Done", "Failed", "RSS MiB"))
                 for r in rows:
-                    job = f"[{r['job_id']}] {r['job']} (attempt {r['attempt']})" if r["job_id"] else "-"
-                    seen = f"{max(now - r['last_seen'], 0):.1f} s ago"
-                    table.add(r["id"], r["queue"], r["state"], job,
-                                  _progress_text(r["progress"], r["progress_message"]), str(r["done"]),
-                                  str(r["failed"]), f"{r['rss_mib']:.0f}", seen)
+                    table.add(r["id"], r["queue"], r["state"], f"{r['in_flight']}/{r['concurrency']}", _job_text(r),
+                              _progress_text(r["progress"], r["progress_message"]), str(r["done"]),
+                              str(r["failed"]), f"{r['rss_mib']:.0f}", f"{max(now - r['last_seen'], 0):.1f} s ago")
                 table.print(con)
         if not watch:
             return

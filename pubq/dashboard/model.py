@@ -180,5 +180,6 @@ def worker_view(w: WorkerInfo, now: float) -> dict[str, Any]:
         "id": w.worker_id, "queue": w.queue, "host": w.host, "pid": w.pid, "state": w.state, "lost": w.lost,
         "age": max(now - w.last_seen, 0.0), "heartbeat": w.heartbeat, "job_id": w.job_id, "job": w.job_name,
         "attempt": w.attempt, "progress": w.progress, "progress_message": w.progress_message, "done": w.done,
-        "failed": w.failed, "rss_mib": w.rss_mib, "started_at": w.started_at,
+        "failed": w.failed, "rss_mib": w.rss_mib, "started_at": w.started_at, "concurrency": w.concurrency,
+        "in_flight": w.in_flight, "job_ids": list(w.job_ids),
     }

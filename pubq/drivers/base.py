@@ -63,7 +63,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Protocol, runtime_checkable
 
 from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, UNIQUE_UNTIL
@@ -368,6 +368,7 @@ class WorkerInfo:
     #: idle | busy | paused | stopping
     state: str = "idle"
     heartbeat: float = 2.0
+    #: The oldest job in flight (the ``job_*``, ``attempt`` and ``progress*`` fields are its own).
     job_id: int | None = None
     job_name: str = ""
     attempt: int = 0
@@ -378,6 +379,11 @@ class WorkerInfo:
     done: int = 0
     failed: int = 0
     rss_mib: float = 0.0
+    #: Jobs the worker may run at once (``--concurrency``), how many run now, and their ids, oldest
+    #: first (an entry written before these fields existed reads as 1, 0, none).
+    concurrency: int = 1
+    in_flight: int = 0
+    job_ids: list[int] = field(default_factory=list)
     #: Backend time of the last beat (set by the driver when read).
     last_seen: float = 0.0
     #: Set when read: no beat for 3 intervals.

@@ -146,10 +146,13 @@ def test_workers_page_shows_registry_entries_and_flags_lost_ones_without_writing
 
     driver = dash_app.queue("work").driver
     driver.heartbeat(WorkerInfo("host:1:aa", "work", "host", 1, started_at=1.0, state="busy", job_id=5,
-                                job_name="tests.Sleep", attempt=1, progress=0.25, done=7, failed=2, rss_mib=40))
+                                job_name="tests.Sleep", attempt=1, progress=0.25, done=7, failed=2, rss_mib=40,
+                                concurrency=8, in_flight=3, job_ids=[5, 9, 12]))
     html = client.get("/workers").text
     row = re.search(r'<tr data-worker="host:1:aa".*?</tr>', html, re.S).group(0)
     assert 'data-state="busy"' in row and "tests.Sleep" in row and "25%" in row
+    assert 'data-in-flight="3">3/8</td>' in row
+    assert 'href="/queues/work/jobs/9">9</a>' in row and 'href="/queues/work/jobs/12">12</a>' in row
     assert '<td class="n">7</td><td class="n">2</td><td class="n">40</td>' in row
     driver.heartbeat(WorkerInfo("host:2:bb", "work", "host", 2, started_at=2.0, heartbeat=0.01))
     from tests.helpers import wait_until
