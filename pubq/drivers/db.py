@@ -120,13 +120,14 @@ class DbDriver(DbConnection, DbOps, BaseDriver):
         *,
         policy: Policy | None = None,
         table_prefix: str = "pubq_",
+        pooler: str | None = None,
     ) -> None:
         if not isinstance(channel, str) or not channel or len(channel) > 255:
             raise ConfigError("channel must be a non-empty string of at most 255 characters")
         self.channel = channel
         self.policy = policy or Policy()
         self._notify_name = "pubq_" + hashlib.md5(f"{table_prefix}\0{channel}".encode()).hexdigest()
-        super().__init__(database, table_prefix)
+        super().__init__(database, table_prefix, pooler)
 
     def _on_connect(self, cur: Any) -> None:
         cols = ", ".join(COUNTERS.values())

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import peewee as pw
 
 from pubq.database import (
+    POOLERS,
     ErrorKind,
     abandon,
     classify,
@@ -38,6 +39,7 @@ from pubq.database import (
     is_db_error,
     on_fork_in_child,
     open_database,
+    parse_url,
     prepare_connection,
     redact_url,
     sqlstate,
@@ -160,11 +162,14 @@ class DbConnection:
 
     channel: str
 
-    def __init__(self, database: str | pw.Database, table_prefix: str) -> None:
+    def __init__(self, database: str | pw.Database, table_prefix: str, pooler: str | None = None) -> None:
+        if pooler is not None and pooler not in POOLERS:
+            raise ConfigError(f"pooler must be one of {', '.join(POOLERS)}, not {pooler!r}")
         if isinstance(database, str):
             self.url = redact_url(database)
             self.db = open_database(database)
             self._owns_db = True
+            pooler = pooler or parse_url(database).pooler
         elif isinstance(database, pw.Database):
             self.url = f"{type(database).__name__}({database.database!r})"
             self.db, self._owns_db = database, False
@@ -185,7 +190,12 @@ class DbConnection:
         self._local = threading.local()  # .conn: connection set up for this thread; .prepared: its statements
         self._listener: Any = None
         self._pg_fast = False  # psycopg2: multi-statement round trips of prepared statements
-        self._pg_prepare = True
+        #: A transaction pooler (PgBouncer pool_mode=transaction) in front of PostgreSQL: every
+        #: transaction may land on another server session, so nothing is kept in one (no prepared
+        #: statements, no LISTEN: a blocking reserve polls, see db.POLL_MAX). Set by ``?pooler=transaction``,
+        #: or found out when prepared statements vanish twice (see ``_pg``).
+        self.transaction_pooled = pooler == "transaction"
+        self._pg_prepare = not self.transaction_pooled
         self._pg_resets = 0
         on_fork_in_child(self._forget_connections)
 
@@ -440,17 +450,26 @@ class DbConnection:
                 if sqlstate(exc) == _PG_NO_STATEMENT:  # the session was reset: prepare again,
                     prepared.clear()  # and after a second time (a transaction pooler) stop preparing
                     self._pg_resets += 1
-                    self._pg_prepare = self._pg_resets < 2
+                    if self._pg_resets >= 2:
+                        self._found_transaction_pooler()
                 raise
             return cur.fetchall()
 
         return self._retrying(run)
 
+    def _found_transaction_pooler(self) -> None:
+        """Sessions change under this driver (its prepared statements vanish): behave as with
+        ``?pooler=transaction`` from now on."""
+        self.transaction_pooled = True
+        self._pg_prepare = False
+        self._close_listener()
+
     # -- LISTEN (PostgreSQL) --------------------------------------------------------------------
 
     def _listen(self, name: str) -> Any:
-        """The LISTENing connection (PostgreSQL with psycopg2), or None to poll."""
-        if not self._pg_fast:
+        """The LISTENing connection (PostgreSQL with psycopg2, not behind a transaction pooler, where
+        the LISTEN would stay on a server session that the pooler hands to others), or None to poll."""
+        if not self._pg_fast or self.transaction_pooled:
             return None
         if self._listener is None:
             try:
