@@ -582,6 +582,7 @@ class PrivatePgBouncer:
     upstream: str
     port: int = field(default_factory=free_port)
     transaction_pool_size: int = 4
+    prefix: Sequence[str] = ()  # before the command (the bench pins it with ``taskset``)
     proc: subprocess.Popen | None = field(default=None, init=False)
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pubq-pgbouncer-")))
 
@@ -614,7 +615,7 @@ class PrivatePgBouncer:
             "log_connections = 0\nlog_disconnections = 0\n"
             "max_client_conn = 500\nserver_idle_timeout = 5\nquery_wait_timeout = 30\n"
         )
-        cmd = [exe]
+        cmd = [*self.prefix, exe]
         if os.geteuid() == 0:
             import pwd
 
