@@ -128,7 +128,7 @@ def store(driver: Any, kind: str, job_id: int, **fields: int) -> None:
         driver.client.hset(driver.keys[2], job_id, b"|".join(meta))
     else:
         sets = ", ".join(f"{name} = ?" for name in fields)
-        driver._write(lambda tx: tx.x(f"UPDATE {{J}} SET {sets} WHERE id = ?", (*fields.values(), job_id)))
+        driver.conn.transaction(lambda tx: tx.execute(f"UPDATE {{J}} SET {sets} WHERE id = ?", (*fields.values(), job_id)))
 
 
 @pytest.mark.parametrize("fields, says", [

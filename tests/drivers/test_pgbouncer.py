@@ -96,20 +96,20 @@ def _reserve_while_another_client_pushes(d: DbDriver, pusher: DbDriver) -> Reser
 def test_behind_a_transaction_pooler_a_waiting_reserve_polls_and_picks_up_a_push(opened):
     d = opened("pgbouncer-transaction")
     pusher = opened("pgbouncer-transaction", channel=d.channel)
-    assert d.transaction_pooled and not d._pg_prepare
+    assert d.conn.transaction_pooled and not d.conn.prepare_statements
     r = _reserve_while_another_client_pushes(d, pusher)
     assert r is not None and r.payload == b"wake up"
-    assert d._listener is None  # no LISTEN: it would stay on a server session others get
+    assert d.conn.listener is None  # no LISTEN: it would stay on a server session others get
     assert d.ack(r) is True and d.counts().done == 1
 
 
 def test_behind_a_session_pooler_a_waiting_reserve_listens_as_on_a_direct_connection(opened):
     d = opened("pgbouncer-session")
     pusher = opened("pgbouncer-session", channel=d.channel)
-    assert not d.transaction_pooled and d._pg_prepare
+    assert not d.conn.transaction_pooled and d.conn.prepare_statements
     r = _reserve_while_another_client_pushes(d, pusher)
     assert r is not None and r.payload == b"wake up"
-    assert d._listener is not None
+    assert d.conn.listener is not None
     assert d.ack(r) is True
 
 
@@ -121,14 +121,14 @@ def test_a_driver_whose_prepared_statements_vanish_twice_stops_preparing_and_lis
     d = opened("postgres")
     d.push(b"first", ttr=30)
     assert d.reserve(timeout=0.05) is not None  # prepares its statements; opens no listener (a job was there)
-    d._listen(d._notify_name)
-    assert d._listener is not None
+    d.conn.listen(d._notify_name)
+    assert d.conn.listener is not None
     for n in (2, 3):
-        d._cursor().execute("DEALLOCATE ALL")  # what a pooler handing us another session looks like
+        d.conn.cursor().execute("DEALLOCATE ALL")  # what a pooler handing us another session looks like
         d.push(b"again", ttr=30)  # refused once (26000), prepared again, run again
         assert d.counts().waiting == n - 1
-    assert d.transaction_pooled and not d._pg_prepare
-    assert d._listener is None
+    assert d.conn.transaction_pooled and not d.conn.prepare_statements
+    assert d.conn.listener is None
     assert d.reserve(timeout=0.05) is not None and d.counts().waiting == 1
 
 
