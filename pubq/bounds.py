@@ -107,7 +107,15 @@ HEARTBEAT = Bound("heartbeat", 0.1, 600, "s", integer=False)
 GIVE_UP_AFTER = Bound("give_up_after", 0, DAY, "s", integer=False)
 #: ``listen TIMEOUT``: the longest single blocking wait for a job.
 WAIT = Bound("timeout", 1, DAY, "s")
+#: Jobs in flight per worker process (``--concurrency``, a queue's ``concurrency``).
+CONCURRENCY = Bound("concurrency", 1, 4096)
 #: Worker limits: ``--max-jobs``, ``--max-seconds``, ``--memory-limit`` (MiB).
+#: Seconds a unique key lives at most (spec §7.9), and where it is released otherwise.
+UNIQUE_FOR = Bound("unique_for", 0.001, 366 * DAY, "s", integer=False)
+UNIQUE_UNTIL = ("done", "start", "ttl")
+#: Longest unique key (characters): it is stored in an indexed column.
+UNIQUE_KEY_MAX = 255
+
 MAX_JOBS = Bound("max_jobs", 1, 1_000_000_000)
 MAX_SECONDS = Bound("max_seconds", 0.001, 366 * DAY, "s", integer=False)
 MEMORY_LIMIT = Bound("memory_limit", 1, 1024 * 1024, "MiB")

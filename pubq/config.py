@@ -21,8 +21,10 @@ import yaml
 from . import bounds
 from .bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, Bound
 from .database import resolve_url
-from .errors import ConfigError
+from .errors import ConfigError, PubqError
 from .events import EVENT_NAMES
+from .job import JobRegistry
+from .schedules import Schedule, parse_schedule
 
 DEFAULT_CONFIG_NAME = "pubq.yaml"
 DEFAULT_DATABASE = "sqlite:///pubq.db"
@@ -31,10 +33,11 @@ DEFAULT_GIVE_UP_AFTER = 10.0
 DRIVERS = ("redis", "db", "sync")
 BEHAVIOR_ALIASES = {"log": "pubq.behaviors.log:LogBehavior"}
 _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after"}
+_TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishing", "log", "give_up_after",
+             "schedules"}
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
-    "failed_limit", "grace", "settle_within", "description", "heartbeat",
+    "failed_limit", "grace", "settle_within", "description", "heartbeat", "concurrency",
 }
 _RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
 _LOG_KEYS = {"level", "file", "format"}
@@ -70,6 +73,8 @@ class QueueConfig:
     description: str = ""
     #: Seconds between a worker's registry beats; it shows as lost after three missed (spec §7.2).
     heartbeat: float = 2.0
+    #: Jobs a worker of this queue runs at once unless ``--concurrency`` says otherwise (spec §7.11).
+    concurrency: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     #: Seconds a one-shot command retries an unreachable backend (one budget for the command).
     give_up_after: float = DEFAULT_GIVE_UP_AFTER
+    #: ``schedules:``: periodic pushes by name (:mod:`pubq.schedules`).
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -320,6 +327,7 @@ def parse_config(
         log_file = str(base_dir / c.string(log_file, "log.file"))
     give_up_after = float(c.bounded(top.get("give_up_after", DEFAULT_GIVE_UP_AFTER), "give_up_after",
                                     bounds.GIVE_UP_AFTER))
+    schedules = _parse_schedules(c, top.get("schedules"), set(queues), tuple(jobs) if check_handlers else None)
     return Config(
         path=path,
         base_dir=base_dir,
@@ -331,7 +339,29 @@ def parse_config(
         publishing=publishing,
         log=LogConfig(level=level, file=log_file, format=fmt),
         give_up_after=give_up_after,
+        schedules=schedules,
     )
+
+
+def _parse_schedules(c: _Checker, raw: Any, queues: set[str], jobs: tuple[str, ...] | None) -> dict[str, Schedule]:
+    """Every schedule checked at load: its keys, cron or every, time zone, queue, and (when job
+    modules are checked) its job and arguments."""
+    out: dict[str, Schedule] = {}
+    registry = None
+    for name, sraw in c.mapping(raw, "schedules").items():
+        schedule, key, problem = parse_schedule(name, sraw, queues)
+        where = f"schedules.{name}" + (f".{key}" if key else "")
+        if schedule is None:
+            raise c.fail(where, problem)
+        if jobs is not None:
+            registry = registry or JobRegistry.from_modules(jobs)
+            try:
+                registry.build(schedule.job, schedule.args)
+            except PubqError as exc:
+                key = "job" if schedule.job not in registry else "args"
+                raise c.fail(f"schedules.{name}.{key}", str(exc)) from None
+        out[str(name)] = schedule
+    return out
 
 
 def _parse_queue(
@@ -408,6 +438,7 @@ def _parse_queue(
         settle_within=float(c.bounded(q.get("settle_within", 60), f"{k}.settle_within", bounds.SETTLE_WITHIN)),
         description=str(q.get("description", "")),
         heartbeat=float(c.bounded(q.get("heartbeat", 2), f"{k}.heartbeat", bounds.HEARTBEAT)),
+        concurrency=int(c.bounded(q.get("concurrency", 1), f"{k}.concurrency", bounds.CONCURRENCY)),
     )
 
 

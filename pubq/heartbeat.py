@@ -118,6 +118,7 @@ class Presence:
 
     def __init__(self, driver: Driver, *, queue: str, worker: WorkerView, worker_id: str | None = None,
                  interval: float = DEFAULT_HEARTBEAT, on_cancel: Callable[[str], None] | None = None,
+                 on_cancel_job: Callable[[int, str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.driver = driver
         self.queue = queue
@@ -126,11 +127,14 @@ class Presence:
         self.interval = max(float(interval), 0.05)
         #: Called on the thread when the running job's cancel request is seen (isolate: kill the child).
         self.on_cancel = on_cancel
+        #: The same with the job's id, for a worker running several jobs at once (kill that child).
+        self.on_cancel_job = on_cancel_job
         self.clock = clock
         self.started_at = time.time()
         self.done = 0
         self.failed = 0
-        self._job: _Running | None = None
+        #: The jobs running now, by id (several with ``--concurrency``); written by the main thread.
+        self._jobs: dict[int, _Running] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_beat = float("-inf")
@@ -171,14 +175,24 @@ class Presence:
 
     # -- runner hooks (the worker's main thread) -------------------------------------------------
 
+    @property
+    def _job(self) -> _Running | None:
+        """The oldest running job (the one a registry entry shows), None when idle."""
+        jobs = list(self._jobs.values())
+        return jobs[0] if jobs else None
+
     def job_started(self, r: Reservation, event: ExecEvent) -> None:
-        self._job = _Running(r, event.job_name, self.clock())
+        jobs = dict(self._jobs)  # copy-on-write: the thread iterates a snapshot
+        jobs[r.job_id] = _Running(r, event.job_name, self.clock())
+        self._jobs = jobs
 
     def job_finished(self, r: Reservation, ok: bool | None) -> None:
-        job = self._job
-        if job is None or job.reservation.job_id != r.job_id:
+        job = self._jobs.get(r.job_id)
+        if job is None or job.reservation.token != r.token:
             return
-        self._job = None
+        jobs = dict(self._jobs)
+        del jobs[r.job_id]
+        self._jobs = jobs
         if ok is True:
             self.done += 1
         elif ok is False:
@@ -186,13 +200,20 @@ class Presence:
 
     def cancel_reason(self, job_id: int) -> str | None:
         """The reason of a cancel seen for ``job_id`` while it ran here (None: none)."""
-        job = self._job
-        return job.cancel if job is not None and job.reservation.job_id == job_id else None
+        job = self._jobs.get(job_id)
+        return job.cancel if job is not None else None
 
     def report_progress(self, fraction: float, message: str = "") -> None:
         """The running job's progress (in process, or relayed from an isolated child); written by the
-        thread at most every ``PROGRESS_EVERY`` seconds."""
-        job = self._job
+        thread at most every ``PROGRESS_EVERY`` seconds. Ignored while several jobs run (they report
+        through :meth:`report_progress_for`)."""
+        job = self._job if len(self._jobs) == 1 else None
+        if job is not None:
+            job.progress, job.message = fraction, message
+
+    def report_progress_for(self, job_id: int, fraction: float, message: str = "") -> None:
+        """One of several running jobs reports its progress."""
+        job = self._jobs.get(job_id)
         if job is not None:
             job.progress, job.message = fraction, message
 
@@ -208,24 +229,29 @@ class Presence:
 
     def _tick(self) -> None:
         now = self.clock()
-        job = self._job
-        if job is not None:
-            if job.cancel is None and now - job.started >= CANCEL_POLL and now - job.last_poll >= CANCEL_POLL:
-                job.last_poll = now
-                reason = self._quiet(self.driver.cancel_requested, job.reservation)
-                if reason is not None:
-                    job.cancel = reason
-                    log.warning("[%s] %s: cancel requested (%s); stopping it", job.reservation.job_id,
-                                job.job_name, reason or "no reason given")
-                    if self.on_cancel is not None:
-                        self.on_cancel(reason)
-            wanted = (job.progress, job.message)
-            if job.progress is not None and wanted != job.written and now - job.last_write >= PROGRESS_EVERY:
-                job.last_write = now
-                job.written = wanted
-                self._quiet(self.driver.progress, job.reservation, job.progress, job.message)
+        for job in list(self._jobs.values()):
+            self._watch(job, now)
         if now - self._last_beat >= self.interval:
             self._beat()
+
+    def _watch(self, job: _Running, now: float) -> None:
+        """Poll one running job's cancel request and write its progress (each at its own pace)."""
+        if job.cancel is None and now - job.started >= CANCEL_POLL and now - job.last_poll >= CANCEL_POLL:
+            job.last_poll = now
+            reason = self._quiet(self.driver.cancel_requested, job.reservation)
+            if reason is not None:
+                job.cancel = reason
+                log.warning("[%s] %s: cancel requested (%s); stopping it", job.reservation.job_id,
+                            job.job_name, reason or "no reason given")
+                if self.on_cancel is not None:
+                    self.on_cancel(reason)
+                if self.on_cancel_job is not None:
+                    self.on_cancel_job(job.reservation.job_id, reason)
+        wanted = (job.progress, job.message)
+        if job.progress is not None and wanted != job.written and now - job.last_write >= PROGRESS_EVERY:
+            job.last_write = now
+            job.written = wanted
+            self._quiet(self.driver.progress, job.reservation, job.progress, job.message)
 
     def _beat(self, register: bool = False) -> None:
         self._last_beat = self.clock()

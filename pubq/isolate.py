@@ -49,6 +49,10 @@ _LEN = struct.Struct("!Q")
 _BAD = object()
 
 
+class Interrupted(BaseException):
+    """Raised by a stop signal while the worker waits idle: leave the wait at once."""
+
+
 class HardStop(BaseException):
     """Raised in the worker by a second stop signal: abandon the job and put it back."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .argtypes import arg_spec
-from .bounds import ATTEMPTS, TTR
+from .bounds import ATTEMPTS, TTR, UNIQUE_FOR, UNIQUE_UNTIL
 from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +44,13 @@ class Job:
     attempts: ClassVar[int | None] = None
     #: True on a shared base class that must not be registered itself.
     abstract: ClassVar[bool] = False
+    #: A unique-key template over the job's fields (``"{task_id}"``): a push while a job with the
+    #: same key is held returns that job's id instead of storing another (spec §7.9).
+    unique: ClassVar[str | None] = None
+    #: Seconds the key lives at most (None: until ``unique_until``), and when it is released:
+    #: "done" (a final state, the default), "start" (first reserved), "ttl" (only at ``unique_for``).
+    unique_for: ClassVar[float | None] = None
+    unique_until: ClassVar[str | None] = None
 
     def execute(self, ctx: JobContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
@@ -65,6 +72,17 @@ class Job:
     def to_args(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _arg_names(type(self))}
 
+    def unique_key(self) -> str | None:
+        """The class's ``unique`` template filled with this job's fields; None without one."""
+        template = type(self).unique
+        if template is None:
+            return None
+        try:
+            return f"{self.job_name()}:{template.format_map(self.to_args())}"
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise UsageError(f"job {self.job_name()}: unique template {template!r} does not fit its fields: "
+                             f"{type(exc).__name__}: {exc}") from None
+
 
 def _arg_names(cls: type) -> tuple[str, ...]:
     """Dataclass field names, cached on the class (push_many calls this per job)."""
@@ -73,6 +91,36 @@ def _arg_names(cls: type) -> tuple[str, ...]:
         names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
         cls._pubq_arg_names = names  # type: ignore[attr-defined]
     return names
+
+
+def _check_unique_template(name: str, cls: type[Job]) -> None:
+    """A unique template names only the job's fields; its release options are in range (at registration)."""
+    import string
+
+    try:
+        names = [field for _, field, _, _ in string.Formatter().parse(str(cls.unique)) if field is not None]
+    except ValueError as exc:
+        raise ConfigError(f"job {name}: unique: {exc}") from None
+    fields = set(_arg_names(cls))
+    for field in names:
+        base = field.split(".")[0].split("[")[0]
+        if base not in fields:
+            raise ConfigError(f"job {name}: unique: {{{field}}} is not a field of the job "
+                              f"(fields: {', '.join(sorted(fields)) or 'none'})")
+    problem = unique_problem(cls.unique_for, cls.unique_until)
+    if problem is not None:
+        raise ConfigError(f"job {name}: {problem}")
+
+
+def unique_problem(unique_for: object, unique_until: object) -> str | None:
+    """What is wrong with a pair of unique options, or None."""
+    if unique_until is not None and unique_until not in UNIQUE_UNTIL:
+        return f"unique_until must be one of {', '.join(UNIQUE_UNTIL)} (got {unique_until!r})"
+    if unique_for is not None and UNIQUE_FOR.problem(unique_for) is not None:
+        return f"unique_for {UNIQUE_FOR.problem(unique_for)}"
+    if unique_until == "ttl" and unique_for is None:
+        return "unique_until ttl needs unique_for (seconds)"
+    return None
 
 
 def _check_json(value: Any, path: str, depth: int = 0) -> None:
@@ -141,6 +189,8 @@ class JobRegistry:
         for bound, value in ((TTR, cls.ttr), (ATTEMPTS, cls.attempts)):
             if value is not None and bound.problem(value) is not None:  # one range, here as in the config
                 raise ConfigError(f"job {name}: {bound.name} {bound.problem(value)}")
+        if cls.unique is not None:
+            _check_unique_template(name, cls)
         existing = self._by_name.get(name)
         if existing is not None and existing is not cls:
             raise UsageError(f"two job classes share the name {name!r}: {existing!r} and {cls!r}")

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import bounds
 from . import events as ev
 from .config import QueueConfig
-from .drivers.base import DEFAULT_PRIORITY, Driver, PushItem
+from .drivers.base import DEFAULT_PRIORITY, Driver, PushItem, UniqueSpec
 from .errors import PayloadTooLargeError, UsageError
 from .events import EventBus, PushEvent
-from .job import Job, JobRegistry
+from .job import Job, JobRegistry, unique_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from .app import App
@@ -51,25 +52,52 @@ class Queue:
     # -- producing -----------------------------------------------------------------------
 
     def push(
-        self, job: Job, *, delay: float = 0, ttr: int | None = None, priority: int | None = None
+        self, job: Job, *, delay: float = 0, ttr: int | None = None, priority: int | None = None,
+        unique_key: str | None = None, unique_for: float | None = None, unique_until: str | None = None,
     ) -> int | None:
-        """Store ``job``; returns its id, or None when a beforePush handler cancelled it."""
+        """Store ``job``; returns its id, or None when a beforePush handler cancelled it.
+
+        With a unique key (``unique_key``, or the job class's ``unique`` template) a push while
+        another job holds the key stores nothing and returns that job's id (:meth:`submit` says
+        which happened). ``unique_for``: seconds the key lives at most; ``unique_until``: "done"
+        (default), "start" or "ttl" (see :data:`pubq.bounds.UNIQUE_UNTIL`).
+        """
+        return self.submit(job, delay=delay, ttr=ttr, priority=priority, unique_key=unique_key,
+                           unique_for=unique_for, unique_until=unique_until).job_id
+
+    def submit(
+        self, job: Job, *, delay: float = 0, ttr: int | None = None, priority: int | None = None,
+        unique_key: str | None = None, unique_for: float | None = None, unique_until: str | None = None,
+    ) -> Pushed:
+        """:meth:`push`, telling a new job from a duplicate of a held unique key."""
         event = self._before_push(job, delay, ttr, priority)
         if event is None:
-            return None
+            return Pushed(None)
+        spec = unique_spec(event.job, unique_key, unique_for, unique_until)
         payload = self._encode(event.job)
-        event.id = self.driver.push(payload, ttr=event.ttr, delay=event.delay, priority=event.priority)
+        if spec is None:
+            event.id = self.driver.push(payload, ttr=event.ttr, delay=event.delay, priority=event.priority)
+        else:
+            event.id, created = self.driver.push_unique(payload, ttr=event.ttr, delay=event.delay,
+                                                        priority=event.priority, unique=spec)
+            if not created:
+                return Pushed(event.id, duplicate=True, unique_key=spec.key)
         self.bus.trigger(ev.AFTER_PUSH, event)
         if self.run_inline is not None:
             self.run_inline(self)
-        return event.id
+        return Pushed(event.id, unique_key=None if spec is None else spec.key)
 
     def push_many(
         self, jobs: Iterable[Job], *, delay: float = 0, ttr: int | None = None, priority: int | None = None
     ) -> list[int | None]:
-        """Push many jobs in as few round trips as the driver allows; None for cancelled ones."""
+        """Push many jobs in as few round trips as the driver allows; None for cancelled ones.
+
+        Jobs whose class has a ``unique`` template go one by one (each is one atomic unique push)."""
+        jobs = list(jobs)
+        if any(type(job).unique is not None for job in jobs):
+            return [self.push(job, delay=delay, ttr=ttr, priority=priority) for job in jobs]
         if not (self.bus.has(ev.BEFORE_PUSH) or self.bus.has(ev.AFTER_PUSH)):
-            return self._push_many_fast(list(jobs), delay, ttr, priority)  # type: ignore[return-value]
+            return self._push_many_fast(jobs, delay, ttr, priority)  # type: ignore[return-value]
         pending: list[tuple[int, PushEvent, bytes]] = []
         ids: list[int | None] = []
         for job in jobs:
@@ -108,10 +136,21 @@ class Queue:
 
     def push_name(
         self, name: str, args: dict[str, Any], *, delay: float = 0, ttr: int | None = None,
-        priority: int | None = None,
+        priority: int | None = None, unique_key: str | None = None, unique_for: float | None = None,
+        unique_until: str | None = None,
     ) -> int | None:
         """Push by registered job name (CLI, scripts); unknown names and bad args raise UsageError."""
-        return self.push(self.registry.build(name, args), delay=delay, ttr=ttr, priority=priority)
+        return self.submit_name(name, args, delay=delay, ttr=ttr, priority=priority, unique_key=unique_key,
+                                unique_for=unique_for, unique_until=unique_until).job_id
+
+    def submit_name(
+        self, name: str, args: dict[str, Any], *, delay: float = 0, ttr: int | None = None,
+        priority: int | None = None, unique_key: str | None = None, unique_for: float | None = None,
+        unique_until: str | None = None,
+    ) -> Pushed:
+        """:meth:`push_name`, telling a new job from a duplicate (:meth:`submit`)."""
+        return self.submit(self.registry.build(name, args), delay=delay, ttr=ttr, priority=priority,
+                           unique_key=unique_key, unique_for=unique_for, unique_until=unique_until)
 
     def _before_push(self, job: Job, delay: float, ttr: int | None, priority: int | None) -> PushEvent | None:
         if not isinstance(job, Job):
@@ -141,6 +180,37 @@ class Queue:
 
     def close(self) -> None:
         self.driver.close()
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """What a push did: the job's id (None: a beforePush handler cancelled it), and whether it was
+    a duplicate of the job holding ``unique_key`` (then ``job_id`` is that job's)."""
+
+    job_id: int | None
+    duplicate: bool = False
+    unique_key: str | None = None
+
+
+def unique_spec(job: Job, key: str | None, unique_for: float | None, until: str | None) -> UniqueSpec | None:
+    """The unique options of a push (given, else the job class's), checked once; None: not unique."""
+    cls = type(job)
+    if key is None:
+        key = job.unique_key()
+        if key is None:
+            if unique_for is not None or until is not None:
+                raise UsageError("unique_for and unique_until need a unique key (unique_key, or the job's unique)")
+            return None
+        unique_for = cls.unique_for if unique_for is None else unique_for
+        until = cls.unique_until if until is None else until
+    if not isinstance(key, str) or not key or len(key) > bounds.UNIQUE_KEY_MAX:
+        raise UsageError(f"unique key must be a text of 1 to {bounds.UNIQUE_KEY_MAX} characters (got {key!r:.80})")
+    problem = unique_problem(unique_for, until)
+    if problem is not None:
+        raise UsageError(problem)
+    if until is None:
+        until = "done" if unique_for is None else "ttl"
+    return UniqueSpec(key, until, None if unique_for is None else float(unique_for))
 
 
 def _check_options(ttr: object, delay: object, priority: object) -> None:

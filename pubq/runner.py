@@ -12,6 +12,8 @@ fires no event for that job and logs one warning, so a late worker can never dou
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import resource
 import time
@@ -141,14 +143,35 @@ class JobRunner:
             event.job_name = _safe_name(r.payload)
         return event
 
-    def execute(self, event: ExecEvent) -> Outcome:
-        """Run the job's code in this process and capture what happened (no events, no writes)."""
+    def execute(self, event: ExecEvent, reporter: JobReporter | None = None) -> Outcome:
+        """Run the job's code in this process and capture what happened (no events, no writes).
+
+        An ``async def execute`` runs to its end on an event loop of its own here; a concurrent
+        worker runs such jobs on its shared loop instead (:meth:`execute_async`).
+        """
         assert event.job is not None
         ctx = JobContext(queue=self.queue, job_id=event.id, attempt=event.attempt, log=log,
-                         reporter=self.reporter or self.hooks)
+                         reporter=reporter or self.reporter or self.hooks)
         started = time.perf_counter()
         try:
             result = event.job.execute(ctx)
+            if inspect.iscoroutine(result):
+                result = asyncio.run(result)
+        except Exception as exc:  # noqa: BLE001 - a job's failure is data, not a crash
+            return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started,
+                           memory_mib=_peak_rss_mib())
+        return Outcome(ok=True, result=result, duration=time.perf_counter() - started, memory_mib=_peak_rss_mib())
+
+    async def execute_async(self, event: ExecEvent, reporter: JobReporter | None = None) -> Outcome:
+        """``execute`` for a job whose ``execute`` is ``async def``, awaited on the caller's loop."""
+        assert event.job is not None
+        ctx = JobContext(queue=self.queue, job_id=event.id, attempt=event.attempt, log=log,
+                         reporter=reporter or self.reporter or self.hooks)
+        started = time.perf_counter()
+        try:
+            result = event.job.execute(ctx)
+            if inspect.isawaitable(result):
+                result = await result
         except Exception as exc:  # noqa: BLE001 - a job's failure is data, not a crash
             return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started,
                            memory_mib=_peak_rss_mib())
@@ -164,15 +187,22 @@ class JobRunner:
         without isolate): the lease is then renewed first, and when it is gone the job's late
         success fires no afterExec and is not counted. Returns (acked, next reservation).
         """
+        if not self.confirm_success(r, event, outcome, held_since=held_since):
+            return False, None
+        return self.ack(r, reserve_next=reserve_next)
+
+    def confirm_success(self, r: Reservation, event: ExecEvent, outcome: Outcome, *, held_since: float) -> bool:
+        """The part of a success before its ack: renew a lease held past half the TTR, fire afterExec.
+        False (nothing fired; do not ack) when the lease was taken meanwhile."""
         if self.clock() - held_since >= r.ttr / 2 and not self.driver.extend(r, self.queue.config.settle_within):
             log.warning("[%s] %s (attempt: %s) finished after its lease was taken (reclaimed past its TTR of "
                         "%s s): afterExec not fired, not counted", r.job_id, event.job_name, r.attempt, r.ttr)
-            return False, None
+            return False
         event.result = outcome.result
         event.duration = outcome.duration
         event.memory_mib = outcome.memory_mib
         self._keep_follow_ups(event, self.queue.bus.trigger(ev.AFTER_EXEC, event))
-        return self.ack(r, reserve_next=reserve_next)
+        return True
 
     def ack(self, r: Reservation, *, reserve_next: bool = False) -> tuple[bool, Reservation | None]:
         """Count the job done (a beforeExec handler's skip, or after afterExec)."""
@@ -180,12 +210,16 @@ class JobRunner:
             ok, nxt = self.driver.ack_and_reserve(r)
         else:
             ok, nxt = self.driver.ack(r), None
+        self.acked(r, ok)
+        return ok, nxt
+
+    def acked(self, r: Reservation, ok: bool) -> None:
+        """After an ack was written (alone or in a batch): tell the hooks, warn when it was refused."""
         if self.hooks is not None:
             self.hooks.job_finished(r, True)
         if not ok:
             log.warning("[%s] late ack refused: the job's lease was taken after its TTR; it is not counted twice",
                         r.job_id)
-        return ok, nxt
 
     # -- failure ------------------------------------------------------------------------------
 

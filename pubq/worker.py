@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .concurrent import ConcurrentLoop
 from .drivers.base import Driver, Reservation
 from .drivers.resilient import OutageBudget, ResilientDriver
 from .errors import BackendUnavailableError, DriverError
 from .heartbeat import DEFAULT_HEARTBEAT, Presence, new_worker_id
-from .isolate import STOP_SIGNALS, HardStop, Isolator, standby_pays_off
+from .isolate import STOP_SIGNALS, HardStop, Interrupted, Isolator, standby_pays_off
 from .runner import JobRunner
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,8 +33,7 @@ log = logging.getLogger("pubq.worker")
 RECLAIM_EVERY = 1.0
 
 
-class _Interrupted(BaseException):
-    """Raised by a stop signal while the worker waits idle: leave the wait at once."""
+_Interrupted = Interrupted
 
 
 def rss_mib() -> float:
@@ -62,9 +62,14 @@ class Worker:
         on_put_back: Callable[[ev.ExecEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         heartbeat: float | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.queue = queue
         self.isolate = isolate
+        #: Jobs in flight at most (spec §7.11); default: the queue's ``concurrency`` setting (1).
+        self.concurrency = max(1, int(concurrency if concurrency is not None
+                                      else getattr(queue.config, "concurrency", 1)))
+        self._concurrent: ConcurrentLoop | None = None
         self.max_jobs = max_jobs
         self.max_seconds = max_seconds
         self.memory_limit_mib = memory_limit_mib
@@ -145,7 +150,9 @@ class Worker:
         worker_event = ev.WorkerEvent(queue=queue, pid=os.getpid())
         if self.install_signals:
             self._install()
-        if self.isolate:
+        if self.concurrency > 1:
+            self._concurrent = ConcurrentLoop(self, self._runner, self.concurrency, isolate=self.isolate)
+        elif self.isolate:
             ahead = self._more_jobs_expected if standby_pays_off() else None
             self._isolator = Isolator(self._runner, keep_ahead=ahead, on_progress=self._relay_progress)
         self._start_presence()
@@ -155,7 +162,10 @@ class Worker:
                 self._stop("handler", f"a workerStart handler set exit code {worker_event.exit_code}")
                 return worker_event.exit_code
             try:
-                self._loop(listen, timeout, worker_event)
+                if self._concurrent is not None:
+                    self._concurrent.run(listen, timeout, worker_event)
+                else:
+                    self._loop(listen, timeout, worker_event)
             except BackendUnavailableError as exc:
                 self._stop("outage", "the backend is unavailable")
                 log.error("%s; worker stops", exc)
@@ -231,7 +241,8 @@ class Worker:
         driver = self._runner.driver
         self.presence = Presence(getattr(driver, "inner", driver), queue=self.queue.name, worker=self,
                                  worker_id=self.worker_id, interval=self.heartbeat,
-                                 on_cancel=(lambda _reason: self._isolator.kill_running()) if self._isolator else None)
+                                 on_cancel=(lambda _reason: self._isolator.kill_running()) if self._isolator else None,
+                                 on_cancel_job=self._concurrent.cancel if self._concurrent else None)
         self._runner.hooks = self.presence
         self.presence.start()
 

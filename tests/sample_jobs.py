@@ -220,3 +220,45 @@ class ProgressJob(Job):
         while self.release and not os.path.exists(self.release) and time.monotonic() < end:
             time.sleep(0.02)
         return self.steps
+
+
+@dataclass
+class AsyncSleepJob(Job):
+    """``async def execute``: a concurrent worker runs it on its event loop (issue 17)."""
+
+    name = "tests.AsyncSleep"
+    seconds: float = 0.1
+    path: str = ""
+    fail: bool = False
+
+    async def execute(self, ctx):
+        import asyncio
+
+        if self.path:
+            _append(self.path, f"start {ctx.job_id} {ctx.attempt} {os.getpid()}")
+        await asyncio.sleep(self.seconds)
+        if self.fail:
+            raise RuntimeError("async boom")
+        if self.path:
+            _append(self.path, f"end {ctx.job_id} {ctx.attempt}")
+        return "async"
+
+
+@dataclass
+class RendezvousJob(Job):
+    """Records its start, then waits (at most ``patience`` s) until ``count`` jobs have started:
+    it can only end ``ok`` when that many run at the same time (issue 17)."""
+
+    name = "tests.Rendezvous"
+    path: str
+    count: int = 2
+    patience: float = 20.0
+
+    def execute(self, ctx):
+        _append(self.path, f"start {ctx.job_id} {os.getpid()}")
+        end = time.monotonic() + self.patience
+        while time.monotonic() < end:
+            if sum(1 for line in read_lines(self.path) if line.startswith("start ")) >= self.count:
+                return "met"
+            time.sleep(0.01)
+        raise RuntimeError(f"fewer than {self.count} jobs ran at once")

@@ -22,6 +22,7 @@ BUILTINS: dict[str, str] = {
     "workers": "pubq.commands.ops:workers_cmd",
     "health": "pubq.commands.ops:health_cmd",
     "metrics": "pubq.commands.ops:metrics_group",
+    "schedule": "pubq.commands.schedule:schedule_group",
 }
 #: Every name a queue may not take: built-in commands, and those planned so that no user queue
 #: ends up shadowing one later.

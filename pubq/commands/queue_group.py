@@ -36,6 +36,9 @@ def _worker_options(fn: Any) -> Any:
     fn = click.option("--max-seconds", type=Bounded(bounds.MAX_SECONDS), metavar="S",
                       help="Stop after S seconds (the running job finishes).")(fn)
     fn = click.option("--max-jobs", type=Bounded(bounds.MAX_JOBS), metavar="N", help="Stop after N jobs.")(fn)
+    fn = click.option("--concurrency", "-c", type=Bounded(bounds.CONCURRENCY), metavar="N",
+                      help="Run up to N jobs at once: threads (async jobs on one event loop) with --no-isolate, "
+                           "N children with --isolate (default: the queue's concurrency, 1).")(fn)
     fn = color_option(fn)
     fn = worker_metrics_option(fn)
     fn = click.option("--isolate/--no-isolate", default=True,
@@ -46,7 +49,7 @@ def _worker_options(fn: Any) -> Any:
 
 def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
                   max_seconds: float | None, memory_limit: int | None, metrics_port: int | None = None,
-                  metrics_textfile: str | None = None) -> Any:
+                  metrics_textfile: str | None = None, concurrency: int | None = None) -> Any:
     from ..behaviors.verbose import VerboseBehavior
     from ..worker import Worker
 
@@ -54,12 +57,12 @@ def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: in
     queue = current_queue()
     attach_worker_metrics(queue, metrics_port, metrics_textfile)
     if not verbose:
-        return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
+        return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds, concurrency=concurrency,
                       memory_limit_mib=memory_limit, on_put_back=_put_back_notice)
     # Attached last, so the Done/Error line sees which afterExec/afterError handlers raised.
     console = VerboseBehavior(sys.stdout, color=state().use_color(color))
     console.attach(queue)
-    return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds,
+    return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds, concurrency=concurrency,
                   memory_limit_mib=memory_limit, on_backend_lost=console.backend_lost,
                   on_backend_back=console.backend_back, on_put_back=console.put_back)
 
@@ -92,12 +95,12 @@ def make_queue_group(name: str, qc: QueueConfig) -> click.Group:
 
 @click.command("run")
 @_worker_options
-def run_cmd(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None,
+def run_cmd(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | None, concurrency: int | None,
             max_seconds: float | None, memory_limit: int | None, metrics_port: int | None,
             metrics_textfile: str | None) -> int:
     """Run jobs until none is due, then exit 0 (for cron)."""
     worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit, metrics_port,
-                           metrics_textfile)
+                           metrics_textfile, concurrency)
     code = worker.run()
     if worker.stop_reason == "paused":
         click.echo(f"The queue {worker.queue.name} is paused.")
@@ -108,7 +111,7 @@ def run_cmd(verbose: bool, isolate: bool, color: bool | None, max_jobs: int | No
 @click.argument("timeout_args", nargs=-1, metavar="[TIMEOUT]")
 @_worker_options
 def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, color: bool | None,
-               max_jobs: int | None, max_seconds: float | None, memory_limit: int | None,
+               max_jobs: int | None, concurrency: int | None, max_seconds: float | None, memory_limit: int | None,
                metrics_port: int | None, metrics_textfile: str | None) -> int:
     """Work forever; TIMEOUT (≥ 1, default 3) is the longest single wait in seconds."""
     # Unknown options are let through only so that ``listen -3`` reads as a (bad) timeout.
@@ -119,7 +122,7 @@ def listen_cmd(timeout_args: tuple[str, ...], verbose: bool, isolate: bool, colo
         raise click.UsageError(f"Got unexpected extra argument ({timeout_args[1]})")
     seconds = listen_timeout(timeout_args[0] if timeout_args else "3")
     worker = _start_worker(verbose, isolate, color, max_jobs, max_seconds, memory_limit, metrics_port,
-                           metrics_textfile)
+                           metrics_textfile, concurrency)
     return worker.listen(seconds)
 
 
@@ -223,12 +226,20 @@ def _complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: 
 @click.option("--delay", type=Bounded(bounds.DELAY), default=0, help="Seconds before the job is due.")
 @click.option("--priority", type=Bounded(bounds.PRIORITY), default=None, help="Lower runs first (default 1024).")
 @click.option("--ttr", type=Bounded(bounds.TTR), default=None, help="Seconds the job may run.")
+@click.option("--unique-key", default=None, metavar="K",
+              help="Push only if no job holds key K; a duplicate prints the holder's id (exit 0).")
+@click.option("--unique-for", type=Bounded(bounds.UNIQUE_FOR), default=None, metavar="S",
+              help="Seconds the unique key lives at most.")
+@click.option("--unique-until", type=click.Choice(bounds.UNIQUE_UNTIL), default=None,
+              help="When the key is released: done (a final state; default), start, ttl (only at --unique-for).")
 @json_option
 def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, ttr: int | None,
-             as_json: bool) -> None:
+             unique_key: str | None, unique_for: float | None, unique_until: str | None, as_json: bool) -> None:
     """Push job JOB with --args JSON; prints the new id.
 
-    JOB is a registered job name (``pubq jobs`` lists them with their arguments).
+    JOB is a registered job name (``pubq jobs`` lists them with their arguments). With a unique key
+    (--unique-key, or the job class's ``unique``) a duplicate stores nothing and prints
+    ``Job ID already queued (unique key K)``.
     """
     try:
         args = json.loads(args_json)
@@ -239,8 +250,16 @@ def push_cmd(job_name: str, args_json: str, delay: float, priority: int | None, 
     if not isinstance(args, dict):
         raise UsageError("--args must be a JSON object")
     queue = current_queue()
-    job_id = queue.push_name(job_name, args, delay=delay, ttr=ttr, priority=priority)
+    pushed = queue.submit_name(job_name, args, delay=delay, ttr=ttr, priority=priority, unique_key=unique_key,
+                               unique_for=unique_for, unique_until=unique_until)
     if as_json:
-        emit_json({"queue": queue.name, "id": job_id})
+        out: dict[str, Any] = {"queue": queue.name, "id": pushed.job_id, "duplicate": pushed.duplicate}
+        if pushed.unique_key is not None:
+            out["unique_key"] = pushed.unique_key
+        emit_json(out)
+    elif pushed.job_id is None:
+        click.echo("cancelled by a beforePush handler")
+    elif pushed.duplicate:
+        click.echo(f"Job {pushed.job_id} already queued (unique key {pushed.unique_key})")
     else:
-        click.echo("cancelled by a beforePush handler" if job_id is None else str(job_id))
+        click.echo(str(pushed.job_id))

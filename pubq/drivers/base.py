@@ -59,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Protocol, runtime_checkable
 
-from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY
+from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, UNIQUE_UNTIL
 
 #: Failed attempts a job keeps in its history by default.
 DEFAULT_HISTORY_LIMIT = 10
@@ -68,7 +68,7 @@ __all__ = [
     "CANCELLED_CODE", "DEFAULT_FAILED_LIMIT", "DEFAULT_HISTORY_LIMIT", "DEFAULT_PRIORITY", "Attempt", "BaseDriver",
     "CancelResult", "CancelState", "Counts", "Driver", "FailedJob", "FailureInfo", "FollowUpFailure", "JobInfo",
     "JobPage", "JobStatus", "Policy", "PushItem", "Reclaimed", "ReclaimKind", "Reservation", "WorkerInfo",
-    "LISTABLE_STATES",
+    "LISTABLE_STATES", "UNIQUE_UNTIL", "UniqueSpec",
 ]
 
 #: The stable error code of a cancelled job (``JobCancelledError.code``); ``settle`` counts entries
@@ -111,6 +111,23 @@ class PushItem:
     ttr: int
     delay: float = 0.0
     priority: int = DEFAULT_PRIORITY
+
+
+#: Where a unique key is released (spec §7.9), :data:`pubq.bounds.UNIQUE_UNTIL`: ``done`` when the
+#: job reaches a final state (done, failed finally, removed, cancelled); ``start`` when it is first
+#: reserved; ``ttl`` only when its time runs out (``UniqueSpec.ttl``), whatever the job does meanwhile.
+
+
+@dataclass(frozen=True)
+class UniqueSpec:
+    """The unique key of a push, and when it is released (the core has checked it)."""
+
+    key: str
+    #: One of :data:`UNIQUE_UNTIL`.
+    until: str = "done"
+    #: Seconds after the push at which the key is released at the latest; None: no time limit
+    #: (required for ``until="ttl"``).
+    ttl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -409,6 +426,32 @@ class Driver(Protocol):
         """
         ...
 
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        """Store one job unless ``unique.key`` is held; ``(id, True)`` for a new job, ``(id of the
+        holder, False)`` for a duplicate. One atomic step with the push.
+
+        A key is *held* by the job last pushed under it until its release point
+        (:data:`UNIQUE_UNTIL`) or its ``ttl``, whichever comes first. Release is read, not written:
+        the push checks the holder's current state, so every way a job ends (ack, settle, remove,
+        cancel, clear, the failed registry's trim, a reclaim after a SIGKILL) releases the key without
+        any change to those paths. Records of released keys are swept a few at a time by later
+        unique pushes.
+        """
+        ...
+
+    def mark_get(self, name: str) -> float | None:
+        """A named time stored with the queue (a scheduler's last tick); None when never set."""
+        ...
+
+    def mark_advance(self, name: str, value: float) -> float:
+        """Store ``value`` under ``name`` unless a later one is stored; returns the stored value.
+
+        One atomic step, so concurrent writers (schedulers on several hosts) never move it back.
+        """
+        ...
+
     # -- consuming ----------------------------------------------------------------------
 
     def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
@@ -432,6 +475,26 @@ class Driver(Protocol):
         """``ack(r)``, then ``reserve(0, holder=holder)``, in one round trip where the backend allows it.
 
         The reserve happens whether or not the ack was accepted.
+        """
+        ...
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        """Take up to ``n`` due jobs in one atomic step (one script call, one transaction), each as
+        ``reserve`` would take it: its own new lease, attempt + 1, deadline ``now + ttr``.
+
+        For a worker with ``n`` free slots (``--concurrency``): it asks for exactly what it can start
+        at once, so every TTR clock starts when its job can run. In run order (priority, then push
+        order). ``timeout`` > 0 waits like ``reserve`` while nothing is due, and returns as soon as
+        at least one job is; ``[]`` when none became due or ``n`` < 1.
+        """
+        ...
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """``ack`` each of ``acks``, then ``reserve_many(n, 0, holder=holder)``, in one round trip
+        where the backend allows it: a concurrent worker's hot path, settling what finished and
+        filling the freed slots in one step. Returns one flag per ack (False: stale, not counted)
+        and the new reservations; the reserve happens whatever the acks answered.
         """
         ...
 
@@ -638,6 +701,18 @@ class BaseDriver:
     def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         ok = self.ack(r)  # type: ignore[attr-defined]
         return ok, self.reserve(0, holder=holder)  # type: ignore[attr-defined]
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        first = self.reserve(timeout, holder=holder) if n > 0 else None  # type: ignore[attr-defined]
+        out = [] if first is None else [first]
+        while 0 < len(out) < n and (r := self.reserve(0, holder=holder)) is not None:  # type: ignore[attr-defined]
+            out.append(r)
+        return out
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        flags = [self.ack(r) for r in acks]  # type: ignore[attr-defined]
+        return flags, self.reserve_many(n, 0, holder=holder)
 
     def register_worker(self, info: WorkerInfo) -> None:
         self.heartbeat(info)  # type: ignore[attr-defined]

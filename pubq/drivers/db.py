@@ -60,9 +60,11 @@ from pubq.drivers.base import (
     ReclaimKind,
     Reservation,
 )
+from pubq.drivers.db_batch import DbBatch
 from pubq.drivers.db_conn import DbConnection, Row, Tx
 from pubq.drivers.db_ops import DbOps
 from pubq.drivers.db_rows import failed_job, job_info, job_status, reservation
+from pubq.drivers.db_unique import DbUniqueOps
 from pubq.errors import ConfigError
 
 #: Blocking reserve: first poll interval and its cap (seconds), and the safety poll while LISTENing.
@@ -88,7 +90,7 @@ class NewJob(NamedTuple):
     priority: int
 
 
-class DbDriver(DbOps, BaseDriver):
+class DbDriver(DbBatch, DbOps, DbUniqueOps, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema).
 
     ``pooler``: the connection pooler in front of PostgreSQL (``none``, ``session``, ``transaction``),

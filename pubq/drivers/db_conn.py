@@ -194,7 +194,7 @@ class DbConnection:
         self.tables = {
             token: f"{quote}{table_prefix}{name}{quote}"
             for token, name in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"),
-                                ("W", "workers"))
+                                ("W", "workers"), ("U", "unique"), ("M", "marks"))
         }
         self.dialect: db_schema.Dialect | None = None  # known after the first connect
         self._rendered: dict[tuple[str, int], str] = {}

@@ -34,6 +34,10 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
     <prefix>queues      per channel: paused (0/1, read by the reserve statement itself), paused_at (version 3)
     <prefix>workers     the worker registry: id, channel, last_seen, expires_at, info (JSON); rows past
                         expires_at are swept by readers (version 3)
+    <prefix>unique      unique keys (version 4): (channel, ukey) PK, job_id of the job last pushed under
+                        the key (0: a placeholder row, never swept), mode (done|start|ttl), expires_at,
+                        check_at (when the sweep looks at it next; index (channel, check_at))
+    <prefix>marks       named times per channel (version 4): a scheduler's last tick
     <prefix>schema      one row: the schema version this code migrated to
 
 Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delayed rows, yii2-queue #280):
@@ -56,7 +60,7 @@ from pubq.database import kind_of
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
 SHARDS = 16
 #: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
@@ -213,6 +217,27 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         class Meta:
             table_name = f"{prefix}workers"
 
+    class Unique(Base):
+        channel = pw.CharField(max_length=255)
+        ukey = pw.CharField(max_length=255)
+        job_id = pw.BigIntegerField()
+        mode = pw.CharField(max_length=8)
+        expires_at = pw.DoubleField(null=True)
+        check_at = pw.DoubleField()
+
+        class Meta:
+            table_name = f"{prefix}unique"
+            primary_key = pw.CompositeKey("channel", "ukey")
+
+    class Mark(Base):
+        channel = pw.CharField(max_length=255)
+        name = pw.CharField(max_length=255)
+        value = pw.DoubleField()
+
+        class Meta:
+            table_name = f"{prefix}marks"
+            primary_key = pw.CompositeKey("channel", "name")
+
     class SchemaVersion(Base):
         name = pw.CharField(max_length=64, primary_key=True)
         version = pw.IntegerField()
@@ -232,9 +257,11 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
     ]
     #: Indexes of tables added after version 1 (created by their own step).
     v3_indexes = [pw.ModelIndex(Worker, (Worker.channel, Worker.expires_at), name=f"{prefix}workers_channel")]
+    v4_indexes = [pw.ModelIndex(Unique, (Unique.channel, Unique.check_at), name=f"{prefix}unique_check")]
     return SimpleNamespace(
         Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes,
-        QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes,
+        QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes, Unique=Unique, Mark=Mark,
+        v4_indexes=v4_indexes,
     )
 
 
@@ -305,8 +332,18 @@ def _step_3(db: pw.Database, models: SimpleNamespace) -> None:
             db.execute(index)
 
 
+def _step_4(db: pw.Database, models: SimpleNamespace) -> None:
+    """Unique keys and marks (schedules): two new tables. Additive, re-runnable."""
+    for model in (models.Unique, models.Mark):
+        if not db.table_exists(model._meta.table_name):
+            model.create_table(safe=False)
+    for index in models.v4_indexes:
+        if index._name not in _index_names(db, index._table.__name__):
+            db.execute(index)
+
+
 #: version → step; every step is additive (new tables, columns, indexes), never a drop.
-_STEPS = {1: _step_1, 2: _step_2, 3: _step_3}
+_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4}
 
 
 def current_version(db: pw.Database, models: SimpleNamespace) -> int:

@@ -2,7 +2,7 @@
 
 Templates use ``?`` placeholders, rewritten to ``%s`` for PostgreSQL/MySQL, and these tokens: ``{J}``
 jobs table, ``{C}`` counters, ``{F}`` follow-ups, ``{Q}`` pause flags, ``{W}`` worker registry,
-``{NOW}`` the database clock in unix seconds, ``{LOCK}`` a row lock (`` FOR UPDATE``; nothing on
+``{U}`` unique keys, ``{M}`` marks, ``{NOW}`` the database clock in unix seconds, ``{LOCK}`` a row lock (`` FOR UPDATE``; nothing on
 SQLite, whose write transactions are exclusive), ``{SKIP}`` a row lock that skips rows other workers
 hold (`` FOR UPDATE SKIP LOCKED`` where the server has it, else a plain ``FOR UPDATE``), ``{IDS}`` a
 list of ``?`` for an ``IN``. Rows are read by column name: every computed column has an alias.
@@ -466,6 +466,93 @@ PG_RESERVE_ACKED = PgStatement(
     _RESERVE.replace("ACKED ", "current_setting('pubq.acked')::int AS acked,"), ("varchar", "int", "float8", "varchar"),
     "PG_RESERVE after a PG_ACK_KEEP in the same round trip, the ack's outcome in column acked",
 )
+
+
+#: $1 channel, $2 shard, $3 grace, $4 holder, $5 n. Rows: id … pushed_at, in run order; none when nothing waits.
+PG_RESERVE_MANY = PgStatement(
+    f"""
+WITH r AS (
+  UPDATE {{J}} SET state = 'reserved', attempt = attempt + 1, lease = lease + 1,
+    deadline = {_PG_NOW} + ttr, expires_at = {_PG_NOW} + ttr + $3, holder = $4, cancel_reason = NULL,
+    progress = NULL, progress_message = NULL
+  WHERE id = ANY(ARRAY(SELECT id FROM {{J}} WHERE channel = $1 AND state = 'waiting'
+                       AND NOT EXISTS (SELECT 1 FROM {{Q}} WHERE channel = $1 AND paused = 1)
+                       ORDER BY priority, id LIMIT $5 FOR UPDATE SKIP LOCKED))
+  RETURNING id, payload, attempt, ttr, deadline, lease, priority, pushed_at),
+n AS (SELECT count(*) AS k FROM r),
+c AS (UPDATE {{C}} SET n_waiting = n_waiting - n.k, n_reserved = n_reserved + n.k FROM n
+      WHERE channel = $1 AND shard = $2 AND n.k > 0)
+SELECT r.id, r.payload, r.attempt, r.ttr, r.deadline, r.lease, r.priority, r.pushed_at
+FROM r ORDER BY r.priority, r.id""",
+    ("varchar", "int", "float8", "varchar", "int"),
+    "up to n waiting jobs (a worker's free slots) in run order, each as PG_RESERVE takes one",
+)
+
+#: $1 channel, $2 shard, $3 ids, $4 lease tokens. Rows: the ids acked.
+PG_ACK_MANY = PgStatement(
+    """
+WITH a AS (DELETE FROM {J} WHERE channel = $1 AND state = 'reserved'
+           AND (id, lease) IN (SELECT * FROM unnest($3::bigint[], $4::bigint[])) RETURNING id),
+n AS (SELECT count(*) AS k FROM a),
+c AS (UPDATE {C} SET done = done + n.k, n_reserved = n_reserved - n.k FROM n
+      WHERE channel = $1 AND shard = $2 AND n.k > 0)
+SELECT id FROM a""",
+    ("varchar", "int", "bigint[]", "bigint[]"),
+    "each job is gone only if its own lease still holds it; the ids gone come back",
+)
+
+# -- unique keys and marks (db_unique) ----------------------------------------------------------------
+
+UNIQUE_ROW_EXISTS = Statement(
+    "SELECT 1 AS found FROM {U} WHERE channel = ? AND ukey = ?", "whether the key's row exists (a plain read)",
+)
+ENSURE_UNIQUE_ROW = {
+    kind: Statement(
+        f"{head} {{U}} (channel, ukey, job_id, mode, check_at) VALUES (?, ?, 0, 'done', 0){tail}",
+        "the key's row exists (a placeholder holding nothing), so racing pushers queue on one row lock",
+    )
+    for kind, head, tail in (
+        ("sqlite", "INSERT OR IGNORE INTO", ""),
+        ("mysql", "INSERT IGNORE INTO", ""),
+        ("postgres", "INSERT INTO", " ON CONFLICT DO NOTHING"),
+    )
+}
+LOCK_UNIQUE_ROW = Statement(
+    "SELECT job_id, mode, expires_at FROM {U} WHERE channel = ? AND ukey = ?{LOCK}",
+    "the key's record, locked: one unique push at a time per key",
+)
+UNIQUE_HOLDER = Statement(
+    "SELECT state, attempt, expires_at FROM {J} WHERE id = ? AND channel = ?",
+    "the state of the job that holds the key (no row once it is done)",
+)
+INSERT_JOB_RETURNING = Statement(_INSERT_JOBS + _ONE_JOB + " RETURNING id", "one job stored; its id comes back")
+HOLD_UNIQUE_KEY = Statement(
+    "UPDATE {U} SET job_id = ?, mode = ?, expires_at = ?, check_at = ? WHERE channel = ? AND ukey = ?",
+    "the key is held by the new job until its mode releases it",
+)
+SWEEP_UNIQUE = Statement(
+    "DELETE FROM {U} WHERE channel = ? AND job_id <> 0 AND check_at <= ? AND ("
+    "(expires_at IS NOT NULL AND expires_at <= ?) OR (mode <> 'ttl' AND NOT EXISTS ("
+    "SELECT 1 FROM {J} WHERE {J}.id = {U}.job_id AND {J}.channel = ? AND ("
+    "({U}.mode = 'done' AND ({J}.state <> 'failed' OR {J}.expires_at IS NOT NULL))"
+    " OR ({U}.mode = 'start' AND {J}.state IN ('waiting', 'delayed') AND {J}.attempt = 0)))))",
+    "released records due for a look are gone: expired, or their job no longer in a state the mode holds",
+)
+RECHECK_UNIQUE = Statement(
+    "UPDATE {U} SET check_at = CASE WHEN expires_at IS NOT NULL AND expires_at < ? THEN expires_at ELSE ? END"
+    " WHERE channel = ? AND job_id <> 0 AND check_at <= ?",
+    "held records left due are looked at again later (at their expiry if that comes first)",
+)
+MARK = Statement("SELECT value FROM {M} WHERE channel = ? AND name = ?", "a named time of this queue")
+ADVANCE_MARK = {
+    kind: Statement("INSERT INTO {M} (channel, name, value) VALUES (?, ?, ?)" + tail,
+                    "the mark moves forward only, never back (racing schedulers agree on the latest)")
+    for kind, tail in (
+        ("sqlite", " ON CONFLICT (channel, name) DO UPDATE SET value = max(value, excluded.value)"),
+        ("postgres", " ON CONFLICT (channel, name) DO UPDATE SET value = GREATEST({M}.value, excluded.value)"),
+        ("mysql", " ON DUPLICATE KEY UPDATE value = GREATEST(value, VALUES(value))"),
+    )
+}
 
 
 def all_statements() -> dict[str, Statement | PgStatement]:

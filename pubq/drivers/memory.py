@@ -42,6 +42,7 @@ from .base import (
     Reservation,
     WorkerInfo,
 )
+from .memory_unique import MemoryUniqueMixin
 from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
 _WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
@@ -90,7 +91,7 @@ class _Unsettled:
     settle_by: float
 
 
-class MemoryDriver(BaseDriver):
+class MemoryDriver(MemoryUniqueMixin, BaseDriver):
     """One queue held in this process's memory; safe to share between threads."""
 
     def __init__(
@@ -127,6 +128,7 @@ class MemoryDriver(BaseDriver):
         self._paused = False
         #: worker id -> (info, last_seen); entries past last_seen + ttl are dropped when read.
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
+        self._init_unique()
 
     # -- producing ----------------------------------------------------------------------
 
@@ -135,15 +137,17 @@ class MemoryDriver(BaseDriver):
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         with self._cond:
-            now = self._clock()
-            ids = []
-            for item in items:
-                _finite_delay(item.delay)
-                self._last_id += 1
-                job = _Job(self._last_id, bytes(item.payload), item.ttr, item.priority, now)
-                self._enqueue(job, item.delay, now)
-                ids.append(job.job_id)
-            return ids
+            return self._push_locked(items, self._clock())
+
+    def _push_locked(self, items: Sequence[PushItem], now: float) -> list[int]:
+        ids = []
+        for item in items:
+            _finite_delay(item.delay)
+            self._last_id += 1
+            job = _Job(self._last_id, bytes(item.payload), item.ttr, item.priority, now)
+            self._enqueue(job, item.delay, now)
+            ids.append(job.job_id)
+        return ids
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -170,6 +174,34 @@ class MemoryDriver(BaseDriver):
         with self._cond:
             ok = self._ack(r)
             return ok, self._take(self._clock(), holder)
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        if n < 1:
+            return []
+        end = time.monotonic() + max(timeout, 0)
+        with self._cond:
+            while True:
+                now = self._clock()
+                out = self._take_many(n, now, holder)
+                left = end - time.monotonic()
+                if out or timeout <= 0 or left <= 0:
+                    return out
+                due = self._next_due()
+                if due is not None:
+                    left = min(left, max(due - now, 0.001))
+                self._cond.wait(left)
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        with self._cond:
+            flags = [self._ack(r) for r in acks]
+            return flags, self._take_many(n, self._clock(), holder)
+
+    def _take_many(self, n: int, now: float, holder: str) -> list[Reservation]:
+        out: list[Reservation] = []
+        while len(out) < n and (r := self._take(now, holder)) is not None:
+            out.append(r)
+        return out
 
     def extend(self, r: Reservation, seconds: float) -> bool:
         with self._cond:

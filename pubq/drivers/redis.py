@@ -12,6 +12,8 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:progress   hash  id -> "fraction|message"     {ch}:cancel   hash  id -> cancel reason
     {ch}:workers    hash  worker id -> "seen|json"     {ch}:workerexp zset worker id by expiry
     {ch}:history    hash  id -> JSON list of the job's failed attempts (capped)
+    {ch}:unique     hash  unique key -> "id|until|expires"  {ch}:uniquedue zset key by next sweep look
+    {ch}:marks      hash  name -> time (schedulers' last ticks)
 
 Why waiting is a sorted set and not one list per priority: both cost one round trip per
 operation (and a round trip costs ~100x the Lua work), but a zset scored by priority whose
@@ -61,16 +63,22 @@ from .base import (
     Reclaimed,
     ReclaimKind,
     Reservation,
+    UniqueSpec,
     WorkerInfo,
 )
 from .ops_codec import cancel_failure, parse_progress, progress_value
+from .unique import RECHECK, SWEEP, check_spec
 
 #: Order of the KEYS every script receives (see lua/_lib.lua).
 KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
     "failed", "failinfo", "unsettled", "followups", "wake",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
+    "unique", "uniquedue", "marks",
 )
+#: Keys every script gets; the last three (unique keys, their sweep, marks) only push_unique and mark.
+CORE_KEYS = len(KEY_NAMES) - 3
+_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark"})
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
 #: ... and payload bytes per call, so big payloads do not build one huge command.
@@ -184,6 +192,7 @@ class RedisDriver(BaseDriver):
         self.policy = policy = policy or Policy()
         self.wake_cap = max(1, int(wake_cap))
         self.keys = tuple(f"{{{channel}}}:{name}" for name in KEY_NAMES)
+        self._core_keys = self.keys[:CORE_KEYS]
         self._meta_key = self.keys[KEY_NAMES.index("meta")]
         self._wake_key = self.keys[KEY_NAMES.index("wake")]
         self._followups_key = self.keys[KEY_NAMES.index("followups")]
@@ -196,9 +205,9 @@ class RedisDriver(BaseDriver):
         self._scripts = {
             name: self._client.register_script(_lua(name))
             for name in (
-                "push", "reserve", "ack", "ack_reserve", "release", "extend", "retry_later", "fail",
+                "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later", "fail",
                 "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
-                "follow_up", "clear", "list", "cancel", "progress", "pause", "worker",
+                "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
             )
         }
         socket_timeout = self._client.get_connection_kwargs().get("socket_timeout")
@@ -211,8 +220,10 @@ class RedisDriver(BaseDriver):
         return self._client
 
     def _run(self, name: str, *args: Any) -> Any:
+        # only the scripts of unique keys and marks get their three keys: the hot path's calls stay as small
+        keys = self.keys if name in _UNIQUE_SCRIPTS else self._core_keys
         try:
-            return self._scripts[name](keys=self.keys, args=self._head + args, client=self._client)
+            return self._scripts[name](keys=keys, args=self._head + args, client=self._client)
         except redis.RedisError as exc:
             raise _wrap(exc, self.channel) from exc
 
@@ -236,6 +247,23 @@ class RedisDriver(BaseDriver):
             ids.extend(range(first, first + end - start))
             start = end
         return ids
+
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        """One script: sweep a few released keys, read the key's holder, push only when it is free."""
+        check_spec(unique)
+        ttl = "" if unique.ttl is None else repr(float(unique.ttl))
+        created, job_id = self._run("push_unique", unique.key, unique.until, ttl, SWEEP, RECHECK,
+                                    *self._item(payload, ttr, delay, priority))
+        return int(job_id), created == 1
+
+    def mark_get(self, name: str) -> float | None:
+        value = self._run("mark", name, "")
+        return None if value is None else float(value)
+
+    def mark_advance(self, name: str, value: float) -> float:
+        return float(self._run("mark", name, f"{float(value):.6f}"))
 
     @staticmethod
     def _item(payload: bytes, ttr: int, delay: float, priority: int) -> tuple[bytes, int, float, int]:
@@ -282,6 +310,42 @@ class RedisDriver(BaseDriver):
         """The worker's hot path: one round trip per job."""
         reply = self._run("ack_reserve", r.job_id, r.token, holder)
         return reply[0] == 1, self._reserved(reply[1:])[0]
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        """One script for up to ``n`` jobs; while nothing is due, BLPOP the wake list and try again."""
+        if n < 1:
+            return []
+        found, next_due = self._many(self._run("reserve_many", int(n), holder))
+        if found or timeout <= 0:
+            return found
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return []
+            if next_due is None or next_due > 0:
+                wait = left if next_due is None else min(left, next_due)
+                if self._max_wait is not None:
+                    wait = min(wait, self._max_wait)
+                try:
+                    self._client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
+                except redis.RedisError as exc:
+                    raise _wrap(exc, self.channel) from exc
+            found, next_due = self._many(self._run("reserve_many", int(n), holder))
+            if found:
+                return found
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """One script: the acks, then up to ``n`` reserves."""
+        pairs = [v for r in acks for v in (r.job_id, r.token)]
+        reply = self._run("ack_reserve_many", max(int(n), 0), holder, *pairs)
+        return [flag == 1 for flag in reply[0]], self._many(reply[1:])[0]
+
+    @staticmethod
+    def _many(reply: Sequence[Any]) -> tuple[list[Reservation], float | None]:
+        found = [_reservation(row) for row in reply[1:]]
+        return found, (float(reply[0]) if not found and reply[0] else None)
 
     def extend(self, r: Reservation, seconds: float) -> bool:
         return self._run("extend", r.job_id, r.token, float(seconds)) == 1

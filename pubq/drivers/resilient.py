@@ -38,6 +38,7 @@ from .base import (
     PushItem,
     Reclaimed,
     Reservation,
+    UniqueSpec,
     WorkerInfo,
 )
 
@@ -69,6 +70,8 @@ def _landed(result: Any) -> Any:
         return True
     if isinstance(result, tuple) and result and result[0] is False:  # ack_and_reserve
         return (True, *result[1:])
+    if isinstance(result, tuple) and result and isinstance(result[0], list):  # ack_and_reserve_many
+        return ([True] * len(result[0]), *result[1:])
     return result
 
 
@@ -176,6 +179,20 @@ class ResilientDriver:
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         return self._call("push_many", self.inner.push_many, items)
 
+    def push_unique(
+        self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
+    ) -> tuple[int, bool]:
+        # Retrying is safe: a push that landed before the link broke holds the key, so its retry
+        # answers (that id, False), and the job is stored once.
+        return self._call("push_unique", self.inner.push_unique, payload, ttr=ttr, unique=unique, delay=delay,
+                          priority=priority)
+
+    def mark_get(self, name: str) -> float | None:
+        return self._call("mark_get", self.inner.mark_get, name)
+
+    def mark_advance(self, name: str, value: float) -> float:
+        return self._call("mark_advance", self.inner.mark_advance, name, value)
+
     def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
         return self._call("reserve", self.inner.reserve, timeout, holder=holder or self.holder)
 
@@ -185,6 +202,16 @@ class ResilientDriver:
     def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         return self._call("ack_and_reserve", self.inner.ack_and_reserve, r, settles=True,
                           holder=holder or self.holder)
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+        return self._call("reserve_many", self.inner.reserve_many, n, timeout, holder=holder or self.holder)
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
+                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+        """A retry after a lost link reports every ack as landed (see ``_landed``)."""
+        flags, found = self._call("ack_and_reserve_many", self.inner.ack_and_reserve_many, acks, n, settles=True,
+                                  holder=holder or self.holder)
+        return flags, found
 
     def extend(self, r: Reservation, seconds: float) -> bool:
         return self._call("extend", self.inner.extend, r, seconds)

@@ -116,7 +116,7 @@ def drop_session_tables(url: str, prefix: str = DB_TABLE_PREFIX) -> None:
     driver = DbDriver(url, "cleanup", table_prefix=prefix)
     quote = "`" if driver.kind == "mysql" else '"'
     try:
-        for name in ("jobs", "counters", "follow_ups", "queues", "workers", "schema"):
+        for name in ("jobs", "counters", "follow_ups", "queues", "workers", "unique", "marks", "schema"):
             driver.db.execute_sql(f"DROP TABLE IF EXISTS {quote}{prefix}{name}{quote}")
     finally:
         driver.close()

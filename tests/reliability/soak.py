@@ -174,6 +174,7 @@ def write_config(workdir: Path, backend: Backend, args: argparse.Namespace) -> P
             "channel": f"pubq-soak:{uuid.uuid4().hex[:8]}",
             "ttr": args.ttr,
             "grace": 1,
+            "settle_within": args.settle_within,
             "attempts": args.attempts,
             "retry": {"backoff": "fixed", "delay": 0.2, "jitter": False},
             "on": {"afterExec": f"{JOBS}:SoakRecorder.after_exec",
@@ -245,10 +246,10 @@ def push_all(queue: Any, args: argparse.Namespace, rng: random.Random) -> Pushed
 class Workers:
     """``n`` CLI worker processes; killed ones are replaced, unexpected exits are recorded."""
 
-    def __init__(self, n: int, config: Path, workdir: Path) -> None:
+    def __init__(self, n: int, config: Path, workdir: Path, extra: tuple[str, ...] = ()) -> None:
         # --verbose: "Worker is started" tells stop() the signal handlers are in place.
         self.cmd = [sys.executable, "-m", "pubq", "--config", str(config), QUEUE, "listen", "1",
-                    "--verbose", "--color=0"]
+                    "--verbose", "--color=0", *extra]
         self.env = worker_env(workdir)
         self.logdir = workdir / "workers"
         self.logdir.mkdir(exist_ok=True)
@@ -371,7 +372,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         records_path = str(workdir / "records.log")
         valid = set(pushed.ok) | set(pushed.failing)
         started = time.monotonic()
-        workers = Workers(args.workers, config, workdir)
+        extra = ("--concurrency", str(args.concurrency), *(() if args.isolate else ("--no-isolate",)))
+        workers = Workers(args.workers, config, workdir, extra)
         outages: list[dict[str, Any]] = []
         thresholds = [(k + 1) / (backend.outages + 1) for k in range(backend.outages)]
         next_kill = started + args.kill_every * rng.uniform(0.75, 1.25)
@@ -428,6 +430,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "backend": backend.name,
             "backend_version": backend.version(),
             "workers": args.workers,
+            "mode": f"listen, {'isolate' if args.isolate else 'no-isolate'}, concurrency {args.concurrency}",
             "workers_alive_at_end": alive,
             "exit_codes_on_sigterm": codes,
             "leftover_processes": leftover,
@@ -470,7 +473,7 @@ def summary(r: dict[str, Any]) -> str:
     twice = f"{r['run_twice']} ({r['run_twice_explained']} explained by a kill before ack)"
     lines = [
         f"backend {r['backend']} {r['backend_version']}: {r['pushed']} pushed "
-        f"({r['pushed_valid']} valid, {r['malformed']} malformed), {r['workers']} workers (listen, isolate)",
+        f"({r['pushed_valid']} valid, {r['malformed']} malformed), {r['workers']} workers ({r.get('mode', 'listen, isolate')})",
         f"  done {r['done']}  lost {r['lost']}  run twice {twice}",
         f"  failed {r['failed']} (on purpose {r['failed_on_purpose']}, malformed {r['malformed_registered']})"
         f"  final afterError calls {r['final_after_error_calls']} ({r['final_after_error_repeats']} repeated by a"
@@ -500,6 +503,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attempts", type=int, default=3)
     p.add_argument("--ttr", type=int, default=5)
     p.add_argument("--sleep-ms", type=float, default=0.0, help="time each job sleeps")
+    p.add_argument("--settle-within", type=float, default=60.0,
+                   help="seconds before an unsettled failure of a killed worker is run again")
+    p.add_argument("--concurrency", type=int, default=1, help="jobs in flight per worker (--concurrency)")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false", help="workers run jobs in process")
     p.add_argument("--deadline", type=float, default=900.0, help="give up after this many seconds")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep", action="store_true", help="keep the work directory (records, logs)")

@@ -26,6 +26,10 @@
 --                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
 --  18 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
 --                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
+--  (19-21 are given to push_unique.lua and mark.lua only: the other scripts get 1-18)
+--  19 unique    hash  unique key -> "job id|until|expires_at" (push_unique.lua; released keys are swept)
+--  20 uniquedue zset  unique key, score = when the sweep looks at it next
+--  21 marks     hash  name -> "%.6f" time (a scheduler's last tick; mark.lua)
 -- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,
 -- 4 grace, 5 hold, 6 settle_within (seconds); a script's own arguments start at ARGV[7].
 -- Times are Redis TIME (unix seconds, µs); they are stored as "%.6f" strings.
@@ -38,6 +42,7 @@ local K_UNSETTLED, K_FOLLOWUPS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
 local K_PAUSED, K_HOLDER, K_PROGRESS, K_CANCEL = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local K_WORKERS, K_WORKEREXP = KEYS[16], KEYS[17]
 local K_HISTORY = KEYS[18]
+local K_UNIQUE, K_UNIQUEDUE, K_MARKS = KEYS[19], KEYS[20], KEYS[21]
 local WAKE_CAP = tonumber(ARGV[1])
 local FAILED_LIMIT = tonumber(ARGV[2])
 local FOLLOW_UP_LIMIT = tonumber(ARGV[3])
@@ -286,4 +291,21 @@ local function ack(id, token)
   forget(id)
   redis.call('HINCRBY', K_STATS, 'done', 1)
   return 1
+end
+
+-- Up to n reserves in one step (a worker's free slots). {next_due_in | '', {reservation...}, ...};
+-- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was promoted but
+-- not taken (reserve() does that itself).
+local function reserve_many(now, n, holder)
+  local out = {''}
+  for _ = 1, n do
+    local r = reserve(now, holder)
+    if r[1] ~= 1 then
+      if #out == 1 then out[1] = r[2] end
+      break
+    end
+    table.remove(r, 1)
+    out[#out + 1] = r
+  end
+  return out
 end
