@@ -11,8 +11,14 @@ Executors, chosen per job:
 - ``--no-isolate``, plain ``execute``: a pool of up to N daemon threads;
 - ``--no-isolate``, ``async def execute``: one event loop on its own thread (a queue may hold both
   kinds; N bounds the sum);
-- ``--isolate``: one forked child per job, up to N at once, each killed at its own TTR; no thread
-  is started in the worker besides the heartbeat (which never runs a backend call across a fork).
+- ``--isolate``: one forked child per job, up to N at once, each killed at its own TTR
+  (:mod:`pubq.children`, with a standby forked ahead); no thread is started in the worker besides
+  the heartbeat (which never runs a backend call across a fork).
+
+A listening worker with jobs in flight and free slots waits for new work in a blocking reserve on
+its reserver thread (``--no-isolate``: see :class:`_Reserver`) and for its jobs' ends on one queue,
+whichever comes first; an isolating one selects on its children's pipes and looks at the queue
+every ``POLL`` seconds.
 
 Every guarantee holds per job: each reservation has its own lease and TTR clock (a slot is filled
 only when it is free, so no job waits in the worker while its clock runs), a cancel kills only its
@@ -27,19 +33,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
-import pickle
 import queue as queue_mod
-import select
-import signal
 import threading
 import time
-from dataclasses import dataclass, field
+import traceback as tb
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .errors import BackendUnavailableError, JobCrashedError, TtrExceededError
-from .isolate import _BAD, _LEN, Interrupted, _close, _execute_and_report, _fork, _kill
+from .children import Children, Key
+from .errors import BackendUnavailableError, JobCrashedError
+from .isolate import Interrupted, standby_pays_off
 from .outcome import Outcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,14 +55,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("pubq.worker")
 
-#: Longest wait for an outcome while a slot is free (then the queue is looked at again): the pickup
-#: latency of a worker that is partly busy. An idle worker blocks in the driver instead.
+#: Longest wait for an outcome while a slot is free, where no reserver thread waits for new work
+#: (isolate: no thread may hold a backend call across a fork): then the queue is looked at again.
+#: An idle worker blocks in the driver instead.
 POLL = 0.02
-#: Longest wait for an outcome while every slot is taken (a stop signal is acted on this fast).
+#: Longest wait for an outcome (or a reserver's reply) otherwise (a stop signal is acted on this fast).
 SLICE = 0.1
+#: Longest blocking reserve of the reserver thread: a stopping worker waits at most this long for it.
+REARM = 0.5
 
-#: A slot's key: (job id, lease token): the same id may come back under a new lease.
-Key = tuple[int, int]
+#: What the main thread waits on: ``(key, outcome)`` of a finished job, or ``(None, reply)`` of the
+#: reserver thread (``(held_since, reservations)``, or the exception its reserve raised).
+Event = tuple[Key | None, Any]
+
+
+def _crashed(exc: BaseException, started: float) -> Outcome:
+    """A job that raised past ``execute``'s own net (``SystemExit``, ``KeyboardInterrupt``): a failed
+    attempt, so its slot comes back (a pool thread that died with it would leak the slot for good)."""
+    return Outcome(ok=False, error=JobCrashedError(f"job raised {type(exc).__name__}: {exc}"),
+                   traceback=tb.format_exc(), duration=time.perf_counter() - started)
 
 
 @dataclass
@@ -90,7 +105,7 @@ def is_async_job(job: Any) -> bool:
 class _Threads:
     """Up to ``size`` daemon threads running plain ``execute`` (daemon: a hard stop does not wait)."""
 
-    def __init__(self, runner: JobRunner, size: int, done: queue_mod.SimpleQueue[tuple[Key, Outcome]]) -> None:
+    def __init__(self, runner: JobRunner, size: int, done: queue_mod.SimpleQueue[Event]) -> None:
         self.runner = runner
         self.size = size
         self.done = done
@@ -112,7 +127,12 @@ class _Threads:
     def _run(self) -> None:
         while (item := self.todo.get()) is not None:
             key, event, reporter = item
-            self.done.put((key, self.runner.execute(event, reporter)))
+            started = time.perf_counter()
+            try:
+                outcome = self.runner.execute(event, reporter)
+            except BaseException as exc:  # noqa: BLE001 - see _crashed
+                outcome = _crashed(exc, started)
+            self.done.put((key, outcome))
 
     def close(self) -> None:
         for _ in self.threads:
@@ -122,7 +142,7 @@ class _Threads:
 class _Loop:
     """One asyncio event loop on its own thread for ``async def execute`` jobs."""
 
-    def __init__(self, runner: JobRunner, done: queue_mod.SimpleQueue[tuple[Key, Outcome]]) -> None:
+    def __init__(self, runner: JobRunner, done: queue_mod.SimpleQueue[Event]) -> None:
         self.runner = runner
         self.done = done
         self.loop = asyncio.new_event_loop()
@@ -131,7 +151,12 @@ class _Loop:
 
     def submit(self, key: Key, event: ExecEvent, reporter: Any) -> None:
         async def run() -> None:
-            self.done.put((key, await self.runner.execute_async(event, reporter)))
+            started = time.perf_counter()
+            try:
+                outcome = await self.runner.execute_async(event, reporter)
+            except BaseException as exc:  # noqa: BLE001 - see _crashed
+                outcome = _crashed(exc, started)
+            self.done.put((key, outcome))
 
         asyncio.run_coroutine_threadsafe(run(), self.loop)
 
@@ -140,123 +165,43 @@ class _Loop:
         self.thread.join(timeout=1.0)
 
 
-@dataclass
-class _Child:
-    key: Key
-    pid: int
-    fd: int
-    deadline: float  # monotonic
-    ttr: int
-    started: float
-    buf: bytearray = field(default_factory=bytearray)
+class _Reserver:
+    """A thread that waits for new work while jobs run (``listen``, no isolate): a bounded blocking
+    ``reserve_many`` for the slots that were free when the queue last came back short.
 
+    Without it a partly busy worker could only poll (it must also see its jobs finish); with it the
+    main thread waits on one queue for whichever comes first, a finished job or a new reservation,
+    and each is handled at once. The slots asked for are promised to the request until it answers,
+    so what is in flight never passes N, and every job it reserves starts as soon as it arrives.
+    """
 
-class _Children:
-    """Up to N isolated children, one per job, each with its own TTR; the parent selects on their pipes."""
+    def __init__(self, runner: JobRunner, clock: Any, done: queue_mod.SimpleQueue[Event]) -> None:
+        self.driver = runner.driver
+        self.clock = clock
+        self.done = done
+        self.requests: queue_mod.SimpleQueue[tuple[int, float] | None] = queue_mod.SimpleQueue()
+        self.thread: threading.Thread | None = None
 
-    def __init__(self, runner: JobRunner, presence: Presence | None) -> None:
-        self.runner = runner
-        self.presence = presence
-        self.by_fd: dict[int, _Child] = {}
-        self.exiting: list[int] = []
+    def ask(self, n: int, timeout: float) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="pubq-reserver", daemon=True)
+            self.thread.start()
+        self.requests.put((n, timeout))
 
-    def __len__(self) -> int:
-        return len(self.by_fd)
-
-    def start(self, key: Key, event: ExecEvent, ttr: int) -> None:
-        read_fd, write_fd = os.pipe()
-        pid = _fork([read_fd, *self.by_fd])
-        if pid == 0:  # pragma: no cover - child
-            _execute_and_report(self.runner, event, write_fd)
-        os.close(write_fd)
-        now = time.monotonic()
-        self.by_fd[read_fd] = _Child(key, pid, read_fd, now + ttr, ttr, time.perf_counter())
-
-    def kill(self, job_id: int) -> None:
-        """SIGKILL the child of ``job_id`` (a cancel; safe from the heartbeat thread)."""
-        for child in list(self.by_fd.values()):
-            if child.key[0] == job_id:
-                _kill(child.pid)
-
-    def wait(self, timeout: float) -> list[tuple[Key, Outcome]]:
-        self._reap(block=False)
-        if not self.by_fd:
-            return []
-        now = time.monotonic()
-        out = [self._overdue(c) for c in list(self.by_fd.values()) if c.deadline <= now]
-        if out:
-            return out
-        wait = max(0.0, min(timeout, min(c.deadline for c in self.by_fd.values()) - now))
-        ready, _, _ = select.select(list(self.by_fd), [], [], wait)
-        for fd in ready:
-            child = self.by_fd[fd]
-            data = os.read(fd, 1 << 20)
-            outcome = self._frames(child, data) if data else None
-            if outcome is not None or not data:
-                out.append((child.key, self._end(child, outcome)))
-        return out
-
-    def _frames(self, child: _Child, data: bytes) -> Outcome | None:
-        child.buf += data
-        buf = child.buf
-        while len(buf) >= _LEN.size:
-            need = _LEN.size + _LEN.unpack_from(buf)[0]
-            if len(buf) < need:
-                return None
+    def _run(self) -> None:
+        while (request := self.requests.get()) is not None:
+            n, timeout = request
+            held_since = self.clock()
+            reply: Any
             try:
-                message = pickle.loads(bytes(buf[_LEN.size:need]))
-            except Exception:  # noqa: BLE001 - an unreadable report is a crash
-                message = _BAD
-            del buf[:need]
-            if isinstance(message, tuple) and message and message[0] == "progress":
-                if self.presence is not None:
-                    self.presence.report_progress_for(child.key[0], message[1], message[2])
-                continue
-            if message is _BAD or not isinstance(message, Outcome):
-                _kill(child.pid)
-                return Outcome(ok=False, error=JobCrashedError("isolated job process sent an unreadable report"),
-                               duration=time.perf_counter() - child.started)
-            return message
-        return None
+                reply = (held_since, self.driver.reserve_many(n, timeout))
+            except BaseException as exc:  # noqa: BLE001 - the main thread decides (an outage, a stop)
+                reply = exc
+            self.done.put((None, reply))
 
-    def _end(self, child: _Child, outcome: Outcome | None) -> Outcome:
-        del self.by_fd[child.fd]
-        _close(child.fd)
-        if outcome is not None:
-            self.exiting.append(child.pid)
-            return outcome
-        _, status = os.waitpid(child.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        reason = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        return Outcome(ok=False, error=JobCrashedError(f"isolated job process {reason} without reporting"),
-                       duration=time.perf_counter() - child.started)
-
-    def _overdue(self, child: _Child) -> tuple[Key, Outcome]:
-        _kill(child.pid)
-        del self.by_fd[child.fd]
-        _close(child.fd)
-        os.waitpid(child.pid, 0)
-        return child.key, Outcome(ok=False, duration=time.perf_counter() - child.started,
-                                  error=TtrExceededError(f"job exceeded its TTR of {child.ttr} s and was killed"))
-
-    def kill_all(self) -> None:
-        for child in list(self.by_fd.values()):
-            _kill(child.pid)
-            _close(child.fd)
-            self.exiting.append(child.pid)
-        self.by_fd.clear()
-        self._reap(block=True)
-
-    def _reap(self, *, block: bool) -> None:
-        still = []
-        for pid in self.exiting:
-            try:
-                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                continue
-            if not done:
-                still.append(pid)
-        self.exiting = still
+    def close(self) -> None:
+        if self.thread is not None:
+            self.requests.put(None)
 
 
 class ConcurrentLoop:
@@ -270,19 +215,26 @@ class ConcurrentLoop:
         self.inflight: dict[Key, _Slot] = {}
         #: Jobs started (reserved and begun); ``worker.jobs`` counts the finished ones.
         self.started = 0
-        self.done: queue_mod.SimpleQueue[tuple[Key, Outcome]] = queue_mod.SimpleQueue()
+        self.done: queue_mod.SimpleQueue[Event] = queue_mod.SimpleQueue()
         self._threads: _Threads | None = None
         self._loop: _Loop | None = None
-        self._children: _Children | None = None
+        self._children: Children | None = None
+        self._reserver: _Reserver | None = None
+        #: Slots promised to the reserver's pending request (0: none pending).
+        self._asking = 0
         self._acks: list[Reservation] = []
+        self._worker_event: ev.WorkerEvent | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, listen: bool, timeout: int, worker_event: ev.WorkerEvent) -> None:
         w = self.worker
         has_loop_handlers = w.queue.bus.has(ev.WORKER_LOOP)
+        self._worker_event = worker_event
         if self.isolate:
-            self._children = _Children(self.runner, w.presence)
+            self._children = Children(self.runner, w.presence, ahead=self._ahead if standby_pays_off() else None)
+        elif listen:
+            self._reserver = _Reserver(self.runner, w.clock, self.done)
         try:
             while True:
                 if has_loop_handlers and worker_event.exit_code is None:
@@ -293,27 +245,64 @@ class ConcurrentLoop:
                     self._hard_stop()
                     return
                 w._maybe_reclaim()
-                free = self._free(worker_event)
+                free = max(self._free(worker_event) - self._asking, 0)
+                held_since = w.clock()
                 new = self._settle_and_reserve(free, listen, timeout)
-                if new and (w.stopping or worker_event.exit_code is not None):
-                    for r in new:  # a stop landed during the reserve: these never started
-                        self.runner.release(r)
-                    new = []
-                for r in new:
-                    self._start(r)
-                if not self.inflight:
-                    if new or self._acks:
+                short = len(new) < free
+                self._begin_all(new, held_since)
+                if self._acks:  # a skipped or invalid job: written with the next step, not after a wait
+                    continue
+                if not self.inflight and not self._asking:
+                    if new:
                         continue
                     if self._should_end(free, listen, worker_event):
                         return
                     continue
-                wait = POLL if free > 0 else SLICE
-                for key, outcome in self._wait(wait):
-                    self._finish(key, outcome)
+                left = max(self._free(worker_event) - self._asking, 0)
+                if short and left and self._reserver is not None and not self._asking and self.inflight:
+                    wait = min(w._wait_for(timeout), REARM)
+                    if wait > 0:
+                        self._asking = left
+                        self._reserver.ask(left, wait)
+                poll = left > 0 and self._reserver is None
+                for key, item in self._wait(POLL if poll else SLICE):
+                    if key is None:
+                        self._answered(item)
+                    else:
+                        self._finish(key, item)
         finally:
             if self._acks and w.signals < 2:
                 self._flush_acks()
             self._close()
+
+    def _begin_all(self, new: list[Reservation], held_since: float) -> None:
+        """Start what was reserved, or put it back when a stop landed during the reserve."""
+        w, worker_event = self.worker, self._worker_event
+        if new and (w.stopping or (worker_event is not None and worker_event.exit_code is not None)):
+            for r in new:  # these never started
+                self.runner.release(r)
+            return
+        for r in new:
+            self._start(r, held_since)
+
+    def _answered(self, reply: Any) -> None:
+        """The reserver's request came back: its jobs start now (their slots were kept for them)."""
+        self._asking = 0
+        if isinstance(reply, BaseException):
+            if isinstance(reply, BackendUnavailableError) and self.worker._should_abort():
+                return
+            if isinstance(reply, Interrupted):
+                return
+            raise reply
+        held_since, found = reply
+        if found:
+            self.worker.paused = False
+        self._begin_all(found, held_since)
+
+    def _ahead(self) -> bool:
+        """Whether another job is likely to start (a standby child is worth forking)."""
+        w = self.worker
+        return not w.stopping and (w.max_jobs is None or self.started < w.max_jobs)
 
     def _free(self, worker_event: ev.WorkerEvent) -> int:
         """Slots to fill now: none while stopping or past a limit; never past ``--max-jobs``."""
@@ -359,7 +348,7 @@ class ConcurrentLoop:
             return self._flush_acks(free)
         if free <= 0:
             return []
-        block = listen and not self.inflight
+        block = listen and not self.inflight and not self._asking
         try:
             if block:
                 w._state = "idle"  # a stop signal leaves the wait at once
@@ -387,10 +376,11 @@ class ConcurrentLoop:
 
     # -- one job -------------------------------------------------------------------------------
 
-    def _start(self, r: Reservation) -> None:
+    def _start(self, r: Reservation, held_since: float) -> None:
         w, runner = self.worker, self.runner
-        held_since = w.clock()
         event = runner.begin(r)
+        if event.limited:  # back delayed for its limit key: not an attempt, nothing runs
+            return
         self.started += 1
         if event.error is not None:  # invalid payload: final failure at once, never retried
             w.jobs += 1
@@ -416,9 +406,9 @@ class ConcurrentLoop:
                 self._threads = _Threads(runner, self.size, self.done)
             self._threads.submit(key, event, reporter)
 
-    def _wait(self, timeout: float) -> list[tuple[Key, Outcome]]:
+    def _wait(self, timeout: float) -> list[Event]:
         if self._children is not None:
-            return self._children.wait(timeout)
+            return self._children.wait(timeout)  # type: ignore[return-value]
         try:
             out = [self.done.get(timeout=timeout)]
         except queue_mod.Empty:
@@ -468,9 +458,27 @@ class ConcurrentLoop:
         w._stop_by_signal()
 
     def _close(self) -> None:
+        if self._reserver is not None:
+            self._take_back()
+            self._reserver.close()
         if self._threads is not None:
             self._threads.close()
         if self._loop is not None:
             self._loop.close()
         if self._children is not None:
             self._children.kill_all()
+
+    def _take_back(self) -> None:
+        """The loop ends with a reserver request pending (a hard stop, an error): wait for its
+        answer (bounded by ``REARM`` and the outage budget's abort) and put back what it took."""
+        deadline = time.monotonic() + REARM + 5.0
+        while self._asking and (left := deadline - time.monotonic()) > 0:
+            try:
+                key, item = self.done.get(timeout=min(left, SLICE))
+            except queue_mod.Empty:
+                continue
+            if key is None:
+                self._asking = 0
+                if not isinstance(item, BaseException):
+                    for r in item[1]:
+                        self.runner.release(r)

@@ -85,6 +85,9 @@ class ExecEvent:
     #: Backend times the job was pushed and this attempt reserved (None when unknown), for metrics.
     pushed_at: float | None = None
     reserved_at: float | None = None
+    #: Set by the runner when the job's limit key was at its limit: the job went back delayed,
+    #: uncounted, and no event fires for this reservation (spec §7.10).
+    limited: bool = False
 
     @property
     def key(self) -> tuple[str, int, int]:

@@ -272,10 +272,12 @@ class Presence:
         w = self.worker
         state = "stopping" if w.stopping else "paused" if w.paused else "idle" if w.idle else "busy"
         job = self._job
+        running = self._jobs  # one snapshot (the main thread swaps the dict, never mutates it)
         info = WorkerInfo(
             worker_id=self.worker_id, queue=self.queue, host=socket.gethostname(), pid=os.getpid(),
             started_at=self.started_at, state=state, heartbeat=self.interval, done=self.done, failed=self.failed,
-            rss_mib=round(rss_mib(), 1),
+            rss_mib=round(rss_mib(), 1), concurrency=int(getattr(w, "concurrency", 1) or 1),
+            in_flight=len(running), job_ids=list(running),
         )
         if job is None:
             return info

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .argtypes import arg_spec
 from .bounds import ATTEMPTS, TTR, UNIQUE_FOR, UNIQUE_UNTIL
 from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
+from .limits import LimitKey, Limits, parse_limits
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import JobContext
@@ -51,9 +52,21 @@ class Job:
     #: "done" (a final state, the default), "start" (first reserved), "ttl" (only at ``unique_for``).
     unique_for: ClassVar[float | None] = None
     unique_until: ClassVar[str | None] = None
+    #: Per-key limits of this job class, overriding the queue's ``limits``: a mapping like
+    #: ``{"key": "{account_id}", "concurrency": 1, "rate": "10/m"}`` (checked when registered) or
+    #: a :class:`~pubq.limits.Limits`.
+    limits: ClassVar[Limits | dict[str, Any] | None] = None
 
     def execute(self, ctx: JobContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
+
+    def limit_key(self, ctx: JobContext) -> LimitKey | str | None:
+        """This job's limit when its key is not a plain field (evaluated in the worker, before the
+        job starts): a :class:`~pubq.limits.LimitKey` (key and numbers), a key string (with the
+        numbers of the class's or queue's ``limits``), or None (no limit for this job). Only asked
+        when a class overrides it; otherwise the ``limits`` key template is filled. An exception
+        here fails the attempt like one raised by ``execute`` (``PermanentError``: no retry)."""
+        return None
 
     def can_retry(self, attempt: int, error: BaseException) -> bool:
         """Whether another attempt may follow ``attempt`` (1-based) that failed with ``error``.
@@ -191,6 +204,10 @@ class JobRegistry:
                 raise ConfigError(f"job {name}: {bound.name} {bound.problem(value)}")
         if cls.unique is not None:
             _check_unique_template(name, cls)
+        if cls.limits is not None and not isinstance(cls.limits, Limits):
+            cls.limits = parse_limits(cls.limits, f"job {name}: limits", fields=_arg_names(cls))
+        elif isinstance(cls.limits, Limits):
+            parse_limits(cls.limits, f"job {name}: limits", fields=_arg_names(cls))
         existing = self._by_name.get(name)
         if existing is not None and existing is not cls:
             raise UsageError(f"two job classes share the name {name!r}: {existing!r} and {cls!r}")

@@ -30,7 +30,7 @@ JOB_STATES = ("waiting", "delayed", "reserved", "failed")
 WORKER_STATES = ("idle", "busy", "paused", "stopping", "lost")
 #: ``pubq_jobs_total`` outcomes and the Counts field each is read from.
 OUTCOMES = {"done": "done", "failed": "failed_total", "retried": "retried", "cancelled": "cancelled",
-            "follow_up_failed": "follow_up_failed"}
+            "follow_up_failed": "follow_up_failed", "limited": "limited"}
 #: Histogram buckets (seconds): jobs from milliseconds to an hour; waits likewise.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)

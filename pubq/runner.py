@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import resource
 import time
 import traceback as tb
@@ -28,6 +29,7 @@ from .drivers.base import Driver, FollowUpFailure, Reclaimed, ReclaimKind, Reser
 from .errors import InvalidJobError, JobCancelledError, PermanentError, RecordedError, TtrExceededError
 from .events import ExecEvent, HandlerFailure
 from .job import Job, peek_name
+from .limits import LimitKey, Limits
 from .outcome import Outcome, error_message, failure_info, storable
 from .retry import backoff_delay
 
@@ -36,6 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .queue import Queue
 
 log = logging.getLogger("pubq.queue")
+
+#: Most jitter (seconds) added to a limited job's delay, so jobs refused together do not all come
+#: back at the same instant.
+LIMIT_JITTER = 0.02
 
 
 class JobReporter(Protocol):
@@ -103,12 +109,19 @@ class JobRunner:
         self.hooks: RunHooks | None = None
         #: Where ``ctx.progress`` goes and ``ctx.cancelled`` asks (the hooks, or an isolated child's pipe).
         self.reporter: JobReporter | None = None
+        #: Limit slots this runner holds: job id → (lease token, key), freed when the attempt ends.
+        self._slots: dict[int, tuple[int, str]] = {}
 
     # -- starting --------------------------------------------------------------------------
 
-    def begin(self, r: Reservation) -> ExecEvent:
-        """Decode a reservation and fire beforeExec. ``event.error`` is set for an invalid job."""
+    def begin(self, r: Reservation, *, limits: bool = True) -> ExecEvent:
+        """Decode a reservation, take its limit slot, and fire beforeExec. ``event.error`` is set for
+        an invalid job; ``event.limited`` when the job went back to wait for its limit key (then
+        nothing else happens: no hook, no event)."""
         event = self.decode(r)
+        if limits and event.error is None and not self.admit(r, event):
+            event.limited = True
+            return event
         if self.hooks is not None:
             self.hooks.job_started(r, event)
         if event.error is None and self.queue.bus.has(ev.BEFORE_EXEC):
@@ -142,6 +155,85 @@ class JobRunner:
                 f"cannot decode the payload: {type(exc).__name__}: {error_message(exc)}")
             event.job_name = _safe_name(r.payload)
         return event
+
+    # -- per-key limits ---------------------------------------------------------------------------
+
+    def limits_of(self, job: Job | None) -> Limits | None:
+        """The job class's own limits, else the queue's."""
+        if job is None:
+            return None
+        own = type(job).limits
+        return own if isinstance(own, Limits) else self.queue.config.limits
+
+    def limit_of(self, r: Reservation, job: Job) -> LimitKey | None:
+        """The job's limit for this attempt: its class's ``limit_key`` when it has one, else the
+        ``limits`` template filled with its fields. Raises what ``limit_key`` raises; KeyError
+        names a field the template wants and the job lacks."""
+        rule = self.limits_of(job)
+        if type(job).limit_key is Job.limit_key:
+            return None if rule is None else rule.resolve(job.to_args())
+        got = job.limit_key(JobContext(queue=self.queue, job_id=r.job_id, attempt=r.attempt, log=log))
+        if got is None or isinstance(got, LimitKey):
+            return got
+        if rule is None:
+            raise InvalidJobError(f"{job.job_name()}.limit_key returned the key {got!r} but neither the class "
+                                  f"nor queue {self.queue.name} has limits to apply to it")
+        return LimitKey(str(got), rule.concurrency, rule.rate, rule.per, rule.burst)
+
+    def admit(self, r: Reservation, event: ExecEvent) -> bool:
+        """Take the job's limit slot; False when the job went back delayed (or its lease is gone).
+
+        A job whose fields do not fill the key template is an invalid job (``event.error``); an
+        error raised by its ``limit_key`` fails the attempt as if ``execute`` had raised it."""
+        if event.job is None:
+            return True
+        try:
+            limit = self.limit_of(r, event.job)
+        except KeyError as exc:
+            if type(event.job).limit_key is Job.limit_key:
+                rule = self.limits_of(event.job)
+                template = rule.key if rule is not None else ""
+                event.error = InvalidJobError(f"limits.key {template!r}: job {event.job_name} has no field {exc}")
+            else:
+                event.error = exc
+            return True
+        except Exception as exc:  # noqa: BLE001 - the job's own code: its failure, never the worker's
+            event.error = exc
+            return True
+        if limit is None:
+            return True
+        wait = self.driver.limit_acquire(r, limit.key, concurrency=limit.concurrency, rate=limit.rate, per=limit.per,
+                                         jitter=random.uniform(0, LIMIT_JITTER), burst=limit.burst)
+        if wait is None:
+            log.warning("[%s] %s: lease taken before its limit slot was (removed or reclaimed); left as it is",
+                        r.job_id, event.job_name)
+            return False
+        if wait > 0:
+            log.debug("[%s] %s: limit key %r is at its limit (%s); back in %.3f s", r.job_id, event.job_name,
+                      limit.key, limit.describe(), wait)
+            return False
+        if limit.concurrency:
+            self._slots[r.job_id] = (r.token, limit.key)
+        return True
+
+    def free_slot(self, r: Reservation, event: ExecEvent | None = None) -> None:
+        """The attempt ended: free its limit slot so the key's next waiting job runs now. A
+        recovered job (``event`` given) frees the slot its lost worker held."""
+        held = self._slots.pop(r.job_id, None)
+        key = held[1] if held is not None else None
+        if key is None and event is not None and event.job is not None:
+            try:
+                limit = self.limit_of(r, event.job)
+            except Exception:  # noqa: BLE001 - only promptness is lost: the slot frees itself
+                limit = None
+            key = limit.key if limit is not None and limit.concurrency else None
+        if key is None:
+            return
+        try:
+            self.driver.limit_release(r, key)
+        except Exception:  # noqa: BLE001 - only promptness is lost: the slot is not counted anyway
+            log.warning("[%s] could not free its limit slot of %r now; the next job of that key waits for "
+                        "its timer", r.job_id, key, exc_info=True)
 
     def execute(self, event: ExecEvent, reporter: JobReporter | None = None) -> Outcome:
         """Run the job's code in this process and capture what happened (no events, no writes).
@@ -215,6 +307,8 @@ class JobRunner:
 
     def acked(self, r: Reservation, ok: bool) -> None:
         """After an ack was written (alone or in a batch): tell the hooks, warn when it was refused."""
+        if self._slots:
+            self.free_slot(r)
         if self.hooks is not None:
             self.hooks.job_finished(r, True)
         if not ok:
@@ -231,6 +325,8 @@ class JobRunner:
         handler runs, so the final failure still happens exactly once. A job whose cancel was seen
         while it ran ends as cancelled, whatever it failed with (its isolated child was killed).
         """
+        if self._slots:
+            self.free_slot(r)
         if self.hooks is not None:
             reason = self.hooks.cancel_reason(r.job_id)
             self.hooks.job_finished(r, False)
@@ -292,7 +388,10 @@ class JobRunner:
         """Put a held job back without counting the attempt (a hard stop)."""
         if self.hooks is not None:
             self.hooks.job_finished(r, None)
-        return self.driver.release(r)
+        done = self.driver.release(r)
+        if self._slots:
+            self.free_slot(r)
+        return done
 
     def cancelled(self, r: Reservation, reason: str) -> None:
         """A waiting/delayed job the driver just cancelled (now a failed, unsettled attempt under
@@ -315,6 +414,7 @@ class JobRunner:
                                     TtrExceededError(f"TTR exceeded / worker lost: no outcome within the job's "
                                                      f"TTR of {r.ttr} s"))
             self.failed(r, event, error, "")
+            self.free_slot(r, event)  # the lost worker's slot went with its lease: wake the key's next job
             return
         failure = item.failure
         event.error = RecordedError(
@@ -350,7 +450,7 @@ class JobRunner:
         r = self.driver.reserve(0)
         while r is not None:
             held_since = self.clock()
-            event = self.begin(r)
+            event = self.begin(r, limits=False)  # inline runs: limits are for workers
             if event.error is not None:
                 self.failed(r, event, event.error)
                 r = self.driver.reserve(0)

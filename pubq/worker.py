@@ -361,6 +361,8 @@ class Worker:
         runner = self._runner
         assert runner is not None
         event = runner.begin(r)
+        if event.limited:  # back delayed for its limit key: not an attempt, not a job of --max-jobs
+            return None, held_since
         self.jobs += 1
         if event.error is not None:  # invalid payload: final failure at once, never retried
             runner.failed(r, event, event.error, "")

@@ -262,3 +262,76 @@ class RendezvousJob(Job):
                 return "met"
             time.sleep(0.01)
         raise RuntimeError(f"fewer than {self.count} jobs ran at once")
+
+
+@dataclass
+class KeyedJob(Job):
+    """Records ``account start end`` (wall clock) to ``path``: the runs of one limit key."""
+
+    name = "tests.Keyed"
+    account: str
+    path: str
+    sleep: float = 0.0
+
+    def execute(self, ctx):
+        start = time.time()
+        if self.sleep:
+            time.sleep(self.sleep)
+        _append(self.path, f"{self.account} {start:.6f} {time.time():.6f} {ctx.job_id} {ctx.attempt}")
+
+
+@dataclass
+class OwnLimitJob(Job):
+    """A job class with limits of its own (they win over the queue's)."""
+
+    name = "tests.OwnLimit"
+    limits = {"key": "acct-{account}", "concurrency": 1}
+    account: str
+    path: str = ""
+
+    def execute(self, ctx):
+        if self.path:
+            _append(self.path, f"{self.account} {ctx.job_id}")
+
+
+@dataclass
+class ComputedLimitJob(Job):
+    """A job whose limit key is not a field: ``limit_key`` looks it up (here: in ``ACCOUNT_OF``), as
+    the publishing jobs look up a row's account. ``mode`` picks what ``limit_key`` returns."""
+
+    name = "tests.ComputedLimit"
+    row: int
+    mode: str = "limit"  # limit | key | none | fail | permanent
+
+    def limit_key(self, ctx):
+        from pubq.limits import LimitKey
+
+        if self.mode == "fail":
+            raise RuntimeError(f"lookup of row {self.row} failed")
+        if self.mode == "permanent":
+            raise PermanentError(f"row {self.row} is gone")
+        if self.mode == "none":
+            return None
+        account = ACCOUNT_OF[self.row]
+        return f"acct-{account}" if self.mode == "key" else LimitKey(f"acct-{account}", concurrency=1)
+
+    def execute(self, ctx):
+        return self.row
+
+
+#: row → account of :class:`ComputedLimitJob` (the "database" its limit_key reads).
+ACCOUNT_OF = {1: "a", 2: "a", 3: "b"}
+
+
+@dataclass
+class ExitJob(Job):
+    """Calls ``sys.exit`` (a BaseException past ``execute``'s net): in a pool thread it must come
+    back as a failed attempt, never end the thread with its slot (issue 17)."""
+
+    name = "tests.Exit"
+    code: int = 3
+
+    def execute(self, ctx):
+        import sys
+
+        sys.exit(self.code)

@@ -15,7 +15,16 @@ from pubq.drivers.memory import MemoryDriver
 from pubq.worker import Worker
 from tests.drivers.backends import open_driver, unique_channel
 from tests.helpers import make_queue, wait_until
-from tests.sample_jobs import AsyncSleepJob, FailJob, NoopJob, RendezvousJob, SleepJob, read_lines
+from tests.sample_jobs import (
+    AsyncSleepJob,
+    ExitJob,
+    FailJob,
+    NoopJob,
+    ProgressJob,
+    RendezvousJob,
+    SleepJob,
+    read_lines,
+)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -171,3 +180,85 @@ def test_a_stop_finishes_every_job_in_flight_and_a_hard_stop_puts_them_back(driv
     counts = driver.counts()
     assert (counts.waiting, counts.reserved, counts.done) == (3, 0, 3)
     assert all(driver.get(j.job_id).attempt == 0 for j in driver.list_jobs(JobStatus.WAITING).jobs)
+
+
+def test_a_job_that_calls_sys_exit_gives_its_slot_back(driver):
+    """Regression (issue 17): SystemExit ended its pool thread silently and the slot never came
+    back; with as many such jobs as slots the worker stalled with jobs waiting."""
+    q = make_queue(driver)
+    bad = [q.push(ExitJob()) for _ in range(2)]
+    for _ in range(6):
+        q.push(NoopJob())
+    w = worker(q, concurrency=2)
+    t = _run_in_thread(w)
+    wait_until(lambda: not t.is_alive(), timeout=20, message="the worker drained the queue")
+    counts = driver.counts()
+    assert (counts.done, counts.failed, counts.waiting, counts.reserved) == (6, 2, 0, 0)
+    assert w.stop_reason == "drained"
+    for job_id in bad:
+        failure = driver.failed_get(job_id)
+        assert failure.error_class == "JobCrashedError" and "SystemExit" in failure.message
+
+
+class _CountingMemory(MemoryDriver):
+    """Records the timeout of every reserve a worker makes (blocking or not) and how many jobs the
+    worker had in flight then."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(channel)
+        self.calls: list[float] = []
+
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Any]:
+        self.calls.append(timeout)
+        return super().reserve_many(n, timeout, holder=holder)
+
+    def ack_and_reserve_many(self, acks: Any, n: int, *, holder: str = "") -> Any:
+        self.calls.append(0.0)
+        return super().ack_and_reserve_many(acks, n, holder=holder)
+
+
+def test_a_partly_busy_listener_blocks_for_new_work_instead_of_polling(tmp_path):
+    """While one job runs and the queue is empty, the worker waits for a push in a blocking reserve
+    (its reserver thread), and a job pushed then starts beside the running one."""
+    d = _CountingMemory(unique_channel("reserver"))
+    q = make_queue(d)
+    path = str(tmp_path / "meet")
+    q.push(RendezvousJob(path=path, count=2))
+    w = worker(q, concurrency=4)
+    t = _run_in_thread(w, listen=True)
+    try:
+        wait_until(lambda: len(read_lines(path)) == 1, timeout=10, message="the first job started")
+        calls = len(d.calls)
+        wait_until(lambda: any(c > 0 for c in d.calls[calls:]), timeout=10,
+                   message="a blocking reserve while the first job runs")
+        polls = sum(1 for c in d.calls[calls:] if c == 0)
+        assert polls <= 2, f"{polls} non-blocking reserves while partly busy: polling"
+        q.push(RendezvousJob(path=path, count=2))
+        wait_until(lambda: d.counts().done == 2, timeout=20, message="both jobs met and finished")
+    finally:
+        w.stopping = True
+        t.join(10)
+    assert not t.is_alive() and d.counts().failed == 0
+
+
+def test_the_registry_shows_every_job_in_flight(driver, tmp_path):
+    """WorkerInfo of a concurrent worker: how many jobs run of how many it may run, and their ids,
+    the oldest first (its job_id); the count drops as they end."""
+    q = make_queue(driver)
+    release = tmp_path / "release"
+    ids = [q.push(ProgressJob(steps=1, release=str(release))) for _ in range(3)]
+    w = worker(q, concurrency=4, heartbeat=0.05)
+    t = _run_in_thread(w, listen=True)
+    try:
+        info = wait_until(lambda: [i for i in driver.workers() if i.in_flight == 3], timeout=10,
+                          message="three jobs in flight in the registry")[0]
+        assert (info.concurrency, sorted(info.job_ids), info.state) == (4, ids, "busy")
+        assert info.job_id == info.job_ids[0]
+        release.touch()
+        wait_until(lambda: [i for i in driver.workers() if i.in_flight == 0 and i.done == 3], timeout=10,
+                   message="none in flight after they ended")
+    finally:
+        release.touch()
+        w.stopping = True
+        t.join(10)
+    assert not t.is_alive()

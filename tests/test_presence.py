@@ -137,7 +137,8 @@ def test_paging_waiting_jobs_visits_every_job_once_in_run_order(prios, limit, ta
 @given(st.builds(WorkerInfo, worker_id=st.text(min_size=1), queue=st.text(), host=st.text(),
                  pid=st.integers(1, 2**22), started_at=st.floats(0, 2e9), state=st.sampled_from(
                      ["idle", "busy", "paused", "stopping"]), progress=st.none() | st.floats(0, 1),
-                 progress_message=st.text(), done=st.integers(0, 2**40)))
+                 progress_message=st.text(), done=st.integers(0, 2**40), concurrency=st.integers(1, 512),
+                 in_flight=st.integers(0, 512), job_ids=st.lists(st.integers(1, 2**53), max_size=20)))
 def test_worker_info_survives_its_json(info):
     back = WorkerInfo.from_json(info.to_json(), 10.0, 10.0)
     assert back == info.__class__(**{**info.__dict__, "last_seen": 10.0, "lost": False})

@@ -67,9 +67,8 @@ def jobs_cmd(as_json: bool, color: bool | None) -> None:
 
     Jobs come from pubq itself and from the modules under ``jobs:`` in the config.
     """
-    from rich.table import Table
-
     from ..job import job_fields
+    from .tables import Rows
 
     registry = state().app.registry
     rows = []
@@ -83,12 +82,12 @@ def jobs_cmd(as_json: bool, color: bool | None) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("Job", "Arguments", "Class", box=None, pad_edge=False)
+    table = Rows("Job", "Arguments", "Class", text=("Arguments",))
     for r in rows:
         args = ", ".join(f"{f['name']}: {f['type']}" + ("" if f["required"] else f" = {f['default']}")
                          for f in r["fields"])
-        table.add_row(r["name"], args or "-", r["class"])
-    console(state().use_color(color)).print(table)
+        table.add(r["name"], args or "-", r["class"])
+    table.print(console(state().use_color(color)))
 
 
 #: The example job module ``pubq init`` writes beside the config (never over an existing file).

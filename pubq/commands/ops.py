@@ -84,7 +84,7 @@ def _short(args: Any, width: int = 50) -> str:
 @color_option
 def jobs_cmd(state_name: str, limit: int, after: int | None, as_json: bool, color: bool | None) -> None:
     """List jobs in one state, in its order (a keyset page: fast however deep)."""
-    from rich.table import Table
+    from .tables import Rows
 
     queue = current_queue()
     st = JobStatus(state_name)
@@ -100,7 +100,7 @@ def jobs_cmd(state_name: str, limit: int, after: int | None, as_json: bool, colo
     head = ["ID", "Job", "Attempt", "Priority", "Pushed"]
     extra = {"waiting": [], "delayed": ["Due"], "reserved": ["Started", "Holder", "Progress"],
              "failed": ["Failed", "Error"]}[state_name]
-    table = Table(*head, *extra, "Args", box=None, pad_edge=False)
+    table = Rows(*head, *extra, "Args", text=[c for c in ("Error", "Progress", "Args") if c in (*extra, "Args")])
     for r in rows:
         cells = [str(r["id"]), r["job"], str(r["attempt"]), str(r["priority"]), fmt_time(r["pushed_at"])]
         if state_name == "delayed":
@@ -113,8 +113,8 @@ def jobs_cmd(state_name: str, limit: int, after: int | None, as_json: bool, colo
         elif state_name == "failed":
             label = "cancelled: " if r["cancelled"] else f"{r['error_class']}: "
             cells += [fmt_time(r["failed_at"]), label + first_line(r["message"], 50)]
-        table.add_row(*cells, _short(r["args"]))
-    con.print(table)
+        table.add(*cells, _short(r["args"]))
+    table.print(con)
     if page.next_after is not None:
         con.print(f"More: --after {page.next_after}")
 
@@ -220,8 +220,17 @@ def worker_dict(w: WorkerInfo) -> dict[str, Any]:
         "started_at": w.started_at, "last_seen": w.last_seen, "heartbeat": w.heartbeat, "job_id": w.job_id,
         "job": w.job_name or None, "attempt": w.attempt or None, "job_started_at": w.job_started_at,
         "job_deadline": w.job_deadline, "progress": w.progress, "progress_message": w.progress_message,
-        "done": w.done, "failed": w.failed, "rss_mib": w.rss_mib,
+        "done": w.done, "failed": w.failed, "rss_mib": w.rss_mib, "concurrency": w.concurrency,
+        "in_flight": w.in_flight, "job_ids": list(w.job_ids),
     }
+
+
+def _job_text(r: dict[str, Any]) -> str:
+    """The oldest job in flight, and how many more run beside it."""
+    if not r["job_id"]:
+        return "-"
+    more = max(r["in_flight"] - 1, 0)
+    return f"[{r['job_id']}] {r['job']} (attempt {r['attempt']})" + (f" +{more} more" if more else "")
 
 
 @click.command("workers")
@@ -233,7 +242,7 @@ def worker_dict(w: WorkerInfo) -> dict[str, Any]:
 def workers_cmd(queue_names: tuple[str, ...], as_json: bool, color: bool | None, watch: bool,
                 interval: float) -> None:
     """Registered workers: state, current job and its progress, jobs done and failed, memory."""
-    from rich.table import Table
+    from .tables import Rows
 
     use_color = state().use_color(color)
     while True:
@@ -250,15 +259,13 @@ def workers_cmd(queue_names: tuple[str, ...], as_json: bool, color: bool | None,
             if not rows:
                 con.print("No workers.")
             else:
-                table = Table("Worker", "Queue", "State", "Job", "Progress", "Done", "Failed", "RSS MiB", "Seen",
-                              box=None, pad_edge=False)
+                table = Rows("Worker", "Queue", "State", "In flight", "Job", "Progress", "Done", "Failed", "RSS MiB",
+                             "Seen", text=("Job", "Progress"), right=("In flight", "Done", "Failed", "RSS MiB"))
                 for r in rows:
-                    job = f"[{r['job_id']}] {r['job']} (attempt {r['attempt']})" if r["job_id"] else "-"
-                    seen = f"{max(now - r['last_seen'], 0):.1f} s ago"
-                    table.add_row(r["id"], r["queue"], r["state"], job,
-                                  _progress_text(r["progress"], r["progress_message"]), str(r["done"]),
-                                  str(r["failed"]), f"{r['rss_mib']:.0f}", seen)
-                con.print(table)
+                    table.add(r["id"], r["queue"], r["state"], f"{r['in_flight']}/{r['concurrency']}", _job_text(r),
+                              _progress_text(r["progress"], r["progress_message"]), str(r["done"]),
+                              str(r["failed"]), f"{r['rss_mib']:.0f}", f"{max(now - r['last_seen'], 0):.1f} s ago")
+                table.print(con)
         if not watch:
             return
         try:

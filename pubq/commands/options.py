@@ -23,6 +23,7 @@ BUILTINS: dict[str, str] = {
     "health": "pubq.commands.ops:health_cmd",
     "metrics": "pubq.commands.ops:metrics_group",
     "schedule": "pubq.commands.schedule:schedule_group",
+    "dashboard": "pubq.commands.dashboard:dashboard_cmd",
 }
 #: Every name a queue may not take: built-in commands, and those planned so that no user queue
 #: ends up shadowing one later.

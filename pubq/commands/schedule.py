@@ -87,11 +87,12 @@ def list_cmd(as_json: bool, color: bool | None) -> None:
     if as_json:
         emit_json(rows)
         return
-    from rich.table import Table
+    from .tables import Rows
 
-    table = Table("Schedule", "Queue", "Job", "When", "Last tick", "Next fire times (UTC)", box=None, pad_edge=False)
+    table = Rows("Schedule", "Queue", "Job", "When", "Last tick", "Next fire times (UTC)",
+                 text=("When", "Next fire times (UTC)"))
     for r in rows:
         last = "never" if r["last_tick"] is None else utc_text(r["last_tick"])
-        table.add_row(r["name"], r["queue"], r["job"], r["when"], last,
+        table.add(r["name"], r["queue"], r["job"], r["when"], last,
                       ", ".join(utc_text(t)[:-4] for t in r["next"]))
-    console(state().use_color(color)).print(table)
+    table.print(console(state().use_color(color)))

@@ -49,6 +49,13 @@ expire by themselves; ``pause`` is a flag the reserve step itself reads; ``cance
 or delayed job at once (as a failed, unsettled attempt the caller settles) and stores a request with
 a reserved one that its holder acts on; ``progress`` is stored with the reservation. ``list_jobs``
 pages one state with a keyset cursor.
+
+**Per-key limits** (issue 16, spec §7.10): after a reserve, a worker whose job has a limit key asks
+``limit_acquire`` for a run slot of that key. In the same atomic step the driver either records the
+slot (tied to the reservation's lease token, so a slot whose lease ended — acked, failed, released,
+removed, or reclaimed from a SIGKILLed worker — frees itself) and a start in the key's rate window,
+or puts the job back delayed until the next free slot without counting the attempt. The state is
+shared by every worker of the backend (:mod:`pubq.drivers.limiter` describes it).
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Protocol, runtime_checkable
 
 from ..bounds import DEFAULT_FAILED_LIMIT, DEFAULT_PRIORITY, UNIQUE_UNTIL
@@ -260,6 +267,9 @@ class Counts:
     #: Settled final failures that were cancels (error code ``cancelled``) since creation; they are
     #: also counted in ``failed_total``.
     cancelled: int = 0
+    #: Reservations put back because their limit key was at its limit (``limit_acquire``) since
+    #: creation; not attempts, so counted nowhere else.
+    limited: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -272,6 +282,7 @@ class Counts:
             "follow_up_failed": self.follow_up_failed,
             "retried": self.retried,
             "cancelled": self.cancelled,
+            "limited": self.limited,
         }
 
 
@@ -357,6 +368,7 @@ class WorkerInfo:
     #: idle | busy | paused | stopping
     state: str = "idle"
     heartbeat: float = 2.0
+    #: The oldest job in flight (the ``job_*``, ``attempt`` and ``progress*`` fields are its own).
     job_id: int | None = None
     job_name: str = ""
     attempt: int = 0
@@ -367,6 +379,11 @@ class WorkerInfo:
     done: int = 0
     failed: int = 0
     rss_mib: float = 0.0
+    #: Jobs the worker may run at once (``--concurrency``), how many run now, and their ids, oldest
+    #: first (an entry written before these fields existed reads as 1, 0, none).
+    concurrency: int = 1
+    in_flight: int = 0
+    job_ids: list[int] = field(default_factory=list)
     #: Backend time of the last beat (set by the driver when read).
     last_seen: float = 0.0
     #: Set when read: no beat for 3 intervals.
@@ -683,9 +700,37 @@ class Driver(Protocol):
         """Drop a worker's entry at once (a clean stop)."""
         ...
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         """This queue's registered workers, oldest first, ``last_seen``/``lost`` filled in; expired
-        entries are dropped (swept by the reader where the backend has no key expiry)."""
+        entries are dropped (swept by the reader where the backend has no key expiry).
+
+        ``sweep=False`` is a pure read for viewers that must never write (the dashboard): expired
+        entries are left in place and only filtered out of the answer.
+        """
+        ...
+
+    # -- per-key limits ----------------------------------------------------------------------
+
+    def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
+        """Take a run slot of ``key`` for the reserved job ``r``, in one atomic step.
+
+        Admitted (fewer than ``concurrency`` live slots of the key and fewer than ``rate`` starts
+        in the last ``per`` seconds; 0 means no such limit): the slot and the start are recorded,
+        returns 0.0. Refused: the job goes back delayed until the key's next free slot plus
+        ``jitter`` seconds, its attempt count as before this reserve, ``Counts.limited`` + 1, and
+        the delay is returned; refused for concurrency, it also waits on the key (``limit_release``
+        wakes it). None when ``r`` is stale (nothing changes).
+
+        ``burst`` > 0 (with a rate) makes the rate a token bucket: ``burst`` starts at once, then
+        one every ``per / rate`` seconds (:mod:`pubq.drivers.limiter`).
+        """
+        ...
+
+    def limit_release(self, r: Reservation, key: str) -> None:
+        """``r``'s attempt ended (after its outcome was written): drop its slot of ``key`` and make
+        the key's first waiting job due now. Never needed for correctness (a slot whose lease ended
+        is not counted), only for promptness."""
         ...
 
 

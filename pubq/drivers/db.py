@@ -57,6 +57,7 @@ from pubq.drivers.base import (
 from pubq.drivers.db_batch import DbBatch
 from pubq.drivers.db_conn import DbConnection, Tx
 from pubq.drivers.db_inspect import DbInspection
+from pubq.drivers.db_limits import DbLimits
 from pubq.drivers.db_ops import DbOps
 from pubq.drivers.db_rows import failed_job, reservation
 from pubq.drivers.db_unique import DbUniqueOps
@@ -83,7 +84,7 @@ class NewJob(NamedTuple):
     priority: int
 
 
-class DbDriver(DbBatch, DbInspection, DbOps, DbUniqueOps, BaseDriver):
+class DbDriver(DbBatch, DbInspection, DbOps, DbUniqueOps, DbLimits, BaseDriver):
     """One queue (``channel``) in SQL tables shared by all queues of the database (see db_schema).
 
     ``pooler``: the connection pooler in front of PostgreSQL (``none``, ``session``, ``transaction``),

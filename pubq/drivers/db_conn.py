@@ -151,8 +151,8 @@ class Tx:
         row = cur.fetchone()
         return None if row is None else named_rows(cur, [row])[0]
 
-    def fetch_all(self, sql: Sql, params: Sequence[Any] = ()) -> list[Row]:
-        cur = self.execute(sql, params)
+    def fetch_all(self, sql: Sql, params: Sequence[Any] = (), ids: Sequence[int] = ()) -> list[Row]:
+        cur = self.execute(sql, params, ids)
         return named_rows(cur, cur.fetchall())
 
     def count(self, **deltas: int) -> None:
@@ -194,7 +194,7 @@ class DbConnection:
         self.tables = {
             token: f"{quote}{table_prefix}{name}{quote}"
             for token, name in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"),
-                                ("W", "workers"), ("U", "unique"), ("M", "marks"))
+                                ("W", "workers"), ("U", "unique"), ("M", "marks"), ("L", "limits"))
         }
         self.dialect: db_schema.Dialect | None = None  # known after the first connect
         self._rendered: dict[tuple[str, int], str] = {}

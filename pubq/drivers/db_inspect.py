@@ -48,7 +48,7 @@ class DbInspection:
             return Counts()
         n = {name: int(value) for name, value in row.items()}
         return Counts(n["n_waiting"] + n["due"], n["n_delayed"] - n["due"], n["n_reserved"], n["done"], n["n_failed"],
-                      n["failed_total"], n["follow_up_total"], n["retried"], n["cancelled"])
+                      n["failed_total"], n["follow_up_total"], n["retried"], n["cancelled"], n["limited"])
 
     def _locked_job(self, tx: Tx, job_id: int) -> Row | None:
         """(state, attempt) of this channel's row, locked for the transaction; None when absent."""
@@ -101,6 +101,7 @@ class DbInspection:
         gone = self._delete_states(("waiting", "delayed", "reserved"), max_id)
         self._delete_states(("failed",), max_id)
         self.conn.transaction(lambda tx: tx.execute(sql.DELETE_FOLLOW_UPS, (self.channel,)))
+        self.conn.transaction(lambda tx: tx.execute(sql.DELETE_LIMIT_KEYS, (self.channel,)))
         return gone
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:

@@ -134,8 +134,9 @@ class DbOps:
     def unregister_worker(self, worker_id: str) -> None:
         self.conn.execute(sql.UNREGISTER_WORKER, (worker_id[:255],))
 
-    def workers(self) -> list[WorkerInfo]:
-        self.conn.execute(sql.SWEEP_WORKERS, (self.channel,))
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
+        if sweep:
+            self.conn.execute(sql.SWEEP_WORKERS, (self.channel,))
         rows = self.conn.read_all(sql.WORKERS, (self.channel,))
         out = [info for row in rows
                if (info := WorkerInfo.from_json(row["info"], float(row["last_seen"]), float(row["db_now"])))

@@ -38,6 +38,9 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
                         the key (0: a placeholder row, never swept), mode (done|start|ttl), expires_at,
                         check_at (when the sweep looks at it next; index (channel, check_at))
     <prefix>marks       named times per channel (version 4): a scheduler's last tick
+    <prefix>limits      per (channel, lkey): the state of one per-key limit (db_limits): its concurrency
+                        slots, rate-window starts and waiters as JSON; the row is also the lock that
+                        serializes the key's admissions (version 5; counters.limited too)
     <prefix>schema      one row: the schema version this code migrated to
 
 Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delayed rows, yii2-queue #280):
@@ -60,7 +63,7 @@ from pubq.database import kind_of
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
 SHARDS = 16
 #: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
@@ -179,6 +182,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
         follow_up_total = counter()
         retried = counter()
         cancelled = counter()
+        limited = counter()
 
         class Meta:
             table_name = f"{prefix}counters"
@@ -238,6 +242,15 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
             table_name = f"{prefix}marks"
             primary_key = pw.CompositeKey("channel", "name")
 
+    class LimitKey(Base):
+        channel = pw.CharField(max_length=255)
+        lkey = pw.CharField(max_length=255)
+        state = text()
+
+        class Meta:
+            table_name = f"{prefix}limits"
+            primary_key = pw.CompositeKey("channel", "lkey")
+
     class SchemaVersion(Base):
         name = pw.CharField(max_length=64, primary_key=True)
         version = pw.IntegerField()
@@ -261,7 +274,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
     return SimpleNamespace(
         Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes,
         QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes, Unique=Unique, Mark=Mark,
-        v4_indexes=v4_indexes,
+        v4_indexes=v4_indexes, LimitKey=LimitKey,
     )
 
 
@@ -343,7 +356,14 @@ def _step_4(db: pw.Database, models: SimpleNamespace) -> None:
 
 
 #: version → step; every step is additive (new tables, columns, indexes), never a drop.
-_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4}
+def _step_5(db: pw.Database, models: SimpleNamespace) -> None:
+    """Per-key limits: the limits table and the limited counter. Additive, re-runnable."""
+    _add_columns(db, models.Counter._meta.table_name, {"limited": "BIGINT NOT NULL DEFAULT 0"})
+    if not db.table_exists(models.LimitKey._meta.table_name):
+        models.LimitKey.create_table(safe=False)
+
+
+_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4, 5: _step_5}
 
 
 def current_version(db: pw.Database, models: SimpleNamespace) -> int:

@@ -2,7 +2,7 @@
 
 Templates use ``?`` placeholders, rewritten to ``%s`` for PostgreSQL/MySQL, and these tokens: ``{J}``
 jobs table, ``{C}`` counters, ``{F}`` follow-ups, ``{Q}`` pause flags, ``{W}`` worker registry,
-``{U}`` unique keys, ``{M}`` marks, ``{NOW}`` the database clock in unix seconds, ``{LOCK}`` a row lock (`` FOR UPDATE``; nothing on
+``{U}`` unique keys, ``{M}`` marks, ``{L}`` per-key limits, ``{NOW}`` the database clock in unix seconds, ``{LOCK}`` a row lock (`` FOR UPDATE``; nothing on
 SQLite, whose write transactions are exclusive), ``{SKIP}`` a row lock that skips rows other workers
 hold (`` FOR UPDATE SKIP LOCKED`` where the server has it, else a plain ``FOR UPDATE``), ``{IDS}`` a
 list of ``?`` for an ``IN``. Rows are read by column name: every computed column has an alias.
@@ -57,6 +57,7 @@ COUNTERS = {
     "follow_up_total": "follow_up_total",
     "retried": "retried",
     "cancelled": "cancelled",
+    "limited": "limited",
 }
 
 #: Columns of a job row as the driver reads it (by these names).
@@ -270,6 +271,7 @@ DELETE_IDS_IN_STATE = Statement(
 )
 MAX_ID = Statement("SELECT coalesce(max(id), 0) AS max_id FROM {J}", "the newest job id of any queue")
 DELETE_FOLLOW_UPS = Statement("DELETE FROM {F} WHERE channel = ?", "this queue's follow-up failures are gone")
+DELETE_LIMIT_KEYS = Statement("DELETE FROM {L} WHERE channel = ?", "this queue's per-key limit states are gone")
 FAILED_PAGE = Statement(
     f"SELECT {JOB_COLUMNS} FROM {{J}} WHERE channel = ? AND state = 'failed'"
     " ORDER BY due_at DESC, id DESC LIMIT ? OFFSET ?",
@@ -382,7 +384,8 @@ SWEEP_WORKERS = Statement(
     "DELETE FROM {W} WHERE channel = ? AND expires_at < {NOW}", "entries past their expiry are gone",
 )
 WORKERS = Statement(
-    "SELECT last_seen, info, {NOW} AS db_now FROM {W} WHERE channel = ?", "the queue's registered workers",
+    "SELECT last_seen, info, {NOW} AS db_now FROM {W} WHERE channel = ? AND expires_at >= {NOW}",
+    "the queue's registered workers whose entry has not expired (swept or not)",
 )
 
 # -- PostgreSQL hot paths ---------------------------------------------------------------------------------
@@ -553,6 +556,57 @@ ADVANCE_MARK = {
         ("mysql", " ON DUPLICATE KEY UPDATE value = GREATEST(value, VALUES(value))"),
     )
 }
+
+
+# -- per-key limits (db_limits) ---------------------------------------------------------------------------
+
+LIMIT_KEYS_AFTER = Statement(
+    "SELECT lkey, state FROM {L} WHERE channel = ? AND lkey > ? ORDER BY lkey LIMIT ?",
+    "the next batch of the queue's limit keys after a cursor (a sweep looks at every row over time)",
+)
+JOBS_STATE_AND_LEASE = Statement(
+    "SELECT id, state, lease FROM {J} WHERE channel = ? AND id IN ({IDS})",
+    "state and lease of the given jobs of this queue (absent: done)",
+)
+DELETE_IDLE_LIMIT_KEY = Statement(
+    "DELETE FROM {L} WHERE channel = ? AND lkey = ? AND state = ?",
+    "an idle key's row is gone only if its state is still the one judged idle",
+)
+LOCK_LIMIT_KEY = Statement(
+    "SELECT state FROM {L} WHERE channel = ? AND lkey = ?{LOCK}",
+    "the key's state, locked: one admission or release at a time per key",
+)
+ENSURE_LIMIT_KEY = {
+    kind: Statement(f"{head} {{L}} (channel, lkey, state) VALUES (?, ?, ''){tail}",
+                    "the key's row exists (empty state), so admissions queue on one row lock")
+    for kind, head, tail in (
+        ("sqlite", "INSERT OR IGNORE INTO", ""),
+        ("mysql", "INSERT IGNORE INTO", ""),
+        ("postgres", "INSERT INTO", " ON CONFLICT DO NOTHING"),
+    )
+}
+SAVE_LIMIT_KEY = Statement(
+    "UPDATE {L} SET state = ? WHERE channel = ? AND lkey = ?", "the (locked) key's new state",
+)
+DELETE_LIMIT_KEY = Statement("DELETE FROM {L} WHERE channel = ? AND lkey = ?", "the (locked) key's row is gone")
+IS_HELD = Statement(f"SELECT 1 AS held FROM {{J}} WHERE {HELD}", "whether the reservation still holds its job")
+RESERVED_LEASES = Statement(
+    "SELECT id, lease FROM {J} WHERE channel = ? AND state = 'reserved' AND id IN ({IDS})",
+    "the current leases of those given jobs that are running",
+)
+DELAY_FOR_LIMIT = Statement(
+    "UPDATE {J} SET state = 'delayed', attempt = attempt - 1, due_at = ?, deadline = NULL,"
+    " expires_at = NULL, holder = NULL, progress = NULL, progress_message = NULL,"
+    f" cancel_reason = NULL WHERE {HELD}",
+    "the held job waits for its key, as if this attempt never began",
+)
+JOB_STATE = Statement(
+    "SELECT state FROM {J} WHERE id = ? AND channel = ?", "a job's stored state (no row once done)",
+)
+WAKE_DELAYED = Statement(
+    "UPDATE {J} SET state = 'waiting', due_at = ? WHERE id = ? AND channel = ? AND state = 'delayed'",
+    "a job delayed by its key waits again now, only if it is still delayed",
+)
 
 
 def all_statements() -> dict[str, Statement | PgStatement]:

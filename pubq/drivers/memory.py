@@ -42,6 +42,8 @@ from .base import (
     Reservation,
     WorkerInfo,
 )
+from .limiter import KeyState
+from .memory_limits import MemoryLimits
 from .memory_unique import MemoryUniqueMixin
 from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
@@ -91,7 +93,7 @@ class _Unsettled:
     settle_by: float
 
 
-class MemoryDriver(MemoryUniqueMixin, BaseDriver):
+class MemoryDriver(MemoryLimits, MemoryUniqueMixin, BaseDriver):
     """One queue held in this process's memory; safe to share between threads."""
 
     def __init__(
@@ -129,6 +131,9 @@ class MemoryDriver(MemoryUniqueMixin, BaseDriver):
         #: worker id -> (info, last_seen); entries past last_seen + ttl are dropped when read.
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._init_unique()
+        #: Per-key limit states (memory_limits) and how many reservations they put back.
+        self._limit_state: dict[str, KeyState] = {}
+        self._limited = 0
 
     # -- producing ----------------------------------------------------------------------
 
@@ -317,6 +322,7 @@ class MemoryDriver(MemoryUniqueMixin, BaseDriver):
                 waiting=self._sizes[_WAITING], delayed=self._sizes[_DELAYED], reserved=self._sizes[_RESERVED],
                 done=self._done, failed=len(self._failed), failed_total=self._failed_total,
                 follow_up_failed=self._follow_up_total, retried=self._retried, cancelled=self._cancelled,
+                limited=self._limited,
             )
 
     def remove(self, job_id: int) -> bool:
@@ -345,6 +351,7 @@ class MemoryDriver(MemoryUniqueMixin, BaseDriver):
             self._unsettled.clear()
             self._follow_ups.clear()
             self._history.clear()
+            self._limit_state.clear()
             return gone
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
@@ -490,13 +497,15 @@ class MemoryDriver(MemoryUniqueMixin, BaseDriver):
         with self._cond:
             self._workers.pop(worker_id, None)
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         with self._cond:
             now = self._clock()
-            for wid, (info, seen) in list(self._workers.items()):
-                if now > seen + info.ttl:
-                    del self._workers[wid]
-            rows = sorted(self._workers.values(), key=lambda e: (e[0].started_at, e[0].worker_id))
+            if sweep:
+                for wid, (info, seen) in list(self._workers.items()):
+                    if now > seen + info.ttl:
+                        del self._workers[wid]
+            live = [e for e in self._workers.values() if now <= e[1] + e[0].ttl]
+            rows = sorted(live, key=lambda e: (e[0].started_at, e[0].worker_id))
             out = []
             for info, seen in rows:
                 read = WorkerInfo.from_json(info.to_json(), seen, now)

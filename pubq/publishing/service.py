@@ -7,7 +7,8 @@ It builds each part once and wires them together; the work is done by the parts:
 - :class:`~.transitions.Transitions`: guarded per-row status changes and the timeline;
 - :class:`~.publog.PublishLog`: the business log shown to users;
 - :class:`~.records.PublishRecords` and :class:`~.views.TaskViews`: reading publish state;
-- :class:`~.channels.ChannelRegistry`: channel adapters and their rate limits;
+- :class:`~.channels.ChannelRegistry`: channel adapters (their accounts' rate limits are kept by
+  the queue core, :meth:`.pipeline.Pipeline.account_limit`);
 - :class:`~.submission.TaskSubmission` and :class:`~.operator_retry.OperatorRetry`: creating and
   retrying tasks.
 
@@ -31,7 +32,6 @@ from .models import Models
 from .operator_retry import OperatorRetry, RetryResult
 from .outbox import Dispatcher, Outbox
 from .publog import PublishLog
-from .ratelimit import RateLimiter
 from .records import PublishRecords
 from .request import PublishRequest
 from .settings import PublishingSettings, load_settings
@@ -46,7 +46,7 @@ class PublishingService:
                  base_dir: Path | None = None, dispatcher: Dispatcher | None = None,
                  auto_migrate: bool = True, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
-        #: How the parts wait (rate limits, callback retries); tests pass a no-op.
+        #: How the parts wait (callback retries); tests pass a no-op.
         self.sleep = sleep
         self.store = PublishStore(database, settings.table_prefix, base_dir=base_dir)
         self.outbox = Outbox(self.store, settings.queues, dispatcher)
@@ -54,7 +54,7 @@ class PublishingService:
         self.publish_log = PublishLog(self.store.models)
         self.records = PublishRecords(self.store.models)
         self.views = TaskViews(self.store.models, self.records)
-        self.channels = ChannelRegistry(settings, RateLimiter(self.store, sleep=sleep))
+        self.channels = ChannelRegistry(settings)
         self.submission = TaskSubmission(self.store, settings, self.transitions, self.outbox)
         self.retries = OperatorRetry(self.store, settings, self.records, self.transitions, self.outbox)
         on_fork_in_child(self._after_fork)
@@ -113,6 +113,14 @@ class PublishingService:
         """The task's timeline: every transition (accepted or rejected) and step, in order."""
         return self.views.trace(task_id)
 
+    def list_tasks(self, *, status: int | None = None, channel_type: str | None = None, limit: int = 50,
+                   before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Tasks newest first, filtered, one keyset page (see :meth:`TaskViews.list_tasks`)."""
+        return self.views.list_tasks(status=status, channel_type=channel_type, limit=limit, before=before)
+
+    def channel_types(self) -> list[str]:
+        return self.views.channel_types()
+
 
 def service_for(app: Any) -> PublishingService:
     """The app's publishing service, built once per app from ``database`` and ``publishing:``.
@@ -122,14 +130,20 @@ def service_for(app: Any) -> PublishingService:
     return app.extension("publishing", _build_for_app)
 
 
-def _build_for_app(app: Any) -> PublishingService:
+def _build_for_app(app: Any, *, auto_migrate: bool = True) -> PublishingService:
     config = app.config
     try:
         settings = load_settings(config.publishing, config.base_dir)
     except ConfigError as exc:
         raise ConfigError(f"{config.source}: {exc}") from None
-    return PublishingService(config.database, settings, base_dir=config.base_dir,
+    return PublishingService(config.database, settings, base_dir=config.base_dir, auto_migrate=auto_migrate,
                              dispatcher=lambda queue, name, args: app.queue(queue).push_name(name, args))
+
+
+def viewer_for(app: Any) -> PublishingService:
+    """The app's publishing service for a viewer (the dashboard): built without migrating, so
+    opening it writes nothing; its operator retry pushes through the app's queues as usual."""
+    return app.extension("publishing-viewer", lambda a: _build_for_app(a, auto_migrate=False))
 
 
 def migrate_publishing(app: Any) -> list[int]:
@@ -137,4 +151,4 @@ def migrate_publishing(app: Any) -> list[int]:
     return service_for(app).migrate()
 
 
-__all__ = ["PublishingService", "RetryResult", "migrate_publishing", "service_for"]
+__all__ = ["PublishingService", "RetryResult", "migrate_publishing", "service_for", "viewer_for"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import peewee as pw
+
 from .models import Models, to_us
 from .records import PublishRecords
 from .vocabulary import AccountStatus
@@ -39,6 +41,39 @@ class TaskViews:
             "item_id": c.item_id, "item_created_at": iso(c.item_created_at),
             "code": c.error_code, "message": c.error_message,
         } for c in self.records.channel_app_tasks(task_id)]
+
+    def list_tasks(self, *, status: int | None = None, channel_type: str | None = None, limit: int = 50,
+                   before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Tasks newest first (by id), optionally only those with an account in ``status`` or of
+        ``channel_type``; a keyset page: ``before`` is the last id of the previous page. Returns the
+        rows, each with its accounts' statuses counted, and the ``before`` of the next page."""
+        Task, Cat = self.models.Task, self.models.ChannelAppTask
+        query = Task.select().order_by(Task.id.desc()).limit(limit + 1)
+        if before is not None:
+            query = query.where(Task.id < before)
+        if channel_type:
+            query = query.where(Task.channel_type == channel_type)
+        if status is not None:
+            query = query.where(Task.id.in_(Cat.select(Cat.task).where(Cat.status == status)))
+        tasks = list(query)
+        more = len(tasks) > limit
+        tasks = tasks[:limit]
+        counts: dict[int, dict[int, int]] = {t.id: {} for t in tasks}
+        if tasks:
+            rows = (Cat.select(Cat.task, Cat.status, pw.fn.COUNT(Cat.id).alias("n"))
+                    .where(Cat.task.in_(list(counts))).group_by(Cat.task, Cat.status).tuples())
+            for task_id, st, n in rows:
+                counts[task_id][int(st)] = int(n)
+        out = [{"id": t.id, "uuid": t.uuid, "source": t.source, "channel_type": t.channel_type, "title": t.title,
+                "created_at": iso(t.created_at), "callback_url": t.callback_url,
+                "statuses": {AccountStatus.label_of(k): v for k, v in sorted(counts[t.id].items())}}
+               for t in tasks]
+        return out, (tasks[-1].id if more and tasks else None)
+
+    def channel_types(self) -> list[str]:
+        """The channel types tasks were made for (for a filter's choices)."""
+        Task = self.models.Task
+        return [r[0] for r in Task.select(Task.channel_type).distinct().order_by(Task.channel_type).tuples()]
 
     def show(self, task_id: int) -> dict[str, Any]:
         """The task, its accounts, assets, publish log and outbox rows."""

@@ -84,6 +84,8 @@ def test_a_reserved_job_names_its_holder_in_jobs_and_show(ops, tmp_path):
     jid = push(ops, "tests.Progress", {"steps": 2, "release": str(release)})
     p = listen(ops)
     w = wait_until(lambda: [w for w in workers(ops) if w["job_id"] == jid], message="the job to run")[0]
+    assert (w["concurrency"], w["in_flight"], w["job_ids"]) == (1, 1, [jid])
+    assert "1/1" in ops("workers").stdout
     listed = json.loads(ops("work", "jobs", "--state", "reserved", "--json").stdout)
     assert [(j["id"], j["holder"]) for j in listed["jobs"]] == [(jid, w["id"])]
     show = ops("work", "show", str(jid))

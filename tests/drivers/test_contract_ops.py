@@ -310,3 +310,25 @@ def test_a_silent_worker_is_lost_after_three_beats_then_dropped(driver, make_dri
     assert w[0].lost
     wait_for(lambda: [w.worker_id for w in driver.workers()] == ["steady"], what="the quiet worker to go")
     assert [w.worker_id for w in neighbour.workers()] == ["elsewhere"]
+
+
+def _stored_workers(driver, kind: str) -> int:
+    """How many registry entries the backend holds now, expired ones included (a peek behind the contract)."""
+    if kind == "memory":
+        return len(driver._workers)
+    if kind == "redis-sharded":  # the worker registry lives on shard 0
+        first = driver._drivers[0]
+        return first.client.hlen(first.keys[15])
+    if kind.startswith("redis"):
+        return driver.client.hlen(driver.keys[15])
+    return driver.conn.read("SELECT COUNT(*) AS n FROM {W} WHERE channel = ?", (driver.channel,))["n"]
+
+
+def test_a_non_sweeping_read_hides_expired_workers_and_writes_nothing(driver, kind):
+    driver.heartbeat(worker("quiet", heartbeat=0.05))
+    driver.heartbeat(worker("steady", heartbeat=30))
+    wait_for(lambda: [w.worker_id for w in driver.workers(sweep=False)] == ["steady"],
+             what="the quiet worker's entry to expire")
+    assert _stored_workers(driver, kind) == 2  # the viewer's read left the expired entry in place
+    assert [w.worker_id for w in driver.workers()] == ["steady"]
+    assert _stored_workers(driver, kind) == 1  # the ordinary read sweeps it

@@ -26,10 +26,14 @@
 --                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
 --  18 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
 --                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
---  (19-21 are given to push_unique.lua and mark.lua only: the other scripts get 1-18)
+--  (19-22 are given to push_unique.lua, mark.lua, the limit scripts and clear.lua only:
+--   the other scripts get 1-18)
 --  19 unique    hash  unique key -> "job id|until|expires_at" (push_unique.lua; released keys are swept)
 --  20 uniquedue zset  unique key, score = when the sweep looks at it next
 --  21 marks     hash  name -> "%.6f" time (a scheduler's last tick; mark.lua)
+--  22 limits     hash  limit key -> "slots|starts|waiters|booked" (limit_acquire.lua): the per-key
+--                      concurrency slots ("id:token,..."), rate-window start times ("%.6f,...")
+--                      and the ids of jobs waiting for a slot ("id,..."); dropped by clear
 -- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,
 -- 4 grace, 5 hold, 6 settle_within (seconds); a script's own arguments start at ARGV[7].
 -- Times are Redis TIME (unix seconds, µs); they are stored as "%.6f" strings.
@@ -43,6 +47,7 @@ local K_PAUSED, K_HOLDER, K_PROGRESS, K_CANCEL = KEYS[12], KEYS[13], KEYS[14], K
 local K_WORKERS, K_WORKEREXP = KEYS[16], KEYS[17]
 local K_HISTORY = KEYS[18]
 local K_UNIQUE, K_UNIQUEDUE, K_MARKS = KEYS[19], KEYS[20], KEYS[21]
+local K_LIMITS = KEYS[22]
 local WAKE_CAP = tonumber(ARGV[1])
 local FAILED_LIMIT = tonumber(ARGV[2])
 local FOLLOW_UP_LIMIT = tonumber(ARGV[3])

@@ -1,4 +1,4 @@
--- clear.lua: delete this queue's jobs, failed entries, follow-up records and wake tokens. Only
+-- clear.lua: delete this queue's jobs, failed entries, follow-up records, wake tokens and limit state. Only
 -- the fixed key list below is touched (no KEYS/SCAN, so "q" never clears "q2" or "q.other"); the
 -- pause flag and the worker registry stay;
 -- the stats hash (id sequence, done, failed_total, follow_up) stays, so ids are never reused.
@@ -7,5 +7,5 @@
 -- Returns how many live jobs (waiting, delayed, reserved) went; failed entries are not counted.
 local n = redis.call('HLEN', K_META) - redis.call('ZCARD', K_FAILED)
 redis.call('DEL', K_PAYLOAD, K_META, K_WAITING, K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO,
-           K_UNSETTLED, K_FOLLOWUPS, K_WAKE, K_HOLDER, K_PROGRESS, K_CANCEL, K_HISTORY)
+           K_UNSETTLED, K_FOLLOWUPS, K_WAKE, K_HOLDER, K_PROGRESS, K_CANCEL, K_HISTORY, K_LIMITS)
 return n

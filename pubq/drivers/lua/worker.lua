@@ -3,8 +3,9 @@
 -- the longest-lived entry, so a queue whose workers all vanished keeps nothing.
 -- KEYS: the fixed list in _lib.lua.
 -- ARGV: head (1-6), 7 mode, then: beat: 8 worker id, 9 JSON, 10 ttl (s); drop: 8 worker id;
--- list: nothing.
--- Returns beat/drop: 1; list: {now, id, "last_seen|json", id, ...} (expired entries swept first).
+-- list, peek: nothing.
+-- Returns beat/drop: 1; list: {now, id, "last_seen|json", id, ...} (expired entries swept first);
+-- peek: the same with nothing written (expired entries skipped, left for the next beat or list).
 local now = clock()
 local function sweep()
   local gone = redis.call('ZRANGEBYSCORE', K_WORKEREXP, '-inf', '(' .. f6(now), 'LIMIT', 0, 100)
@@ -29,7 +30,18 @@ elseif mode == 'drop' then
   redis.call('ZREM', K_WORKEREXP, ARGV[8])
   return 1
 end
-sweep()
 local out = {f6(now)}
+if mode == 'peek' then
+  local all = redis.call('HGETALL', K_WORKERS)
+  for i = 1, #all, 2 do
+    local exp = redis.call('ZSCORE', K_WORKEREXP, all[i])
+    if exp and tonumber(exp) >= now then
+      out[#out + 1] = all[i]
+      out[#out + 1] = all[i + 1]
+    end
+  end
+  return out
+end
+sweep()
 for _, v in ipairs(redis.call('HGETALL', K_WORKERS)) do out[#out + 1] = v end
 return out

@@ -1,0 +1,136 @@
+"""The dashboard's ASGI app: :func:`create_app` wires the pages, the security middleware and the
+templates around one :class:`Dashboard` (the pubq app, the signer, the throughput samples).
+
+Every backend call runs on one worker thread of the dashboard's own: drivers are per process and
+not meant to be shared across threads, and one thread keeps their connections where they were made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from .model import redact
+from .security import SecurityMiddleware, Signer, session_id
+from .settings import DashboardSettings
+from .throughput import Throughput
+
+T = TypeVar("T")
+#: Seconds between two background samples of the queues' counters.
+SAMPLE_EVERY = 60.0
+
+
+def fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Dashboard:
+    """One dashboard: the pubq app it shows, whether actions are on, and its per-process state."""
+
+    def __init__(self, app: Any, *, read_only: bool = False, settings: DashboardSettings | None = None,
+                 refresh: float = 5.0) -> None:
+        self.app = app
+        self.read_only = read_only
+        self.settings = settings or DashboardSettings()
+        #: Seconds between auto-refreshes of a page (0: off).
+        self.refresh = refresh
+        self.signer = Signer()
+        self.throughput = Throughput()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pubq-dashboard")
+        self.env = Environment(loader=PackageLoader("pubq.dashboard", "templates"),
+                               autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        self.env.filters.update(time=fmt_time, age=fmt_age, redact=redact)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking backend call on the dashboard's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def queue(self, name: str) -> Any:
+        if name not in self.app.config.queues:
+            raise HTTPException(404, f"No queue named {name!r}.")
+        return self.app.queue(name)
+
+    def sample(self) -> None:
+        """Record every queue's counters for the throughput chart (reads only)."""
+        from .model import raw
+
+        now = time.time()
+        for name in self.app.queue_names():
+            try:
+                counts = raw(self.app.queue(name).driver).counts()
+            except Exception:  # noqa: BLE001 - a backend down now is shown by the pages
+                continue
+            self.throughput.record(name, now, counts.done, counts.failed_total)
+
+    def render(self, request: Request, template: str, code: int = 200, **context: Any) -> HTMLResponse:
+        sid = session_id(request)
+        html = self.env.get_template(template).render(
+            request=request, read_only=self.read_only, csrf=self.signer.csrf_token(sid) if sid else "",
+            refresh=self.refresh, queue_names=self.app.queue_names(), notice=request.query_params.get("notice", ""),
+            **context)
+        return HTMLResponse(html, code)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def create_app(app: Any, *, read_only: bool = False, settings: DashboardSettings | None = None,
+               refresh: float = 5.0, sample_every: float = SAMPLE_EVERY) -> Starlette:
+    """The dashboard of the pubq ``app`` (a :class:`pubq.app.App`) as an ASGI app."""
+    from .routes import failed, overview, publishing, queues, workers
+
+    dash = Dashboard(app, read_only=read_only, settings=settings, refresh=refresh)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async def sampler() -> None:
+            while True:
+                await dash.call(dash.sample)
+                await asyncio.sleep(sample_every)
+
+        task = asyncio.create_task(sampler())
+        try:
+            yield
+        finally:
+            task.cancel()
+            dash.close()
+
+    routes = [*overview.routes, *queues.routes, *failed.routes, *workers.routes, *publishing.routes,
+              Mount("/static", StaticFiles(packages=[("pubq.dashboard", "static")]), name="static")]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return dash.render(request, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
+
+    web = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error},
+                    middleware=[Middleware(SecurityMiddleware, signer=dash.signer, settings=dash.settings,
+                                           read_only=read_only)])
+    web.state.dashboard = dash
+    return web
