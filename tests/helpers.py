@@ -629,7 +629,7 @@ class PrivatePgBouncer:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {self.dir}/users.txt\n"
             "log_connections = 0\nlog_disconnections = 0\n"
-            "max_client_conn = 500\nserver_idle_timeout = 5\nquery_wait_timeout = 30\n"
+            "max_client_conn = 500\nserver_idle_timeout = 2\nquery_wait_timeout = 30\n"
         )
         cmd = [*self.prefix, exe]
         if os.geteuid() == 0:
