@@ -96,21 +96,27 @@ def _upsert(kind: str, table: str, key: str, columns: tuple[str, ...], values: t
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}){tail}"
 
 
+#: kind → (head, tail) of an INSERT that leaves an existing row alone.
+_INSERT_IGNORE = {
+    "sqlite": ("INSERT OR IGNORE INTO", ""),
+    "mysql": ("INSERT IGNORE INTO", ""),
+    "postgres": ("INSERT INTO", " ON CONFLICT DO NOTHING"),
+}
+
+
+def _ensure_row(into: str, guarantee: str) -> dict[str, Statement]:
+    """Per dialect: ``INSERT <into>`` unless the row (by its key) is already there."""
+    return {kind: Statement(f"{head} {into}{tail}", guarantee) for kind, (head, tail) in _INSERT_IGNORE.items()}
+
+
 # -- connection and clock ---------------------------------------------------------------------------
 
 NOW = Statement("SELECT {NOW} AS db_now", "the database clock; in a transaction, one reading fixed for all of it")
 PING = Statement("SELECT 1 AS ok", "the database answers")
-ENSURE_COUNTER_ROW = {
-    kind: Statement(
-        f"{head} {{C}} (channel, shard, {', '.join(COUNTERS.values())}) VALUES (?, ?{', 0' * len(COUNTERS)}){tail}",
-        "this driver's counter row exists (created at zero once, never reset)",
-    )
-    for kind, head, tail in (
-        ("sqlite", "INSERT OR IGNORE INTO", ""),
-        ("mysql", "INSERT IGNORE INTO", ""),
-        ("postgres", "INSERT INTO", " ON CONFLICT DO NOTHING"),
-    )
-}
+ENSURE_COUNTER_ROW = _ensure_row(
+    f"{{C}} (channel, shard, {', '.join(COUNTERS.values())}) VALUES (?, ?{', 0' * len(COUNTERS)})",
+    "this driver's counter row exists (created at zero once, never reset)",
+)
 ADD_TO_COUNTERS = Statement(
     "UPDATE {C} SET " + ", ".join(f"{c} = {c} + ?" for c in COUNTERS.values()) + " WHERE channel = ? AND shard = ?",
     "a transaction's counter deltas, applied last (the counter row is locked last) and committed with its rows",
@@ -509,17 +515,10 @@ SELECT id FROM a""",
 UNIQUE_ROW_EXISTS = Statement(
     "SELECT 1 AS found FROM {U} WHERE channel = ? AND ukey = ?", "whether the key's row exists (a plain read)",
 )
-ENSURE_UNIQUE_ROW = {
-    kind: Statement(
-        f"{head} {{U}} (channel, ukey, job_id, mode, check_at) VALUES (?, ?, 0, 'done', 0){tail}",
-        "the key's row exists (a placeholder holding nothing), so racing pushers queue on one row lock",
-    )
-    for kind, head, tail in (
-        ("sqlite", "INSERT OR IGNORE INTO", ""),
-        ("mysql", "INSERT IGNORE INTO", ""),
-        ("postgres", "INSERT INTO", " ON CONFLICT DO NOTHING"),
-    )
-}
+ENSURE_UNIQUE_ROW = _ensure_row(
+    "{U} (channel, ukey, job_id, mode, check_at) VALUES (?, ?, 0, 'done', 0)",
+    "the key's row exists (a placeholder holding nothing), so racing pushers queue on one row lock",
+)
 LOCK_UNIQUE_ROW = Statement(
     "SELECT job_id, mode, expires_at FROM {U} WHERE channel = ? AND ukey = ?{LOCK}",
     "the key's record, locked: one unique push at a time per key",
@@ -576,15 +575,9 @@ LOCK_LIMIT_KEY = Statement(
     "SELECT state FROM {L} WHERE channel = ? AND lkey = ?{LOCK}",
     "the key's state, locked: one admission or release at a time per key",
 )
-ENSURE_LIMIT_KEY = {
-    kind: Statement(f"{head} {{L}} (channel, lkey, state) VALUES (?, ?, ''){tail}",
-                    "the key's row exists (empty state), so admissions queue on one row lock")
-    for kind, head, tail in (
-        ("sqlite", "INSERT OR IGNORE INTO", ""),
-        ("mysql", "INSERT IGNORE INTO", ""),
-        ("postgres", "INSERT INTO", " ON CONFLICT DO NOTHING"),
-    )
-}
+ENSURE_LIMIT_KEY = _ensure_row(
+    "{L} (channel, lkey, state) VALUES (?, ?, '')", "the key's row exists (empty state), so admissions queue on one row lock",
+)
 SAVE_LIMIT_KEY = Statement(
     "UPDATE {L} SET state = ? WHERE channel = ? AND lkey = ?", "the (locked) key's new state",
 )
