@@ -72,7 +72,7 @@ RETRY_BUDGET = 30.0
 # -- errors -------------------------------------------------------------------------------------
 
 #: PostgreSQL "prepared statement does not exist" (26000, the session was reset under us, e.g. by
-#: DISCARD ALL or a pooler): the driver's own case, retried after preparing again (see ``_pg``).
+#: DISCARD ALL or a pooler): the driver's own case, retried after preparing again (see ``pg_round_trip``).
 _PG_NO_STATEMENT = "26000"
 
 
