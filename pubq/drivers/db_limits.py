@@ -83,8 +83,12 @@ class DbLimits:
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
                       jitter: float = 0.0, burst: int = 0) -> float | None:
+        pending: list[str] = []
+
         def fn(tx: Tx) -> float | None:
-            if tx.fetch_one(sql.IS_HELD, (r.job_id, self.channel, r.token)) is None:
+            pending.clear()
+            held = tx.fetch_one(sql.HELD_CANCEL_REASON, (r.job_id, self.channel, r.token))
+            if held is None:
                 return None
             state = self._locked_key(tx, key)
             ids = sorted({s[0] for s in state.slots if s[0] != r.job_id})
@@ -97,13 +101,18 @@ class DbLimits:
                 n = tx.execute(sql.DELAY_FOR_LIMIT, (tx.now + wait, r.job_id, self.channel, r.token)).rowcount
                 if n != 1:
                     return None
+                if held["cancel_reason"] is not None:
+                    pending.append(str(held["cancel_reason"]))
                 tx.count(reserved=-1, delayed=1, limited=1)
                 self._notify(tx)
             self._save_key(tx, key, state)
             return wait
 
         self._count_limit_call()
-        return self.conn.transaction(fn)
+        wait = self.conn.transaction(fn)
+        if pending:  # a cancel requested before the refusal is not dropped: the delayed job is cancelled
+            self.cancel(r.job_id, pending[0])  # type: ignore[attr-defined]
+        return wait
 
     def limit_release(self, r: Reservation, key: str) -> None:
         def fn(tx: Tx) -> None:

@@ -20,6 +20,21 @@ MYSQL_URL = os.environ.get("PUBQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/t
 #: and ``pgbouncer-transaction`` are PostgreSQL behind a PgBouncer the tests start (one per process).
 DRIVER_KINDS = ("memory", "redis", "redis-sentinel", "redis-cluster", "redis-sharded", "sqlite", "postgres", "mysql",
                 "pgbouncer-session", "pgbouncer-transaction")
+#: The kinds that need servers the tests start themselves (a Sentinel set, a Cluster).
+TOPOLOGY_KINDS = ("redis-sentinel", "redis-cluster", "redis-sharded")
+#: PostgreSQL reached through a pooler: the same engine as ``postgres``.
+POOLER_KINDS = ("pgbouncer-session", "pgbouncer-transaction")
+#: One backend of each storage engine: for end-to-end tests whose subject is not the topology.
+CORE_KINDS = tuple(k for k in DRIVER_KINDS if k not in TOPOLOGY_KINDS and k not in POOLER_KINDS)
+
+
+def kind_params(kinds: tuple[str, ...] = DRIVER_KINDS) -> list[Any]:
+    """``kinds`` as pytest parameters; the topology kinds share one xdist group, so one test
+    process starts the Sentinel set and the Cluster instead of every process starting its own."""
+    import pytest
+
+    return [pytest.param(k, marks=pytest.mark.xdist_group("topology")) if k in TOPOLOGY_KINDS else k
+            for k in kinds]
 
 
 def unique_channel(prefix: str = "t") -> str:
