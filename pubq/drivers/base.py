@@ -720,7 +720,10 @@ class Driver(Protocol):
         returns 0.0. Refused: the job goes back delayed until the key's next free slot plus
         ``jitter`` seconds, its attempt count as before this reserve, ``Counts.limited`` + 1, and
         the delay is returned; refused for concurrency, it also waits on the key (``limit_release``
-        wakes it). None when ``r`` is stale (nothing changes).
+        wakes it). None when ``r`` is stale (nothing changes). A cancel requested for ``r`` before
+        a refusal is not dropped: the refused job is then cancelled (a failed, unsettled attempt
+        with ``JobCancelledError``, whose afterError the reclaiming worker runs, as for any cancel
+        whose caller did not settle it).
 
         ``burst`` > 0 (with a rate) makes the rate a token bucket: ``burst`` starts at once, then
         one every ``per / rate`` seconds (:mod:`pubq.drivers.limiter`).

@@ -487,6 +487,9 @@ class RedisDriver(BaseDriver):
         reply = self._run("limit_acquire", r.job_id, r.token, key, int(concurrency), int(rate), float(per),
                           max(float(jitter), 0.0), limiter.BUSY_RECHECK, limiter.BUSY_RECHECK_MAX,
                           limiter.MAX_WAITERS, int(burst))
+        if isinstance(reply, list):  # refused while a cancel was requested: the request is not dropped
+            self.cancel(r.job_id, reply[1].decode("utf-8", "replace"))
+            return float(reply[0])
         return None if reply is None else float(reply)
 
     def limit_release(self, r: Reservation, key: str) -> None:

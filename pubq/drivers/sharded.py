@@ -309,11 +309,12 @@ class ShardedDriver(BaseDriver):
         return flags, out
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
         """On the job's shard: a key's limit is counted per shard, so it is exact for the queue
         when ``shard_key`` names the limited argument (all of a key's jobs on one shard)."""
         _, driver, inner = self._in(r)
-        return driver.limit_acquire(inner, key, concurrency=concurrency, rate=rate, per=per, jitter=jitter)
+        return driver.limit_acquire(inner, key, concurrency=concurrency, rate=rate, per=per, jitter=jitter,
+                                    burst=burst)
 
     def limit_release(self, r: Reservation, key: str) -> None:
         _, driver, inner = self._in(r)

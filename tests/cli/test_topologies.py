@@ -10,6 +10,9 @@ from tests.helpers import Cli
 from tests.sample_jobs import read_lines
 from tests.topology import session_cluster, session_sentinel
 
+#: One test process starts the session's Sentinel set and Cluster (see tests/drivers/backends.py).
+pytestmark = pytest.mark.xdist_group("topology")
+
 
 def _url(topology: str) -> str:
     return session_sentinel().url if topology == "sentinel" else session_cluster().url

@@ -166,3 +166,18 @@ def test_burst_with_concurrency(driver) -> None:
     assert driver.ack(rs[0])
     driver.limit_release(rs[0], key)
     assert driver.limit_acquire(rs[2], key, concurrency=1, rate=1, per=100, burst=5) == 0
+
+
+def test_a_cancel_requested_before_a_refusal_is_not_dropped(driver) -> None:
+    key = _key()
+    a, b = _push(driver, 2)
+    ra, rb = driver.reserve(0), driver.reserve(0)
+    assert driver.limit_acquire(ra, key, concurrency=1) == 0
+    assert driver.cancel(b, "operator said no").state.value == "requested"  # b is reserved: a request
+    assert driver.limit_acquire(rb, key, concurrency=1) > 0  # refused: b never starts ...
+    info = driver.get(b)
+    assert info.status is JobStatus.FAILED and info.code == "cancelled" and info.message == "operator said no"
+    assert info.unsettled  # ... and is cancelled; its afterError runs when a worker reclaims the entry
+    assert driver.counts().limited == 1
+    assert driver.ack(ra)
+    assert driver.reserve(0) is None

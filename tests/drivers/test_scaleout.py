@@ -23,6 +23,9 @@ from pubq.errors import NotDurableError
 from pubq.publishing.preset import pipeline_queues
 from tests.topology import session_cluster, session_sentinel
 
+#: One test process starts the session's Sentinel set and Cluster (see tests/drivers/backends.py).
+pytestmark = pytest.mark.xdist_group("topology")
+
 
 @pytest.fixture
 def opened():

@@ -62,7 +62,10 @@ def drain_through_failover(tmp_path: Path, topology: SentinelSet | RedisClusterS
     """Run the drain described above on ``topology`` (started by the caller, changed by this)."""
     overrides: dict[str, Any] = {"on": {}, "behaviors": [], "ttr": 30, "grace": 1}
     if durability:
-        overrides["durability"] = {"replicas": 1, "timeout_ms": 500}
+        # Every replica must confirm: during SENTINEL FAILOVER the old master goes on taking writes for
+        # about a second after the promotion, confirmed by its *other* replica, and those are then
+        # dropped. Asking for all replicas closes that window (docs/scaling.md, "Durability").
+        overrides["durability"] = {"replicas": topology.replicas, "timeout_ms": 500}
     cli = Cli.create(tmp_path, "redis", env={"PUBQ_REDIS_URL": topology.url}, top={"give_up_after": 60},
                      **overrides)
     ran = str(tmp_path / "ran")

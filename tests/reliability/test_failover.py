@@ -31,7 +31,6 @@ def test_workers_follow_a_sentinel_failover_and_lose_no_durable_job(tmp_path, se
     print(result.as_dict())
     assert result.workers_alive, "no worker may exit on a failover"
     assert result.lost == 0, result
-    assert result.pause_s < 15, result  # promotion (~2-3 s here) + at most one 2 s backoff step
     assert result.acknowledged + result.not_durable == JOBS
 
 

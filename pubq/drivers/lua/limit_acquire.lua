@@ -7,7 +7,8 @@
 -- ARGV: head (1-6), 7 id, 8 token, 9 key, 10 concurrency (0: none), 11 rate (0: none), 12 per (s),
 -- 13 jitter (s), 14 busy recheck (s per waiter ahead), 15 its cap (s), 16 waiters kept, 17 burst (0:
 -- the sliding window; else a token bucket: starts holds its TAT, booked the next slot to promise).
--- Returns "0" when admitted, the delay ("%.6f") when put back, nil when this lease is stale.
+-- Returns "0" when admitted, the delay ("%.6f") when put back, nil when this lease is stale; put
+-- back while a cancel was requested: {delay, reason} (the caller then cancels the delayed job).
 local id = ARGV[7]
 local m = meta_get(id)
 if not held(m, tonumber(ARGV[8])) then return nil end
@@ -110,12 +111,14 @@ if wait > 0 then
   local jitter = tonumber(ARGV[13])
   if jitter > 0 then wait = wait + jitter end
   redis.call('ZREM', K_RESERVED, id)
+  local pending = redis.call('HGET', K_CANCEL, id)
   drop_live(id)
   m.attempt = m.attempt - 1  -- the job never started: not an attempt
   next_seq(m)
   to_delayed(id, m, now + wait)
   redis.call('HINCRBY', K_STATS, 'limited', 1)
   save()
+  if pending then return {f6(wait), pending} end
   return f6(wait)
 end
 
