@@ -1,5 +1,5 @@
 """The dashboard's ASGI app: :func:`create_app` wires the pages, the security middleware and the
-templates around one :class:`Dashboard` (the pubq app, the signer, the throughput samples).
+templates around one :class:`Dashboard` (the pubq app, the signer).
 
 Every backend call runs on one worker thread of the dashboard's own: drivers are per process and
 not meant to be shared across threads, and one thread keeps their connections where they were made.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,11 +26,8 @@ from starlette.staticfiles import StaticFiles
 from .model import redact
 from .security import SecurityMiddleware, Signer, session_id
 from .settings import DashboardSettings
-from .throughput import Throughput
 
 T = TypeVar("T")
-#: Seconds between two background samples of the queues' counters.
-SAMPLE_EVERY = 60.0
 
 
 def fmt_time(ts: float | None) -> str:
@@ -61,7 +57,6 @@ class Dashboard:
         #: Seconds between auto-refreshes of a page (0: off).
         self.refresh = refresh
         self.signer = Signer()
-        self.throughput = Throughput()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pubq-dashboard")
         self.env = Environment(loader=PackageLoader("pubq.dashboard", "templates"),
                                autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -77,18 +72,6 @@ class Dashboard:
             raise HTTPException(404, f"No queue named {name!r}.")
         return self.app.queue(name)
 
-    def sample(self) -> None:
-        """Record every queue's counters for the throughput chart (reads only)."""
-        from .model import raw
-
-        now = time.time()
-        for name in self.app.queue_names():
-            try:
-                counts = raw(self.app.queue(name).driver).counts()
-            except Exception:  # noqa: BLE001 - a backend down now is shown by the pages
-                continue
-            self.throughput.record(name, now, counts.done, counts.failed_total)
-
     def render(self, request: Request, template: str, code: int = 200, **context: Any) -> HTMLResponse:
         sid = session_id(request)
         html = self.env.get_template(template).render(
@@ -102,7 +85,7 @@ class Dashboard:
 
 
 def create_app(app: Any, *, read_only: bool = False, settings: DashboardSettings | None = None,
-               refresh: float = 5.0, sample_every: float = SAMPLE_EVERY) -> Starlette:
+               refresh: float = 5.0) -> Starlette:
     """The dashboard of the pubq ``app`` (a :class:`pubq.app.App`) as an ASGI app."""
     from .routes import failed, overview, publishing, queues, workers
 
@@ -110,16 +93,9 @@ def create_app(app: Any, *, read_only: bool = False, settings: DashboardSettings
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async def sampler() -> None:
-            while True:
-                await dash.call(dash.sample)
-                await asyncio.sleep(sample_every)
-
-        task = asyncio.create_task(sampler())
         try:
             yield
         finally:
-            task.cancel()
             dash.close()
 
     routes = [*overview.routes, *queues.routes, *failed.routes, *workers.routes, *publishing.routes,

@@ -47,6 +47,26 @@ def test_overview_shows_each_queue_with_counts_health_and_a_chart(dash_app, clie
     assert 'id="health"' in html and "redis://127.0.0.1" in html and ">ok<" in html
 
 
+def chart_total(html: str, queue: str) -> int:
+    row = re.search(rf'<tr data-queue="{queue}">(.*?)</tr>', html, re.S).group(1)
+    return int(re.search(r'</svg> <span class="muted">(\d+)</span>', row).group(1))
+
+
+def test_the_chart_reads_the_backend_throughput_the_workers_recorded(dash_app, client):
+    q = dash_app.queue("work")
+    assert chart_total(client.get("/").text, "work") == 0
+    for _ in range(3):
+        q.push_name("tests.Noop", {})
+    q.push_name("tests.Fail", {"message": "x"})
+    run_work(dash_app)  # its heartbeat adds 3 done and 1 failed to the backend's minute bucket
+    got = q.driver.throughput(0)
+    assert (sum(b.done for b in got), sum(b.failed for b in got)) == (3, 1)
+    assert chart_total(client.get("/").text, "work") == 4
+    with make_client(dash_app) as fresh:  # a second (or restarted) dashboard shows the same
+        html = fresh.get("/").text
+    assert chart_total(html, "work") == 4 and "<title>3 done</title>" in html and "<title>1 failed</title>" in html
+
+
 def test_queue_page_pages_by_keyset_and_filters_by_class(dash_app, client):
     q = dash_app.queue("work")
     ids = [q.push_name("tests.Noop", {}) for _ in range(55)]
