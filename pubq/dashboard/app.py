@@ -30,10 +30,33 @@ from .settings import DashboardSettings
 T = TypeVar("T")
 
 
-def fmt_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+#: The one way every page shows a time: UTC, to the second ...
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: ... and to the µs where order within a second matters (a task's status timeline).
+TIME_US_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _as_datetime(value: float | str | None) -> datetime | None:
+    """A backend time (unix seconds) or a publishing service time (ISO 8601, ``Z``) as UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def fmt_time(value: float | str | None) -> str:
+    when = _as_datetime(value)
+    return "-" if when is None else when.strftime(TIME_FORMAT)
+
+
+def fmt_time_us(value: float | str | None) -> str:
+    when = _as_datetime(value)
+    return "-" if when is None else when.strftime(TIME_US_FORMAT)
 
 
 def fmt_age(seconds: float | None) -> str:
@@ -60,7 +83,7 @@ class Dashboard:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pubq-dashboard")
         self.env = Environment(loader=PackageLoader("pubq.dashboard", "templates"),
                                autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(time=fmt_time, age=fmt_age, redact=redact)
+        self.env.filters.update(time=fmt_time, time_us=fmt_time_us, age=fmt_age, redact=redact)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking backend call on the dashboard's thread."""
@@ -74,10 +97,12 @@ class Dashboard:
 
     def render(self, request: Request, template: str, code: int = 200, **context: Any) -> HTMLResponse:
         sid = session_id(request)
+        notice = request.query_params.get("notice", "")
+        if not self.signer.notice_ok(sid, notice, request.query_params.get("sig", "")):
+            notice = ""  # not signed for this session: a crafted link shows nothing
         html = self.env.get_template(template).render(
             request=request, read_only=self.read_only, csrf=self.signer.csrf_token(sid) if sid else "",
-            refresh=self.refresh, queue_names=self.app.queue_names(), notice=request.query_params.get("notice", ""),
-            **context)
+            refresh=self.refresh, queue_names=self.app.queue_names(), notice=notice, **context)
         return HTMLResponse(html, code)
 
     def close(self) -> None:

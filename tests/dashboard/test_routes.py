@@ -198,7 +198,10 @@ def test_task_page_shows_every_account_and_timeline_and_retries_a_failed_one(das
     assert re.search(r'data-account="a1">.*?data-status="under review"', html, re.S)
     assert re.search(r'data-account="a2">.*?data-status="failed"', html, re.S)
     assert "releasing → failed" in html
-    assert re.search(r"\d{2}:\d{2}:\d{2}\.\d{6}Z", html)  # µs times
+    # One time format on every page: UTC to the second; timelines to the µs; the ISO value kept in datetime=
+    assert re.search(r'<time datetime="[^"]+Z">\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}</time>', html)
+    assert re.search(r"<dt>Created</dt><dd><time [^>]+>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}</time>", html)
+    assert "T" not in re.search(r'<li class="k-[a-z]+"><time [^>]+>([^<]+)</time>', html).group(1)
     token = csrf_of(html)
     r = client.post(f"/tasks/{task}/retry", data={"csrf": token, "account": "a2"})
     assert r.status_code == 303 and "Retried+a2" in r.headers["location"]
@@ -260,3 +263,17 @@ def test_static_assets_ship_with_the_package(client):
     assert "svg.chart" in client.get("/static/style.css").text
     assert "autorefresh" in client.get("/static/refresh.js").text
     assert "default-src 'self'" in client.get("/").headers["content-security-policy"]
+
+
+def test_a_notice_shows_only_when_signed_for_this_session(dash_app, client):
+    token = csrf_of(client.get("/queues/work").text)
+    r = client.post("/queues/work/pause", data={"csrf": token})
+    assert r.status_code == 303 and "sig=" in r.headers["location"]
+    shown = client.get(r.headers["location"]).text
+    assert '<p class="notice" role="status">Queue work is paused.</p>' in shown
+    crafted = client.get("/queues/work", params={"notice": "<script>alert(1)</script> Call 555-0100"}).text
+    assert 'class="notice"' not in crafted and "555-0100" not in crafted
+    forged = client.get("/queues/work", params={"notice": "Call 555-0100", "sig": "0" * 32}).text
+    assert 'class="notice"' not in forged
+    with make_client(dash_app) as other:  # a link signed for one session shows nothing in another
+        assert 'class="notice"' not in other.get(r.headers["location"]).text
