@@ -87,7 +87,7 @@ class DbLimits:
 
         def fn(tx: Tx) -> float | None:
             pending.clear()
-            held = tx.fetch_one(sql.IS_HELD, (r.job_id, self.channel, r.token))
+            held = tx.fetch_one(sql.HELD_CANCEL_REASON, (r.job_id, self.channel, r.token))
             if held is None:
                 return None
             state = self._locked_key(tx, key)
