@@ -194,7 +194,8 @@ class DbConnection:
         self.tables = {
             token: f"{quote}{table_prefix}{name}{quote}"
             for token, name in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"),
-                                ("W", "workers"), ("U", "unique"), ("M", "marks"), ("L", "limits"))
+                                ("W", "workers"), ("U", "unique"), ("M", "marks"), ("L", "limits"),
+                                ("T", "throughput"))
         }
         self.dialect: db_schema.Dialect | None = None  # known after the first connect
         self._rendered: dict[tuple[str, int], str] = {}

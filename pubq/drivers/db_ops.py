@@ -12,12 +12,14 @@ through the driver's connection (``self.conn``). Tables and columns are schema v
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pubq.drivers import db_sql as sql
 from pubq.drivers.base import (
     CANCELLED_CODE,
+    THROUGHPUT_KEEP,
     CancelResult,
     CancelState,
     JobInfo,
@@ -25,6 +27,7 @@ from pubq.drivers.base import (
     JobStatus,
     Policy,
     Reservation,
+    ThroughputBucket,
     WorkerInfo,
 )
 from pubq.drivers.db_rows import as_bytes, job_info
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
 
 class DbOps:
     """Operations of the db driver (see the module docstring); mixed into DbDriver."""
+
+    #: The local minute this handle last trimmed the throughput buckets in (once a minute is enough).
+    _tput_trimmed: int | None = None
 
     channel: str
     policy: Policy
@@ -142,6 +148,22 @@ class DbOps:
                if (info := WorkerInfo.from_json(row["info"], float(row["last_seen"]), float(row["db_now"])))
                is not None]
         return sorted(out, key=lambda w: (w.started_at, w.worker_id))
+
+    # -- throughput per minute --------------------------------------------------------------------
+
+    def record_throughput(self, done: int, failed: int, minute: int | None = None) -> None:
+        """One upsert; once a minute per handle, also one delete of the buckets past the window."""
+        kind = self.conn.kind
+        self.conn.execute(sql.RECORD_THROUGHPUT[kind],
+                          (self.channel, None if minute is None else int(minute), int(done), int(failed)))
+        local_minute = int(time.time() // 60)
+        if self._tput_trimmed != local_minute:
+            self.conn.execute(sql.TRIM_THROUGHPUT[kind], (self.channel, THROUGHPUT_KEEP))
+            self._tput_trimmed = local_minute
+
+    def throughput(self, since: int) -> list[ThroughputBucket]:
+        rows = self.conn.read_all(sql.THROUGHPUT, (self.channel, int(since)))
+        return [ThroughputBucket(int(r["bucket"]), int(r["done"]), int(r["failed"])) for r in rows]
 
 
 def _as_delayed(info: JobInfo) -> JobInfo:

@@ -2,7 +2,7 @@
 
 Templates use ``?`` placeholders, rewritten to ``%s`` for PostgreSQL/MySQL, and these tokens: ``{J}``
 jobs table, ``{C}`` counters, ``{F}`` follow-ups, ``{Q}`` pause flags, ``{W}`` worker registry,
-``{U}`` unique keys, ``{M}`` marks, ``{L}`` per-key limits, ``{NOW}`` the database clock in unix seconds, ``{LOCK}`` a row lock (`` FOR UPDATE``; nothing on
+``{U}`` unique keys, ``{M}`` marks, ``{L}`` per-key limits, ``{T}`` throughput, ``{NOW}`` the database clock in unix seconds, ``{LOCK}`` a row lock (`` FOR UPDATE``; nothing on
 SQLite, whose write transactions are exclusive), ``{SKIP}`` a row lock that skips rows other workers
 hold (`` FOR UPDATE SKIP LOCKED`` where the server has it, else a plain ``FOR UPDATE``), ``{IDS}`` a
 list of ``?`` for an ``IN``. Rows are read by column name: every computed column has an alias.
@@ -392,6 +392,35 @@ SWEEP_WORKERS = Statement(
 WORKERS = Statement(
     "SELECT last_seen, info, {NOW} AS db_now FROM {W} WHERE channel = ? AND expires_at >= {NOW}",
     "the queue's registered workers whose entry has not expired (swept or not)",
+)
+
+#: The database clock's current unix minute (the throughput bucket of "now").
+MINUTE_SQL = {
+    "sqlite": "CAST(pubq_now() / 60 AS INTEGER)",
+    "postgres": "floor(extract(epoch FROM now()) / 60)::bigint",
+    "mysql": "FLOOR(UNIX_TIMESTAMP(NOW(6)) / 60)",
+}
+_TPUT_ADD = {
+    "mysql": " ON DUPLICATE KEY UPDATE done = done + VALUES(done), failed = failed + VALUES(failed)",
+    "postgres": " ON CONFLICT (channel, bucket) DO UPDATE SET done = {T}.done + excluded.done,"
+                " failed = {T}.failed + excluded.failed",
+}
+RECORD_THROUGHPUT = {
+    kind: Statement(
+        f"INSERT INTO {{T}} (channel, bucket, done, failed) VALUES (?, COALESCE(?, {MINUTE_SQL[kind]}), ?, ?)"
+        + _TPUT_ADD["mysql" if kind == "mysql" else "postgres"],
+        "a worker's finished jobs are added to the minute's bucket in one statement (concurrent beats add up)",
+    )
+    for kind in DIALECTS
+}
+TRIM_THROUGHPUT = {
+    kind: Statement(f"DELETE FROM {{T}} WHERE channel = ? AND bucket < {MINUTE_SQL[kind]} - ?",
+                    "buckets older than the kept window are gone")
+    for kind in DIALECTS
+}
+THROUGHPUT = Statement(
+    "SELECT bucket, done, failed FROM {T} WHERE channel = ? AND bucket >= ? ORDER BY bucket",
+    "the queue's stored buckets from a minute on, oldest first (a primary-key range)",
 )
 
 # -- PostgreSQL hot paths ---------------------------------------------------------------------------------

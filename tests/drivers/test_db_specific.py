@@ -462,7 +462,7 @@ def test_every_statement_is_named_with_its_guarantee_and_renders_on_every_dialec
 
     statements = db_sql.all_statements()
     assert {"ACK", "FIRST_WAITING", "PG_RESERVE", "HEARTBEAT[mysql]", "LIST_AFTER[failed]"} <= set(statements)
-    tokens = {"J": "j", "C": "c", "F": "f", "Q": "q", "W": "w", "U": "u", "M": "m", "L": "l",
+    tokens = {"J": "j", "C": "c", "F": "f", "Q": "q", "W": "w", "U": "u", "M": "m", "L": "l", "T": "t",
               "NOW": "now()", "LOCK": "", "SKIP": "", "IDS": "?"}
     for name, statement in statements.items():
         assert statement.guarantee.strip() and "\n" not in statement.guarantee, name
