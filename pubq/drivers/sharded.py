@@ -3,7 +3,7 @@
 One queue's keys share one hash tag, so on a Redis Cluster a queue lives on one master and one
 core. ``ShardedDriver`` spreads it over sub-queues ``{CHANNEL#0}`` … ``{CHANNEL#N-1}`` (each a
 plain :class:`~pubq.drivers.redis.RedisDriver`, every script still on one slot) and implements the
-whole :class:`~pubq.drivers.base.Driver` contract on top:
+whole :class:`~pubq.drivers.base.Driver` contract on top (what it reports names the queue's ids):
 
 * **ids carry the shard**: ``id = local_id * 1000 + shard``, so ids stay unique per queue with no
   cross-slot counter and any id is routed without a lookup (``12003`` is job 12 of shard 3).
@@ -68,6 +68,33 @@ def shard_channel(channel: str, index: int) -> str:
     return f"{channel}#{index}"
 
 
+def _gid(index: int, local: int) -> int:
+    """The queue's id of job ``local`` of shard ``index``."""
+    return local * SHARD_SPAN + index
+
+
+class _Shard(RedisDriver):
+    """One sub-queue. Its scripts work on local ids, but what it tells people (the "not durable"
+    error of a push, the warning of an ack, fail or settle) names the queue's id: the only id a
+    user ever sees, and the one ``pubq QUEUE status`` answers for."""
+
+    def __init__(self, client: ClientRef, channel: str, index: int, **opts: Any) -> None:
+        super().__init__(client, shard_channel(channel, index), **opts)
+        self.index = index
+
+    def _run_durable(self, name: str, what: str, *args: Any, job_id: int | None = None) -> Any:
+        gid = None if job_id is None else _gid(self.index, job_id)
+        try:
+            return super()._run_durable(name, what, *args, job_id=gid)
+        except NotDurableError as exc:  # a push: the id was learnt from the script's reply
+            if gid is not None or exc.job_id is None:
+                raise
+            queue_id = _gid(self.index, exc.job_id)
+            head, sep, tail = str(exc).partition(" is not durable")
+            message = f"{what} of job {queue_id}{sep}{tail}" if sep else str(exc)
+            raise NotDurableError(message, job_id=queue_id) from None
+
+
 class ShardedDriver(BaseDriver):
     """One queue over ``shards`` Redis sub-queues (see the module docstring)."""
 
@@ -99,7 +126,7 @@ class ShardedDriver(BaseDriver):
         self._widest_known = False
 
     def _open(self, index: int) -> RedisDriver:
-        return RedisDriver(self._ref, shard_channel(self.channel, index), **self._opts)
+        return _Shard(self._ref, self.channel, index, **self._opts)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -134,9 +161,7 @@ class ShardedDriver(BaseDriver):
             raise ValueError(f"job {r.job_id} names shard {index}, which this queue never had")
         return index, drivers[index], replace(r, job_id=r.job_id // SHARD_SPAN)
 
-    @staticmethod
-    def _gid(index: int, local: int) -> int:
-        return local * SHARD_SPAN + index
+    _gid = staticmethod(_gid)
 
     def _out(self, index: int, r: Reservation | None) -> Reservation | None:
         return None if r is None else replace(r, job_id=self._gid(index, r.job_id))
@@ -163,18 +188,7 @@ class ShardedDriver(BaseDriver):
 
     def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
         index = self._shard_for(payload)
-        try:
-            return self._gid(index, self._drivers[index].push(payload, ttr=ttr, delay=delay, priority=priority))
-        except NotDurableError as exc:
-            raise self._not_durable(index, exc) from None
-
-    def _not_durable(self, index: int, exc: NotDurableError) -> NotDurableError:
-        """The shard's error, naming the queue's id of the job instead of the shard's."""
-        if exc.job_id is None:
-            return exc
-        gid = self._gid(index, exc.job_id)
-        head, sep, tail = str(exc).partition(" is not durable")
-        return NotDurableError(f"push of job {gid}{sep}{tail}" if sep else str(exc), job_id=gid)
+        return self._gid(index, self._drivers[index].push(payload, ttr=ttr, delay=delay, priority=priority))
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         """One push_many per shard used (each chunked as unsharded); ids in input order."""
@@ -183,10 +197,7 @@ class ShardedDriver(BaseDriver):
             groups.setdefault(self._shard_for(item.payload), []).append(position)
         ids = [0] * len(items)
         for index, positions in groups.items():
-            try:
-                local = self._drivers[index].push_many([items[p] for p in positions])
-            except NotDurableError as exc:
-                raise self._not_durable(index, exc) from None
+            local = self._drivers[index].push_many([items[p] for p in positions])
             for position, job_id in zip(positions, local, strict=True):
                 ids[position] = self._gid(index, job_id)
         return ids
@@ -199,11 +210,8 @@ class ShardedDriver(BaseDriver):
         the change is not seen by pushes after it.)"""
         self._all()
         index = zlib.crc32(unique.key.encode("utf-8", "surrogatepass")) % self.shards
-        try:
-            job_id, created = self._drivers[index].push_unique(payload, ttr=ttr, unique=unique, delay=delay,
-                                                               priority=priority)
-        except NotDurableError as exc:
-            raise self._not_durable(index, exc) from None
+        job_id, created = self._drivers[index].push_unique(payload, ttr=ttr, unique=unique, delay=delay,
+                                                           priority=priority)
         return self._gid(index, job_id), created
 
     def mark_get(self, name: str) -> float | None:
