@@ -357,11 +357,15 @@ class DbConnection:
         its counter deltas applied last; run again from the start after a deadlock or lock timeout."""
 
         def run(cur: Any) -> T:
-            cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
             if self.kind == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
                 now = time.time()
             else:
-                cur.execute(self.render(NOW))
+                if self.kind == "postgres":  # one simple query: the clock is read inside the new transaction
+                    cur.execute("BEGIN; " + self.render(NOW))
+                else:  # MySQL runs one statement per call (no CLIENT_MULTI_STATEMENTS)
+                    cur.execute("BEGIN")
+                    cur.execute(self.render(NOW))
                 now = float(named_rows(cur, [cur.fetchone()])[0]["db_now"])
             tx = Tx(self, cur, now)
             result = fn(tx)

@@ -2,9 +2,14 @@
 
 Each limit key of a channel is one row of ``<prefix>limits`` holding the key's state as JSON
 (:class:`pubq.drivers.limiter.KeyState`). An admission is one transaction: lock the key's row
-(``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` is already exclusive), read which of its slots' jobs
-are still reserved under their lease, apply the rule, and either record the slot or move the job
-back to delayed with a guarded UPDATE — so two workers never both take a key's last slot.
+(``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` is already exclusive) in the statement that checks
+the job is still held, read which of its slots' jobs are still reserved under their lease, apply
+the rule, and either record the slot or move the job back to delayed with a guarded UPDATE — so two
+workers never both take a key's last slot. A release drops the slot and wakes the first waiter
+still delayed (the guarded UPDATE is the check). Round trips per call: ``bench/README.md``.
+
+A key keeps its row between jobs, also when a release leaves nothing in it: an admission then
+finds and locks it in one statement, where creating it again would take three.
 
 Rows of idle keys (:func:`pubq.drivers.limiter.idle`) are deleted by a sweep that every
 ``SWEEP_EVERY``-th admission or release of a driver object runs: it looks at the next
@@ -78,6 +83,19 @@ class DbLimits:
             row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
         return KeyState.loads(row["state"] if row is not None else None)
 
+    def _held_and_locked(self, tx: Tx, r: Reservation, key: str) -> tuple[KeyState, str | None] | None:
+        """The key's locked state and the job's pending cancel reason; None if ``r`` is stale.
+
+        One statement while the key has a row (it keeps it between jobs, see ``limit_release``);
+        on a key's first use, the held check, the row's creation and the lock one after another."""
+        row = tx.fetch_one(sql.LOCK_LIMIT_KEY_HELD, (r.job_id, r.token, self.channel, key))
+        if row is None:
+            held = tx.fetch_one(sql.HELD_CANCEL_REASON, (r.job_id, self.channel, r.token))
+            if held is None:
+                return None
+            return self._locked_key(tx, key), held["cancel_reason"]
+        return KeyState.loads(row["state"]), row["cancel_reason"]
+
     def _save_key(self, tx: Tx, key: str, state: KeyState) -> None:
         tx.execute(sql.SAVE_LIMIT_KEY, (state.dumps(), self.channel, key))
 
@@ -87,10 +105,10 @@ class DbLimits:
 
         def fn(tx: Tx) -> float | None:
             pending.clear()
-            held = tx.fetch_one(sql.HELD_CANCEL_REASON, (r.job_id, self.channel, r.token))
-            if held is None:
+            found = self._held_and_locked(tx, r, key)
+            if found is None:
                 return None
-            state = self._locked_key(tx, key)
+            state, cancel_reason = found
             ids = sorted({s[0] for s in state.slots if s[0] != r.job_id})
             leases = {int(row["id"]): int(row["lease"]) for row in tx.fetch_all(
                 sql.RESERVED_LEASES, (self.channel,), ids)} if ids else {}  # fmt: skip
@@ -101,8 +119,8 @@ class DbLimits:
                 n = tx.execute(sql.DELAY_FOR_LIMIT, (tx.now + wait, r.job_id, self.channel, r.token)).rowcount
                 if n != 1:
                     return None
-                if held["cancel_reason"] is not None:
-                    pending.append(str(held["cancel_reason"]))
+                if cancel_reason is not None:
+                    pending.append(str(cancel_reason))
                 tx.count(reserved=-1, delayed=1, limited=1)
                 self._notify(tx)
             self._save_key(tx, key, state)
@@ -115,26 +133,23 @@ class DbLimits:
         return wait
 
     def limit_release(self, r: Reservation, key: str) -> None:
+        """Drop the job's slot and make the key's first waiter that is still delayed due now.
+
+        The row stays, even when nothing is left in it: the key's next admission then finds it in
+        one statement instead of creating it again; the sweep deletes it once the key is idle."""
         def fn(tx: Tx) -> None:
             row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
             if row is None:
                 return
             state = KeyState.loads(row["state"])
 
-            def is_delayed(job_id: int) -> bool:
-                found = tx.fetch_one(sql.JOB_STATE, (job_id, self.channel))
-                return found is not None and found["state"] == "delayed"
+            def wake(job_id: int) -> bool:  # the guarded UPDATE is the check: one statement per waiter
+                return tx.execute(sql.WAKE_DELAYED, (tx.now, job_id, self.channel)).rowcount == 1
 
-            first = release(state, job_id=r.job_id, is_delayed=is_delayed)
-            if first is not None:
-                n = tx.execute(sql.WAKE_DELAYED, (tx.now, first, self.channel)).rowcount
-                if n == 1:
-                    tx.count(delayed=-1, waiting=1)
-                    self._notify(tx)
-            if state.empty and state.idle_at <= tx.now:  # nothing left to remember (the row is locked)
-                tx.execute(sql.DELETE_LIMIT_KEY, (self.channel, key))
-            else:
-                self._save_key(tx, key, state)
+            if release(state, job_id=r.job_id, is_delayed=wake) is not None:
+                tx.count(delayed=-1, waiting=1)
+                self._notify(tx)
+            self._save_key(tx, key, state)
 
         self._count_limit_call()
         self.conn.transaction(fn)

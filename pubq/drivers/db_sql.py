@@ -604,13 +604,18 @@ LOCK_LIMIT_KEY = Statement(
     "SELECT state FROM {L} WHERE channel = ? AND lkey = ?{LOCK}",
     "the key's state, locked: one admission or release at a time per key",
 )
+LOCK_LIMIT_KEY_HELD = Statement(
+    "SELECT l.state, j.cancel_reason FROM {L} l JOIN {J} j ON j.id = ? AND j.channel = l.channel"
+    " AND j.state = 'reserved' AND j.lease = ? WHERE l.channel = ? AND l.lkey = ?{LOCK}",
+    "one round trip: the key's state locked, with the held job's pending cancel request (NULL when none);"
+    " no row when the key has no row yet or the reservation is stale",
+)
 ENSURE_LIMIT_KEY = _ensure_row(
     "{L} (channel, lkey, state) VALUES (?, ?, '')", "the key's row exists (empty state), so admissions queue on one row lock",
 )
 SAVE_LIMIT_KEY = Statement(
     "UPDATE {L} SET state = ? WHERE channel = ? AND lkey = ?", "the (locked) key's new state",
 )
-DELETE_LIMIT_KEY = Statement("DELETE FROM {L} WHERE channel = ? AND lkey = ?", "the (locked) key's row is gone")
 HELD_CANCEL_REASON = Statement(
     f"SELECT cancel_reason FROM {{J}} WHERE {HELD}",
     "the held job's pending cancel request (NULL when none); no row once the reservation is stale",
@@ -624,9 +629,6 @@ DELAY_FOR_LIMIT = Statement(
     " expires_at = NULL, holder = NULL, progress = NULL, progress_message = NULL,"
     f" cancel_reason = NULL WHERE {HELD}",
     "the held job waits for its key, as if this attempt never began",
-)
-JOB_STATE = Statement(
-    "SELECT state FROM {J} WHERE id = ? AND channel = ?", "a job's stored state (no row once done)",
 )
 WAKE_DELAYED = Statement(
     "UPDATE {J} SET state = 'waiting', due_at = ? WHERE id = ? AND channel = ? AND state = 'delayed'",

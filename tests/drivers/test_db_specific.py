@@ -533,12 +533,19 @@ def test_limit_calls_sweep_idle_rows_on_their_own(opened) -> None:
     assert len(_limit_keys(driver)) <= db_limits.SWEEP_EVERY - min(db_limits.SWEEP_BATCH, db_limits.SWEEP_EVERY - 1)
 
 
-def test_a_release_leaving_nothing_to_remember_deletes_the_row(opened) -> None:
+def test_a_release_leaving_nothing_to_remember_keeps_the_row_until_the_sweep(opened) -> None:
     driver = opened()
-    driver.push(b'{"job":"x"}', ttr=30)
+    for _ in range(2):
+        driver.push(b'{"job":"x"}', ttr=30)
     r = driver.reserve(0)
     assert driver.limit_acquire(r, "alone", concurrency=1) == 0
     assert _limit_keys(driver) == {"alone"}
     assert driver.ack(r)
     driver.limit_release(r, "alone")
-    assert _limit_keys(driver) == set()
+    assert _limit_keys(driver) == {"alone"}  # the key's next job finds it in one statement
+    nxt = driver.reserve(0)
+    assert driver.limit_acquire(nxt, "alone", concurrency=1) == 0  # the released slot is free
+    assert driver.sweep_limits() == 0  # a live slot: kept
+    assert driver.ack(nxt)
+    driver.limit_release(nxt, "alone")
+    assert driver.sweep_limits() == 1 and _limit_keys(driver) == set()
