@@ -131,7 +131,7 @@ class DbDriver(DbBatch, DbInspection, DbOps, DbUniqueOps, DbLimits, BaseDriver):
 
     def _notify(self, tx: Tx) -> None:
         if self.kind == "postgres":
-            tx.execute(sql.NOTIFY, (self._notify_name,))
+            tx.defer(sql.NOTIFY, (self._notify_name,))  # delivered at COMMIT anyway: sent with it
 
     # -- producing ---------------------------------------------------------------------------------
 

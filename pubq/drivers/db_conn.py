@@ -131,13 +131,17 @@ def first_line(exc: BaseException) -> str:
 
 
 class Tx:
-    """One open write transaction: ``now`` is fixed for it; counter deltas are applied just before COMMIT."""
+    """One open write transaction: ``now`` is fixed for it; counter deltas are applied just before COMMIT.
 
-    __slots__ = ("conn", "cursor", "now", "deltas")
+    On PostgreSQL, writes whose result nobody reads (``defer``, the counters) ride along with the
+    COMMIT in one round trip, in the order they were asked for; elsewhere they run at once."""
+
+    __slots__ = ("conn", "cursor", "now", "deltas", "deferred")
 
     def __init__(self, conn: DbConnection, cursor: Any, now: float) -> None:
         self.conn, self.cursor, self.now = conn, cursor, now
         self.deltas = dict.fromkeys(COUNTERS, 0)
+        self.deferred: list[tuple[str, Sequence[Any]]] = []
 
     def execute(self, sql: Sql, params: Sequence[Any] = (), ids: Sequence[int] = ()) -> Any:
         """Run one statement (``ids`` fill its ``{IDS}``); returns the cursor (rowcount, lastrowid)."""
@@ -145,6 +149,14 @@ class Tx:
         refuse_unstorable(ids)
         self.cursor.execute(self.conn.render(sql, len(ids)), (*params, *ids))
         return self.cursor
+
+    def defer(self, sql: Sql, params: Sequence[Any] = ()) -> None:
+        """A write whose rowcount is not needed: sent with the COMMIT on PostgreSQL, now elsewhere."""
+        if self.conn.kind != "postgres":
+            self.execute(sql, params)
+            return
+        refuse_unstorable(params)
+        self.deferred.append((self.conn.render(sql), tuple(params)))
 
     def fetch_one(self, sql: Sql, params: Sequence[Any] = ()) -> Row | None:
         cur = self.execute(sql, params)
@@ -163,8 +175,18 @@ class Tx:
     def apply_counters(self) -> None:
         """Apply the counter deltas: last in the transaction, so the counter row is locked last."""
         if any(self.deltas.values()):
-            self.execute(ADD_TO_COUNTERS, (*self.deltas.values(), self.conn.channel, self.conn.counter_shard))
+            self.defer(ADD_TO_COUNTERS, (*self.deltas.values(), self.conn.channel, self.conn.counter_shard))
             self.deltas = dict.fromkeys(COUNTERS, 0)
+
+    def commit(self) -> None:
+        """COMMIT, after the deferred writes, in one round trip (one simple query on PostgreSQL: a
+        failing write aborts the transaction before its COMMIT, and the caller rolls back)."""
+        if not self.deferred:
+            self.cursor.execute("COMMIT")
+            return
+        text = "; ".join([*(sql for sql, _ in self.deferred), "COMMIT"])
+        self.cursor.execute(text, [value for _, params in self.deferred for value in params])
+        self.deferred = []
 
 
 class DbConnection:
@@ -370,7 +392,7 @@ class DbConnection:
             tx = Tx(self, cur, now)
             result = fn(tx)
             tx.apply_counters()
-            cur.execute("COMMIT")
+            tx.commit()
             return result
 
         gate = self._writer_gate() if self.kind == "sqlite" else None

@@ -75,29 +75,22 @@ class DbLimits:
 
         return self.conn.transaction(fn)
 
-    def _locked_key(self, tx: Tx, key: str) -> KeyState:
-        """The key's state, its row locked for the transaction (created on first use)."""
-        row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
-        if row is None:
-            tx.execute(sql.ENSURE_LIMIT_KEY[self.conn.kind], (self.channel, key))
-            row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
-        return KeyState.loads(row["state"] if row is not None else None)
-
     def _held_and_locked(self, tx: Tx, r: Reservation, key: str) -> tuple[KeyState, str | None] | None:
         """The key's locked state and the job's pending cancel reason; None if ``r`` is stale.
 
-        One statement while the key has a row (it keeps it between jobs, see ``limit_release``);
-        on a key's first use, the held check, the row's creation and the lock one after another."""
-        row = tx.fetch_one(sql.LOCK_LIMIT_KEY_HELD, (r.job_id, r.token, self.channel, key))
-        if row is None:
-            held = tx.fetch_one(sql.HELD_CANCEL_REASON, (r.job_id, self.channel, r.token))
-            if held is None:
+        One statement while the key has a row (it keeps it between jobs, see ``limit_release``); on
+        a key's first use the row is created and the statement asked again."""
+        params = (r.job_id, r.token, self.channel, key)
+        row = tx.fetch_one(sql.LOCK_LIMIT_KEY_HELD, params)
+        if row is None:  # no row yet, or a stale reservation (an empty row is then left to the sweep)
+            tx.execute(sql.ENSURE_LIMIT_KEY[self.conn.kind], (self.channel, key))
+            row = tx.fetch_one(sql.LOCK_LIMIT_KEY_HELD, params)
+            if row is None:
                 return None
-            return self._locked_key(tx, key), held["cancel_reason"]
         return KeyState.loads(row["state"]), row["cancel_reason"]
 
     def _save_key(self, tx: Tx, key: str, state: KeyState) -> None:
-        tx.execute(sql.SAVE_LIMIT_KEY, (state.dumps(), self.channel, key))
+        tx.defer(sql.SAVE_LIMIT_KEY, (state.dumps(), self.channel, key))  # with the COMMIT on PostgreSQL
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
                       jitter: float = 0.0, burst: int = 0) -> float | None:

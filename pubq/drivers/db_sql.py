@@ -616,10 +616,6 @@ ENSURE_LIMIT_KEY = _ensure_row(
 SAVE_LIMIT_KEY = Statement(
     "UPDATE {L} SET state = ? WHERE channel = ? AND lkey = ?", "the (locked) key's new state",
 )
-HELD_CANCEL_REASON = Statement(
-    f"SELECT cancel_reason FROM {{J}} WHERE {HELD}",
-    "the held job's pending cancel request (NULL when none); no row once the reservation is stale",
-)
 RESERVED_LEASES = Statement(
     "SELECT id, lease FROM {J} WHERE channel = ? AND state = 'reserved' AND id IN ({IDS})",
     "the current leases of those given jobs that are running",
