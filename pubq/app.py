@@ -5,6 +5,7 @@ Nothing connects until a queue or service is first used, so ``pubq --help`` need
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -69,6 +70,9 @@ class App:
         # One-shot commands retry an unreachable backend for give_up_after seconds, then exit 1;
         # a worker takes its own view with its own budget.
         budget = OutageBudget(give_up_after=self.config.give_up_after)
+        if kind == "redis":
+            driver, max_backoff = open_redis_queue(qc, policy)
+            return ResilientDriver(driver, budget=budget, label=f"queue {qc.name}", max_backoff=max_backoff)
         return ResilientDriver(cls(qc.url, qc.channel, policy=policy), budget=budget, label=f"queue {qc.name}")
 
     def extension(self, key: str, factory: Callable[[App], T]) -> T:
@@ -92,6 +96,37 @@ class App:
                     pass
         self._queues.clear()
         self._extensions.clear()
+
+
+def open_redis_queue(qc: QueueConfig, policy: Policy) -> tuple[Driver, float]:
+    """A Redis queue's driver (sharded when ``shards`` > 1, WAITing when ``durability``) and the
+    longest retry pause its topology wants (short where a failover can promote a replica)."""
+    from .drivers.redis import RedisDriver
+    from .drivers.redis_client import FAILOVER_MAX_BACKOFF, Durability, target_of
+    from .drivers.sharded import ShardedDriver
+
+    durability = None if qc.durability is None else Durability(qc.durability.replicas, qc.durability.timeout_ms)
+    max_backoff = 30.0 if target_of(qc.url).kind == "single" else FAILOVER_MAX_BACKOFF
+    if qc.shards > 1 or qc.shard_key:
+        key_of = _shard_key_reader(qc.shard_key) if qc.shard_key else None
+        return ShardedDriver(qc.url, qc.channel, shards=qc.shards, policy=policy, durability=durability,
+                             key_of=key_of), max_backoff
+    return RedisDriver(qc.url, qc.channel, policy=policy, durability=durability), max_backoff
+
+
+def _shard_key_reader(name: str) -> Callable[[bytes], str | None]:
+    """The job argument ``name`` of a payload, as text (None when absent: the job goes round robin)."""
+    def key_of(payload: bytes) -> str | None:
+        try:
+            args = json.loads(payload).get("args")
+        except (ValueError, AttributeError, RecursionError):
+            return None
+        if not isinstance(args, dict) or args.get(name) is None:
+            return None
+        value = args[name]
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+    return key_of
 
 
 def _run_inline(queue: Queue) -> None:

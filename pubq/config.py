@@ -25,6 +25,8 @@ from .errors import ConfigError, PubqError
 from .events import EVENT_NAMES
 from .job import JobRegistry
 from .limits import Limits, parse_limits
+from .redis_url import SCHEMES as REDIS_URL_SCHEMES
+from .redis_url import parse_redis_url, redact, url_from_mapping
 from .schedules import Schedule, parse_schedule
 
 DEFAULT_CONFIG_NAME = "pubq.yaml"
@@ -39,7 +41,11 @@ _TOP_KEYS = {"redis", "database", "queue_database", "jobs", "queues", "publishin
 _QUEUE_KEYS = {
     "driver", "channel", "ttr", "attempts", "retry", "on", "behaviors", "max_payload_bytes",
     "failed_limit", "grace", "settle_within", "description", "heartbeat", "concurrency", "limits",
+    "durability", "shards", "shard_key",
 }
+_DURABILITY_KEYS = {"replicas", "timeout_ms"}
+#: Most sub-queues one queue may spread over (ids carry the shard in their last 3 digits).
+MAX_SHARDS = 100
 _RETRY_KEYS = {"backoff", "delay", "max_delay", "jitter"}
 _LOG_KEYS = {"level", "file", "format"}
 
@@ -50,6 +56,14 @@ class RetryPolicy:
     delay: float = 5.0
     max_delay: float = 600.0
     jitter: bool = True
+
+
+@dataclass(frozen=True)
+class Durability:
+    """``durability: {replicas, timeout_ms}``: Redis ``WAIT`` after each write that matters."""
+
+    replicas: int = 1
+    timeout_ms: int = 200
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,12 @@ class QueueConfig:
     concurrency: int = 1
     #: Per-key concurrency and rate limits of the queue's jobs (a job class's own ``limits`` win).
     limits: Limits | None = None
+    #: Redis only: replicas that must confirm push/ack/fail/settle (WAIT), or None.
+    durability: Durability | None = None
+    #: Redis only: sub-queues ``{channel#0}`` … ``{channel#N-1}`` the queue spreads over (1: none).
+    shards: int = 1
+    #: With shards: the job argument whose value picks the shard (jobs of one value keep their order).
+    shard_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -250,11 +270,29 @@ class _Checker:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = redact(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = REDIS_URL_SCHEMES
+def _redis_url(c: _Checker, value: Any, key: str) -> str:
+    """A ``redis:`` URL or Sentinel/Cluster mapping → the URL, checked; passwords never shown."""
+    if isinstance(value, dict):
+        try:
+            return url_from_mapping(value)
+        except ValueError as exc:
+            sub, sep, rest = str(exc).partition(": ")
+            if sep and " " not in sub:
+                raise c.fail(f"{key}.{sub}" if key else sub, rest) from None
+            raise c.fail(key, str(exc)) from None
+    text = c.url(value, key, REDIS_SCHEMES)
+    try:
+        parse_redis_url(text)
+    except ValueError as exc:
+        raise c.fail(key, str(exc)) from None
+    return text
+
+
 DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 
 
@@ -276,9 +314,9 @@ def parse_config(
 
     redis_url = top.get("redis")
     if redis_url is not None:
-        redis_url = c.url(redis_url, "redis", REDIS_SCHEMES)
+        redis_url = _redis_url(c, redis_url, "redis")
     if env.get("PUBQ_REDIS_URL"):
-        redis_url = _Checker("$PUBQ_REDIS_URL").url(env["PUBQ_REDIS_URL"], "", REDIS_SCHEMES)
+        redis_url = _redis_url(_Checker("$PUBQ_REDIS_URL"), env["PUBQ_REDIS_URL"], "")
     database = c.url(top.get("database", DEFAULT_DATABASE), "database", DB_SCHEMES)
     if env.get("PUBQ_DATABASE_URL"):
         database = _Checker("$PUBQ_DATABASE_URL").url(env["PUBQ_DATABASE_URL"], "", DB_SCHEMES)
@@ -448,7 +486,35 @@ def _parse_queue(
         heartbeat=float(c.bounded(q.get("heartbeat", 2), f"{k}.heartbeat", bounds.HEARTBEAT)),
         concurrency=int(c.bounded(q.get("concurrency", 1), f"{k}.concurrency", bounds.CONCURRENCY)),
         limits=parse_limits(q.get("limits"), f"{c.label}: {k}.limits"),
+        **_scale_options(c, k, q, driver),
     )
+
+
+def _scale_options(c: _Checker, k: str, q: dict[str, Any], driver: str) -> dict[str, Any]:
+    """``durability``, ``shards`` and ``shard_key``: Redis queues only."""
+    out: dict[str, Any] = {}
+    for key in ("durability", "shards", "shard_key"):
+        if key in q and driver != "redis":
+            raise c.fail(f"{k}.{key}", f"only a redis queue takes {key} (this queue's driver is {driver})")
+    if "durability" in q:
+        raw = c.mapping(q["durability"], f"{k}.durability", _DURABILITY_KEYS)
+        replicas, timeout = raw.get("replicas", 1), raw.get("timeout_ms", 200)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 100:
+            raise c.fail(f"{k}.durability.replicas", f"must be an integer from 1 to 100 (got {_show(replicas)})")
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 60_000:
+            raise c.fail(f"{k}.durability.timeout_ms",
+                         f"must be an integer from 1 to 60000 (got {_show(timeout)})")
+        out["durability"] = Durability(replicas=replicas, timeout_ms=timeout)
+    if "shards" in q:
+        shards = q["shards"]
+        if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+            raise c.fail(f"{k}.shards", f"must be an integer from 1 to {MAX_SHARDS} (got {_show(shards)})")
+        out["shards"] = shards
+    if "shard_key" in q:
+        if out.get("shards", 1) < 2:
+            raise c.fail(f"{k}.shard_key", "needs shards: 2 or more")
+        out["shard_key"] = c.string(q["shard_key"], f"{k}.shard_key")
+    return out
 
 
 def _with_log_behavior(q: QueueConfig) -> QueueConfig:
@@ -515,6 +581,6 @@ def make_callable(ref: str, instances: dict[type, Any]) -> Callable[..., Any]:
 
 
 __all__ = [
-    "Config", "QueueConfig", "RetryPolicy", "LogConfig", "Preset", "load_config", "parse_config",
+    "Config", "Durability", "QueueConfig", "RetryPolicy", "LogConfig", "Preset", "load_config", "parse_config",
     "resolve_reference", "make_callable", "DEFAULT_PRIORITY",
 ]

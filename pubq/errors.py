@@ -84,6 +84,20 @@ class BackendDataError(DriverError):
     exit_code = 2
 
 
+class NotDurableError(PubqError):
+    """A write happened on the Redis master but fewer replicas than the queue's ``durability`` asks
+    confirmed it in time (it could vanish in a failover). Not a DriverError: retrying would write
+    it twice, so nothing retries it."""
+
+    code = "not_durable"
+    exit_code = 1
+
+    def __init__(self, message: str, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        #: The id the write stored (a push's new job), when known.
+        self.job_id = job_id
+
+
 # -- job outcomes ----------------------------------------------------------------------------
 
 

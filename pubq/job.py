@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .argtypes import arg_spec
 from .bounds import ATTEMPTS, TTR, UNIQUE_FOR, UNIQUE_UNTIL
 from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
-from .limits import Limits, parse_limits
+from .limits import LimitKey, Limits, parse_limits
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import JobContext
@@ -59,6 +59,14 @@ class Job:
 
     def execute(self, ctx: JobContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
+
+    def limit_key(self, ctx: JobContext) -> LimitKey | str | None:
+        """This job's limit when its key is not a plain field (evaluated in the worker, before the
+        job starts): a :class:`~pubq.limits.LimitKey` (key and numbers), a key string (with the
+        numbers of the class's or queue's ``limits``), or None (no limit for this job). Only asked
+        when a class overrides it; otherwise the ``limits`` key template is filled. An exception
+        here fails the attempt like one raised by ``execute`` (``PermanentError``: no retry)."""
+        return None
 
     def can_retry(self, attempt: int, error: BaseException) -> bool:
         """Whether another attempt may follow ``attempt`` (1-based) that failed with ``error``.

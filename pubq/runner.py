@@ -29,7 +29,7 @@ from .drivers.base import Driver, FollowUpFailure, Reclaimed, ReclaimKind, Reser
 from .errors import InvalidJobError, JobCancelledError, PermanentError, RecordedError, TtrExceededError
 from .events import ExecEvent, HandlerFailure
 from .job import Job, peek_name
-from .limits import Limits
+from .limits import LimitKey, Limits
 from .outcome import Outcome, error_message, failure_info, storable
 from .retry import backoff_delay
 
@@ -165,31 +165,55 @@ class JobRunner:
         own = type(job).limits
         return own if isinstance(own, Limits) else self.queue.config.limits
 
+    def limit_of(self, r: Reservation, job: Job) -> LimitKey | None:
+        """The job's limit for this attempt: its class's ``limit_key`` when it has one, else the
+        ``limits`` template filled with its fields. Raises what ``limit_key`` raises; KeyError
+        names a field the template wants and the job lacks."""
+        rule = self.limits_of(job)
+        if type(job).limit_key is Job.limit_key:
+            return None if rule is None else rule.resolve(job.to_args())
+        got = job.limit_key(JobContext(queue=self.queue, job_id=r.job_id, attempt=r.attempt, log=log))
+        if got is None or isinstance(got, LimitKey):
+            return got
+        if rule is None:
+            raise InvalidJobError(f"{job.job_name()}.limit_key returned the key {got!r} but neither the class "
+                                  f"nor queue {self.queue.name} has limits to apply to it")
+        return LimitKey(str(got), rule.concurrency, rule.rate, rule.per, rule.burst)
+
     def admit(self, r: Reservation, event: ExecEvent) -> bool:
         """Take the job's limit slot; False when the job went back delayed (or its lease is gone).
 
-        A job whose fields do not fill the key template is an invalid job (``event.error``)."""
-        limits = self.limits_of(event.job)
-        if limits is None:
+        A job whose fields do not fill the key template is an invalid job (``event.error``); an
+        error raised by its ``limit_key`` fails the attempt as if ``execute`` had raised it."""
+        if event.job is None:
             return True
-        assert event.job is not None
         try:
-            key = limits.render(event.job.to_args())
+            limit = self.limit_of(r, event.job)
         except KeyError as exc:
-            event.error = InvalidJobError(f"limits.key {limits.key!r}: job {event.job_name} has no field {exc}")
+            if type(event.job).limit_key is Job.limit_key:
+                rule = self.limits_of(event.job)
+                template = rule.key if rule is not None else ""
+                event.error = InvalidJobError(f"limits.key {template!r}: job {event.job_name} has no field {exc}")
+            else:
+                event.error = exc
             return True
-        wait = self.driver.limit_acquire(r, key, concurrency=limits.concurrency, rate=limits.rate, per=limits.per,
-                                         jitter=random.uniform(0, LIMIT_JITTER))
+        except Exception as exc:  # noqa: BLE001 - the job's own code: its failure, never the worker's
+            event.error = exc
+            return True
+        if limit is None:
+            return True
+        wait = self.driver.limit_acquire(r, limit.key, concurrency=limit.concurrency, rate=limit.rate, per=limit.per,
+                                         jitter=random.uniform(0, LIMIT_JITTER), burst=limit.burst)
         if wait is None:
             log.warning("[%s] %s: lease taken before its limit slot was (removed or reclaimed); left as it is",
                         r.job_id, event.job_name)
             return False
         if wait > 0:
-            log.debug("[%s] %s: limit key %r is at its limit (%s); back in %.3f s", r.job_id, event.job_name, key,
-                      limits.describe(), wait)
+            log.debug("[%s] %s: limit key %r is at its limit (%s); back in %.3f s", r.job_id, event.job_name,
+                      limit.key, limit.describe(), wait)
             return False
-        if limits.concurrency:
-            self._slots[r.job_id] = (r.token, key)
+        if limit.concurrency:
+            self._slots[r.job_id] = (r.token, limit.key)
         return True
 
     def free_slot(self, r: Reservation, event: ExecEvent | None = None) -> None:
@@ -198,12 +222,11 @@ class JobRunner:
         held = self._slots.pop(r.job_id, None)
         key = held[1] if held is not None else None
         if key is None and event is not None and event.job is not None:
-            limits = self.limits_of(event.job)
-            if limits is not None and limits.concurrency:
-                try:
-                    key = limits.render(event.job.to_args())
-                except KeyError:
-                    key = None
+            try:
+                limit = self.limit_of(r, event.job)
+            except Exception:  # noqa: BLE001 - only promptness is lost: the slot frees itself
+                limit = None
+            key = limit.key if limit is not None and limit.concurrency else None
         if key is None:
             return
         try:

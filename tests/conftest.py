@@ -15,3 +15,12 @@ def _drop_cli_redis_keys() -> Iterator[None]:
     while CREATED_CONFIGS:
         path, env = CREATED_CONFIGS.pop()
         drop_redis_queues(path, env)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_redis_topologies() -> Iterator[None]:
+    """The Sentinel set and Cluster a test process started (tests/topology.py) stop with its session."""
+    yield
+    from tests.topology import stop_session_topologies
+
+    stop_session_topologies()

@@ -337,9 +337,13 @@ def drop_redis_queues(config: Path, env: dict[str, str] | None = None) -> None:
     (counters included), never a pattern, never FLUSHDB. A server that is gone (a test's private
     one, or a dead port) is skipped."""
     import redis
+    from redis.exceptions import RedisClusterException
 
+    from pubq.app import open_redis_queue
     from pubq.config import load_config
+    from pubq.drivers.base import Policy
     from pubq.drivers.redis import RedisDriver
+    from pubq.errors import DriverError
 
     try:
         cfg = load_config(config, env=env or {}, check_handlers=False)
@@ -348,13 +352,25 @@ def drop_redis_queues(config: Path, env: dict[str, str] | None = None) -> None:
     for q in cfg.queues.values():
         if q.driver != "redis":
             continue
-        driver = RedisDriver(redis.Redis.from_url(q.url, socket_connect_timeout=2, socket_timeout=5), q.channel)
+        if q.url.startswith(("redis://", "rediss://", "unix://")) and q.shards == 1:
+            driver = RedisDriver(redis.Redis.from_url(q.url, socket_connect_timeout=2, socket_timeout=5), q.channel)
+            try:
+                driver.client.delete(*driver.keys)
+            except redis.RedisError:
+                pass
+            finally:
+                driver.client.close()
+            continue
+        opened, _ = open_redis_queue(q, Policy())  # Sentinel, Cluster, shards: the driver's own keys
         try:
-            driver.client.delete(*driver.keys)
-        except redis.RedisError:
+            if hasattr(opened, "drop_keys"):
+                opened.drop_keys()
+            else:
+                opened.client.delete(*opened.keys)  # type: ignore[attr-defined]
+        except (redis.RedisError, RedisClusterException, DriverError):  # a server already gone
             pass
         finally:
-            driver.client.close()
+            opened.close()
 
 
 def wait_started(proc: subprocess.Popen) -> None:

@@ -295,6 +295,35 @@ class OwnLimitJob(Job):
 
 
 @dataclass
+class ComputedLimitJob(Job):
+    """A job whose limit key is not a field: ``limit_key`` looks it up (here: in ``ACCOUNT_OF``), as
+    the publishing jobs look up a row's account. ``mode`` picks what ``limit_key`` returns."""
+
+    name = "tests.ComputedLimit"
+    row: int
+    mode: str = "limit"  # limit | key | none | fail | permanent
+
+    def limit_key(self, ctx):
+        from pubq.limits import LimitKey
+
+        if self.mode == "fail":
+            raise RuntimeError(f"lookup of row {self.row} failed")
+        if self.mode == "permanent":
+            raise PermanentError(f"row {self.row} is gone")
+        if self.mode == "none":
+            return None
+        account = ACCOUNT_OF[self.row]
+        return f"acct-{account}" if self.mode == "key" else LimitKey(f"acct-{account}", concurrency=1)
+
+    def execute(self, ctx):
+        return self.row
+
+
+#: row → account of :class:`ComputedLimitJob` (the "database" its limit_key reads).
+ACCOUNT_OF = {1: "a", 2: "a", 3: "b"}
+
+
+@dataclass
 class ExitJob(Job):
     """Calls ``sys.exit`` (a BaseException past ``execute``'s net): in a pool thread it must come
     back as a failed attempt, never end the thread with its slot (issue 17)."""

@@ -17,7 +17,7 @@ from pubq.argtypes import arg_spec
 from pubq.errors import UsageError
 from pubq.job import JobRegistry
 from pubq.worker import Worker
-from tests.drivers.backends import DRIVER_KINDS, open_driver
+from tests.drivers.backends import kind_params, open_driver
 from tests.helpers import make_queue
 from tests.sample_jobs import TypedJob
 
@@ -152,7 +152,7 @@ def test_push_of_a_job_instance_refuses_a_wrong_type(tmp_path):
 # -- at decode: an invalid job, never retried ------------------------------------------------------------
 
 
-@pytest.fixture(params=DRIVER_KINDS)
+@pytest.fixture(params=kind_params())
 def driver(request, tmp_path):
     drv, cleanup = open_driver(request.param, tmp_path, grace=0)
     yield drv

@@ -17,12 +17,12 @@ from pubq import events as ev
 from pubq.drivers.base import JobStatus
 from pubq.runner import JobRunner
 from pubq.worker import Worker
-from tests.drivers.backends import DRIVER_KINDS, open_driver
+from tests.drivers.backends import kind_params, open_driver
 from tests.helpers import make_queue, wait_until
 from tests.sample_jobs import RecordJob, read_lines
 
 
-@pytest.fixture(params=DRIVER_KINDS)
+@pytest.fixture(params=kind_params())
 def driver(request, tmp_path):
     drv, cleanup = open_driver(request.param, tmp_path, grace=0)
     yield drv

@@ -32,9 +32,20 @@ def no_children_left() -> bool:
 
 
 def _children_of(pid: int) -> list[int]:
+    """``pid``'s child processes running Python (forks and ``sys.executable`` runs): servers this test
+    process started for the session (redis-server, pgbouncer) are not a job's leftovers."""
     path = f"/proc/{pid}/task/{pid}/children"
     with open(path) as fh:
-        return [int(p) for p in fh.read().split()]
+        children = [int(p) for p in fh.read().split()]
+    python = os.path.realpath("/proc/self/exe")
+    found = []
+    for child in children:
+        try:
+            if os.path.realpath(f"/proc/{child}/exe") == python:
+                found.append(child)
+        except OSError:
+            continue  # gone meanwhile
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -11,12 +11,12 @@ from pubq import events as ev
 from pubq.drivers.base import ReclaimKind
 from pubq.runner import JobRunner
 from pubq.worker import Worker
-from tests.drivers.backends import DRIVER_KINDS, open_driver, unique_channel
+from tests.drivers.backends import kind_params, open_driver, unique_channel
 from tests.helpers import make_queue, wait_until
 from tests.sample_jobs import SleepJob, read_lines
 
 
-@pytest.fixture(params=DRIVER_KINDS)
+@pytest.fixture(params=kind_params())
 def two_workers(request, tmp_path):
     """Two queues on one channel, as two worker processes would see it (grace 0: reclaim right at TTR)."""
     channel = unique_channel("lease")

@@ -15,7 +15,7 @@ from pubq.config import parse_config
 from pubq.errors import ConfigError
 from pubq.scheduler import Scheduler
 from pubq.schedules import Schedule, parse_schedule
-from tests.drivers.backends import DRIVER_KINDS, open_driver, unique_channel
+from tests.drivers.backends import CORE_KINDS, open_driver, unique_channel
 from tests.helpers import make_queue
 
 T0 = 1_700_000_003.25  # 2023-11-14 22:13:23 UTC: not on any tick
@@ -27,7 +27,7 @@ def sched(name: str = "s", **kw) -> Schedule:
     return Schedule(name=name, **kw)
 
 
-@pytest.mark.parametrize("kind", DRIVER_KINDS)
+@pytest.mark.parametrize("kind", CORE_KINDS)
 def test_three_schedulers_over_two_minutes_push_every_tick_exactly_once(kind, tmp_path):
     channel = unique_channel("sched")
     opened = [open_driver(kind, tmp_path, channel=channel) for _ in range(3)]

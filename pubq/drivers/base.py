@@ -712,7 +712,7 @@ class Driver(Protocol):
     # -- per-key limits ----------------------------------------------------------------------
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
         """Take a run slot of ``key`` for the reserved job ``r``, in one atomic step.
 
         Admitted (fewer than ``concurrency`` live slots of the key and fewer than ``rate`` starts
@@ -720,7 +720,13 @@ class Driver(Protocol):
         returns 0.0. Refused: the job goes back delayed until the key's next free slot plus
         ``jitter`` seconds, its attempt count as before this reserve, ``Counts.limited`` + 1, and
         the delay is returned; refused for concurrency, it also waits on the key (``limit_release``
-        wakes it). None when ``r`` is stale (nothing changes).
+        wakes it). None when ``r`` is stale (nothing changes). A cancel requested for ``r`` before
+        a refusal is not dropped: the refused job is then cancelled (a failed, unsettled attempt
+        with ``JobCancelledError``, whose afterError the reclaiming worker runs, as for any cancel
+        whose caller did not settle it).
+
+        ``burst`` > 0 (with a rate) makes the rate a token bucket: ``burst`` starts at once, then
+        one every ``per / rate`` seconds (:mod:`pubq.drivers.limiter`).
         """
         ...
 

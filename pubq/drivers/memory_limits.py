@@ -21,7 +21,15 @@ class MemoryLimits:
     _limited: int
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
+        pending: list[str] = []
+        wait = self._limit_acquire(r, key, concurrency, rate, per, jitter, burst, pending)
+        if pending:  # a cancel requested before the refusal is not dropped: the delayed job is cancelled
+            self.cancel(r.job_id, pending[0])  # type: ignore[attr-defined]
+        return wait
+
+    def _limit_acquire(self, r: Reservation, key: str, concurrency: int, rate: int, per: float, jitter: float,
+                       burst: int, pending: list[str]) -> float | None:
         with self._cond:
             job = self._holding(r)  # type: ignore[attr-defined]
             if job is None:
@@ -34,15 +42,18 @@ class MemoryLimits:
                 return held is not None and held.lease == token
 
             wait = admit(state, job_id=r.job_id, token=r.token, now=now, concurrency=concurrency, rate=rate,
-                         per=per, live=live)
+                         per=per, live=live, burst=burst)
             if wait == 0:
                 return 0.0
             wait += max(jitter, 0.0)
+            reason = job.cancel_reason
             self._detach(job)  # type: ignore[attr-defined]
             job.attempt -= 1  # not an attempt: the job never started
             job.holder, job.progress, job.progress_message, job.cancel_reason = "", None, "", None
             self._enqueue(job, wait, now)  # type: ignore[attr-defined]
             self._limited += 1
+            if reason is not None:
+                pending.append(reason)
             return wait
 
     def limit_release(self, r: Reservation, key: str) -> None:

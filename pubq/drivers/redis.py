@@ -35,6 +35,7 @@ every reserve and reclaim takes the next value, and a write carrying an older on
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -44,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
-from ..errors import BackendDataError, BackendUnavailableError, DriverError
+from ..errors import BackendDataError, BackendUnavailableError, DriverError, NotDurableError
 from . import history as attempt_history
 from . import limiter
 from .base import (
@@ -69,7 +71,17 @@ from .base import (
     WorkerInfo,
 )
 from .ops_codec import cancel_failure, parse_progress, progress_value
+from .redis_client import (
+    Client,
+    ClientRef,
+    Durability,
+    decodes_responses,
+    run_durable,
+    socket_timeout,
+)
 from .unique import RECHECK, SWEEP, check_spec
+
+log = logging.getLogger("pubq.driver")
 
 #: Order of the KEYS every script receives (see lua/_lib.lua).
 KEY_NAMES = (
@@ -77,6 +89,13 @@ KEY_NAMES = (
     "failed", "failinfo", "unsettled", "followups", "wake",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
     "unique", "uniquedue", "marks", "limits",
+)
+#: Every script the driver runs (``lua/<name>.lua``).
+SCRIPT_NAMES = (
+    "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later",
+    "fail", "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
+    "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
+    "limit_acquire", "limit_release",
 )
 #: Keys every script gets; the last four (unique keys, their sweep, marks, limits) only push_unique, mark,
 #: the limit scripts and clear.
@@ -105,9 +124,18 @@ _VALUE_REFUSED = re.compile(
     r"|invalid expire time", re.IGNORECASE)
 
 
-def _wrap(exc: redis.RedisError, channel: str) -> DriverError:
+_ERRORS = (redis.RedisError, RedisClusterException)
+#: Replies of a server that cannot take the write *now* (a failover in progress): an outage.
+_FAILING_OVER = re.compile(r"^(READONLY|UNBLOCKED|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|MOVED|ASK)\b")
+
+
+def _wrap(exc: Exception, channel: str) -> DriverError:
     # whoever shows the message names the queue (ResilientDriver's label): only the backend here
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, RedisClusterException)):
+        return BackendUnavailableError(f"redis: {exc}")
+    if isinstance(exc, redis.ResponseError) and (
+            _FAILING_OVER.match(str(exc)) or isinstance(exc, (redis.exceptions.ClusterError,
+                                                               redis.exceptions.ReadOnlyError))):
         return BackendUnavailableError(f"redis: {exc}")
     if isinstance(exc, redis.ResponseError) and _VALUE_REFUSED.search(str(exc)):
         return BackendDataError(f"redis refused a value: {str(exc).splitlines()[0]}")
@@ -174,26 +202,26 @@ class RedisDriver(BaseDriver):
 
     def __init__(
         self,
-        client: str | redis.Redis,
+        client: str | Client | ClientRef,
         channel: str,
         *,
         policy: Policy | None = None,
         wake_cap: int = 1000,
+        durability: Durability | None = None,
     ) -> None:
         if not channel:
             raise ValueError("channel must not be empty")
-        if isinstance(client, str):
-            # Lazy: from_url opens no connection; keepalive spots dead peers on long BLPOPs.
-            self._client = redis.Redis.from_url(client, socket_keepalive=True)
-            self._owns_client = True
-        else:
-            self._client = client
-            self._owns_client = False
-        if self._client.get_connection_kwargs().get("decode_responses"):
-            raise ValueError("RedisDriver needs a client with decode_responses=False (payloads are bytes)")
+        #: Built on first use from a URL by :mod:`.redis_client`; a client or ClientRef handed in
+        #: belongs to the caller.
+        self._ref = client if isinstance(client, ClientRef) else (
+            ClientRef(client) if isinstance(client, str) else ClientRef(client=client))
+        self._owns_client = isinstance(client, str)
+        self._bound: Client | None = None
         self.channel = channel
         self.policy = policy = policy or Policy()
         self.wake_cap = max(1, int(wake_cap))
+        #: WAIT for this many replicas after push, ack, fail and settle (None: no WAIT).
+        self.durability = durability
         self.keys = tuple(f"{{{channel}}}:{name}" for name in KEY_NAMES)
         self._core_keys = self.keys[:CORE_KEYS]
         self._meta_key = self.keys[KEY_NAMES.index("meta")]
@@ -204,38 +232,67 @@ class RedisDriver(BaseDriver):
         #: The ARGV head of every script: the policy, so no call passes it again.
         self._head = (self.wake_cap, int(policy.failed_limit), int(policy.follow_up_limit),
                       float(policy.grace), float(policy.hold), float(policy.settle_within))
-        # Script objects compute their SHA locally and reload themselves after SCRIPT FLUSH.
-        self._scripts = {
-            name: self._client.register_script(_lua(name))
-            for name in (
-                "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later", "fail",
-                "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
-                "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
-                "limit_acquire", "limit_release",
-            )
-        }
-        socket_timeout = self._client.get_connection_kwargs().get("socket_timeout")
+        self._scripts: dict[str, Any] = {}
         #: Longest single BLPOP: under the client's socket timeout, if it has one.
-        self._max_wait = socket_timeout * 0.8 if socket_timeout else None
+        self._max_wait: float | None = None
+        if not self._ref.owned:
+            self.client  # noqa: B018 - a client handed in is checked now
 
     @property
-    def client(self) -> redis.Redis:
-        """The redis-py client (bytes responses); for tests and maintenance tools."""
-        return self._client
+    def client(self) -> Client:
+        """The redis-py client (bytes responses), built on first use from the URL."""
+        try:
+            client = self._ref.get()
+        except _ERRORS as exc:  # a Cluster connects to learn its slots
+            raise _wrap(exc, self.channel) from exc
+        if client is not self._bound:
+            if decodes_responses(client):
+                raise ValueError("RedisDriver needs a client with decode_responses=False (payloads are bytes)")
+            # Script objects compute their SHA locally and reload themselves after SCRIPT FLUSH.
+            self._scripts = {name: client.register_script(_lua(name)) for name in SCRIPT_NAMES}
+            timeout = socket_timeout(client)
+            self._max_wait = timeout * 0.8 if timeout else None
+            self._bound = client
+        return client
 
     def _run(self, name: str, *args: Any) -> Any:
+        client = self.client
         # only the scripts of unique keys and marks get their three keys: the hot path's calls stay as small
         keys = self.keys if name in _UNIQUE_SCRIPTS else self._core_keys
         try:
-            return self._scripts[name](keys=keys, args=self._head + args, client=self._client)
-        except redis.RedisError as exc:
+            return self._scripts[name](keys=keys, args=self._head + args, client=client)
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
+
+    def _run_durable(self, name: str, what: str, *args: Any, job_id: int | None = None) -> Any:
+        """``_run`` plus WAIT when the queue asks for durability; too few replicas: push raises
+        :class:`NotDurableError`, the other writes log it (the write happened; spec §7.6)."""
+        if self.durability is None:
+            return self._run(name, *args)
+        client = self.client
+        try:
+            keys = self.keys if name in _UNIQUE_SCRIPTS else self._core_keys
+            reply, confirmed = run_durable(client, self._scripts[name], keys, self._head + args,
+                                           self.durability)
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise _wrap(exc, self.channel) from exc
+        if confirmed < self.durability.replicas:
+            if job_id is not None:
+                ident = job_id
+            else:
+                ident = int(reply) if name == "push" else (int(reply[1]) if name == "push_unique" else None)
+            message = (f"{what} of job {ident} is not durable: {confirmed} of {self.durability.replicas} "
+                       f"replica(s) confirmed it within {self.durability.timeout_ms} ms")
+            if what == "push":
+                raise NotDurableError(message, job_id=ident)
+            log.warning("queue %s: %s (the write happened)", self.channel, message)
+        return reply
 
     # -- producing ----------------------------------------------------------------------
 
     def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
         """One script: id, payload, meta and waiting/delayed entry, plus a wake-up token."""
-        return int(self._run("push", *self._item(payload, ttr, delay, priority)))
+        return int(self._run_durable("push", "push", *self._item(payload, ttr, delay, priority)))
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         """One script call per chunk (:data:`PUSH_CHUNK` jobs or :data:`PUSH_CHUNK_BYTES`); ids in order."""
@@ -247,7 +304,7 @@ class RedisDriver(BaseDriver):
             while end < len(rows) and end - start < PUSH_CHUNK and (size < PUSH_CHUNK_BYTES or end == start):
                 size += len(rows[end][0])
                 end += 1
-            first = int(self._run("push", *(value for row in rows[start:end] for value in row)))
+            first = int(self._run_durable("push", "push", *(value for row in rows[start:end] for value in row)))
             ids.extend(range(first, first + end - start))
             start = end
         return ids
@@ -258,8 +315,8 @@ class RedisDriver(BaseDriver):
         """One script: sweep a few released keys, read the key's holder, push only when it is free."""
         check_spec(unique)
         ttl = "" if unique.ttl is None else repr(float(unique.ttl))
-        created, job_id = self._run("push_unique", unique.key, unique.until, ttl, SWEEP, RECHECK,
-                                    *self._item(payload, ttr, delay, priority))
+        created, job_id = self._run_durable("push_unique", "push", unique.key, unique.until, ttl, SWEEP, RECHECK,
+                                            *self._item(payload, ttr, delay, priority))
         return int(job_id), created == 1
 
     def mark_get(self, name: str) -> float | None:
@@ -294,8 +351,8 @@ class RedisDriver(BaseDriver):
                 if self._max_wait is not None:
                     wait = min(wait, self._max_wait)
                 try:
-                    self._client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
-                except redis.RedisError as exc:
+                    self.client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
+                except _ERRORS as exc:
                     raise _wrap(exc, self.channel) from exc
             found, next_due = self._reserved(self._run("reserve", holder))
             if found is not None:
@@ -308,11 +365,11 @@ class RedisDriver(BaseDriver):
         return None, (float(reply[1]) if reply[1] else None)
 
     def ack(self, r: Reservation) -> bool:
-        return self._run("ack", r.job_id, r.token) == 1
+        return self._run_durable("ack", "ack", r.job_id, r.token, job_id=r.job_id) == 1
 
     def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         """The worker's hot path: one round trip per job."""
-        reply = self._run("ack_reserve", r.job_id, r.token, holder)
+        reply = self._run_durable("ack_reserve", "ack", r.job_id, r.token, holder, job_id=r.job_id)
         return reply[0] == 1, self._reserved(reply[1:])[0]
 
     def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
@@ -332,8 +389,8 @@ class RedisDriver(BaseDriver):
                 if self._max_wait is not None:
                     wait = min(wait, self._max_wait)
                 try:
-                    self._client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
-                except redis.RedisError as exc:
+                    self.client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
+                except _ERRORS as exc:
                     raise _wrap(exc, self.channel) from exc
             found, next_due = self._many(self._run("reserve_many", int(n), holder))
             if found:
@@ -343,7 +400,8 @@ class RedisDriver(BaseDriver):
                              holder: str = "") -> tuple[list[bool], list[Reservation]]:
         """One script: the acks, then up to ``n`` reserves."""
         pairs = [v for r in acks for v in (r.job_id, r.token)]
-        reply = self._run("ack_reserve_many", max(int(n), 0), holder, *pairs)
+        reply = self._run_durable("ack_reserve_many", "ack", max(int(n), 0), holder, *pairs,
+                                  job_id=acks[0].job_id if acks else None)
         return [flag == 1 for flag in reply[0]], self._many(reply[1:])[0]
 
     @staticmethod
@@ -363,10 +421,11 @@ class RedisDriver(BaseDriver):
                          int(self.policy.history_limit)) == 1
 
     def fail(self, r: Reservation, info: FailureInfo) -> bool:
-        return self._run("fail", r.job_id, r.token, _failure_record(info), int(self.policy.history_limit)) == 1
+        return self._run_durable("fail", "fail", r.job_id, r.token, _failure_record(info),
+                                 int(self.policy.history_limit), job_id=r.job_id) == 1
 
     def settle(self, r: Reservation) -> bool:
-        return self._run("settle", r.job_id, r.token) == 1
+        return self._run_durable("settle", "settle", r.job_id, r.token, job_id=r.job_id) == 1
 
     def unfail(self, r: Reservation, delay: float) -> bool:
         return self._run("unfail", r.job_id, r.token, float(delay)) == 1
@@ -395,8 +454,8 @@ class RedisDriver(BaseDriver):
     def status(self, job_id: int) -> JobStatus:
         """One HGET of the packed meta; unknown ids are DONE (ids are not kept after ack)."""
         try:
-            raw = self._client.hget(self._meta_key, int(job_id))
-        except redis.RedisError as exc:
+            raw = self.client.hget(self._meta_key, int(job_id))
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
         # a meta that does not parse belongs to a job still stored: reserve hands it out (as invalid)
         return JobStatus.DONE if raw is None else _STATES.get(raw[:1], JobStatus.WAITING)
@@ -423,11 +482,14 @@ class RedisDriver(BaseDriver):
         return info
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
-        """One script: check the key's live slots and rate window, then take a slot or put the job back."""
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
+        """One script: check the key's live slots and rate state, then take a slot or put the job back."""
         reply = self._run("limit_acquire", r.job_id, r.token, key, int(concurrency), int(rate), float(per),
                           max(float(jitter), 0.0), limiter.BUSY_RECHECK, limiter.BUSY_RECHECK_MAX,
-                          limiter.MAX_WAITERS)
+                          limiter.MAX_WAITERS, int(burst))
+        if isinstance(reply, list):  # refused while a cancel was requested: the request is not dropped
+            self.cancel(r.job_id, reply[1].decode("utf-8", "replace"))
+            return float(reply[0])
         return None if reply is None else float(reply)
 
     def limit_release(self, r: Reservation, key: str) -> None:
@@ -491,8 +553,8 @@ class RedisDriver(BaseDriver):
             return []
         offset = max(0, int(offset))
         try:
-            rows = self._client.lrange(self._followups_key, offset, offset + int(limit) - 1)
-        except redis.RedisError as exc:
+            rows = self.client.lrange(self._followups_key, offset, offset + int(limit) - 1)
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
         out = []
         for row in rows:
@@ -541,8 +603,8 @@ class RedisDriver(BaseDriver):
 
     def paused(self) -> bool:
         try:
-            return bool(self._client.exists(self._paused_key))
-        except redis.RedisError as exc:
+            return bool(self.client.exists(self._paused_key))
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
 
     def cancel(self, job_id: int, reason: str = "") -> CancelResult:
@@ -555,8 +617,8 @@ class RedisDriver(BaseDriver):
     def cancel_requested(self, r: Reservation) -> str | None:
         """One HGET."""
         try:
-            raw = self._client.hget(self._cancel_key, r.job_id)
-        except redis.RedisError as exc:
+            raw = self.client.hget(self._cancel_key, r.job_id)
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
         return None if raw is None else raw.decode("utf-8", "replace")
 
@@ -584,21 +646,21 @@ class RedisDriver(BaseDriver):
     def now(self) -> float:
         """Redis TIME, so workers on skewed hosts agree with the deadlines the scripts record."""
         try:
-            sec, usec = self._client.time()
-        except redis.RedisError as exc:
+            sec, usec = self.client.time()
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
         return sec + usec / 1_000_000
 
     def ping(self) -> None:
         try:
-            self._client.ping()
-        except redis.RedisError as exc:
+            self.client.ping()
+        except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
 
     def close(self) -> None:
         """Close the pool this driver created; a client passed in belongs to the caller."""
         if self._owns_client:
-            self._client.close()
+            self._ref.close()  # built again on next use
 
     def __repr__(self) -> str:
         return f"RedisDriver(channel={self.channel!r})"

@@ -310,9 +310,9 @@ class ResilientDriver:
         return self._call("workers", lambda: self.inner.workers(sweep=sweep))
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
-                      jitter: float = 0.0) -> float | None:
+                      jitter: float = 0.0, burst: int = 0) -> float | None:
         return self._call("limit_acquire", self.inner.limit_acquire, r, key, concurrency=concurrency,
-                          rate=rate, per=per, jitter=jitter)
+                          rate=rate, per=per, jitter=jitter, burst=burst)
 
     def limit_release(self, r: Reservation, key: str) -> None:
         return self._call("limit_release", self.inner.limit_release, r, key)

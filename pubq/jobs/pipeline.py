@@ -14,6 +14,7 @@ from ..errors import PermanentError
 from ..job import Job
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..limits import LimitKey
     from ..publishing.pipeline import Pipeline
     from ..publishing.transitions import JobRef
     from ..runner import JobContext
@@ -62,6 +63,10 @@ class UploadAssetJob(PublishingJob):
 
     channel_app_task_id: int
 
+    def limit_key(self, ctx: JobContext) -> LimitKey | None:
+        """The account's rate limit (the job carries only the row id: the account is looked up)."""
+        return self.pipeline(ctx).account_limit(self.channel_app_task_id)
+
     def execute(self, ctx: JobContext) -> Any:
         return self.pipeline(ctx).upload(self.channel_app_task_id, self.job_ref(ctx))
 
@@ -73,6 +78,10 @@ class PubArticleJob(PublishingJob):
     name = "pubq.jobs.PubArticleJob"
 
     channel_app_task_id: int
+
+    def limit_key(self, ctx: JobContext) -> LimitKey | None:
+        """The account's rate limit, shared with its upload-asset jobs."""
+        return self.pipeline(ctx).account_limit(self.channel_app_task_id)
 
     def execute(self, ctx: JobContext) -> Any:
         return self.pipeline(ctx).publish_article(self.channel_app_task_id, self.job_ref(ctx))

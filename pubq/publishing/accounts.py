@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..limits import LimitKey, per_second
+
 
 class Secret:
     """A credential read from the environment. Shows as ``***`` everywhere except :meth:`reveal`."""
@@ -38,12 +40,20 @@ class Secret:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """Token bucket: ``rate`` tokens per second, at most ``burst`` stored."""
+    """Token bucket: ``rate`` tokens per second, at most ``burst`` stored. Kept by the queue core's
+    per-key limits (:meth:`limit`): an upload-asset or pub-article job of the account takes one
+    token when it starts, or goes back delayed until its token is due."""
 
     rate: float
     burst: int
-    #: Longest a job waits for a token before it gives up and retries later (seconds).
+    #: No longer used (accepted so older configs load): a job whose token is not due waits
+    #: delayed in its queue instead of sleeping in a worker, for as long as it takes.
     max_wait: float = 30.0
+
+    def limit(self, key: str) -> LimitKey:
+        """This bucket as the core limit of one key (``burst`` starts at once, then ``rate``/s)."""
+        count, per = per_second(self.rate)
+        return LimitKey(key, rate=count, per=per, burst=max(1, min(int(self.burst), 10_000)))
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from .adapters.base import ChannelTypeService, resolve_adapter
-from .ratelimit import RateLimiter
 from .settings import PublishingSettings
 
 
 class ChannelRegistry:
-    def __init__(self, settings: PublishingSettings, limiter: RateLimiter) -> None:
+    def __init__(self, settings: PublishingSettings) -> None:
         self.settings = settings
-        self.limiter = limiter
         self._services: dict[str, ChannelTypeService] = {}
 
     def get(self, code: str) -> ChannelTypeService:
@@ -19,8 +17,7 @@ class ChannelRegistry:
         if service is None:
             channel_type = self.settings.channel_type(code)
             adapter_class = resolve_adapter(channel_type.adapter, f"publishing.channel_types.{code}.adapter")
-            service = self._services[code] = ChannelTypeService(channel_type, adapter_class(channel_type),
-                                                                self.limiter)
+            service = self._services[code] = ChannelTypeService(channel_type, adapter_class(channel_type))
         return service
 
     def forget_inherited(self) -> None:

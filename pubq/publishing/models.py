@@ -112,12 +112,11 @@ class Models:
     PubLog: type[pw.Model]
     StatusEvent: type[pw.Model]
     Outbox: type[pw.Model]
-    RateBucket: type[pw.Model]
 
     def all(self) -> list[type[pw.Model]]:
         """Models in creation order (referenced tables first)."""
         return [self.SchemaVersion, self.Task, self.ChannelAppTask, self.Asset, self.PubLog,
-                self.StatusEvent, self.Outbox, self.RateBucket]
+                self.StatusEvent, self.Outbox]
 
 
 def build_models(database: pw.Database, prefix: str = "pub_") -> Models:
@@ -228,11 +227,5 @@ def build_models(database: pw.Database, prefix: str = "pub_") -> Models:
         sent_at = MicroTimeField(null=True)
         Meta = meta("outbox", indexes=((("state", "created_at"), False),))
 
-    class RateBucket(Base):
-        key = pw.CharField(max_length=191, primary_key=True)
-        tokens = pw.DoubleField()
-        updated_us = pw.BigIntegerField()
-        Meta = meta("rate_bucket")
-
     return Models(database, prefix, SchemaVersion, Task, ChannelAppTask, Asset, PubLog, StatusEvent,
-                  Outbox, RateBucket)
+                  Outbox)

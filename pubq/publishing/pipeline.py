@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..limits import LimitKey
 from . import keys
 from .adapters.base import Article, UploadFile
 from .callback import CallbackSender
@@ -175,6 +176,23 @@ class Pipeline:
                 dedup_key=keys.copy_failure_callback_key(task_id, task.copy_round, stage))]
 
         return self.outbox.dispatch(self.store.tx(unit))
+
+    # -- per-account rate limits -------------------------------------------------------------------
+
+    def account_limit(self, cat_id: int) -> LimitKey | None:
+        """The rate limit of the account a channel app task calls (keyed by channel type +
+        account), as the core limit its upload-asset and pub-article jobs take before they start.
+        None when the row, its channel type or account is gone (the step itself then says why)
+        or no rate limit is configured."""
+        cat = self.records.find_channel_app_task(cat_id)
+        if cat is None:
+            return None
+        channel_type = self.settings.channel_types.get(cat.channel_type)
+        account = channel_type.accounts.get(cat.account) if channel_type is not None else None
+        if channel_type is None or account is None:
+            return None
+        limit = account.rate_limit or channel_type.rate_limit
+        return None if limit is None else limit.limit(keys.rate_bucket_key(channel_type.code, account.id))
 
     # -- upload-asset --------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ It builds each part once and wires them together; the work is done by the parts:
 - :class:`~.transitions.Transitions`: guarded per-row status changes and the timeline;
 - :class:`~.publog.PublishLog`: the business log shown to users;
 - :class:`~.records.PublishRecords` and :class:`~.views.TaskViews`: reading publish state;
-- :class:`~.channels.ChannelRegistry`: channel adapters and their rate limits;
+- :class:`~.channels.ChannelRegistry`: channel adapters (their accounts' rate limits are kept by
+  the queue core, :meth:`.pipeline.Pipeline.account_limit`);
 - :class:`~.submission.TaskSubmission` and :class:`~.operator_retry.OperatorRetry`: creating and
   retrying tasks.
 
@@ -31,7 +32,6 @@ from .models import Models
 from .operator_retry import OperatorRetry, RetryResult
 from .outbox import Dispatcher, Outbox
 from .publog import PublishLog
-from .ratelimit import RateLimiter
 from .records import PublishRecords
 from .request import PublishRequest
 from .settings import PublishingSettings, load_settings
@@ -46,7 +46,7 @@ class PublishingService:
                  base_dir: Path | None = None, dispatcher: Dispatcher | None = None,
                  auto_migrate: bool = True, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
-        #: How the parts wait (rate limits, callback retries); tests pass a no-op.
+        #: How the parts wait (callback retries); tests pass a no-op.
         self.sleep = sleep
         self.store = PublishStore(database, settings.table_prefix, base_dir=base_dir)
         self.outbox = Outbox(self.store, settings.queues, dispatcher)
@@ -54,7 +54,7 @@ class PublishingService:
         self.publish_log = PublishLog(self.store.models)
         self.records = PublishRecords(self.store.models)
         self.views = TaskViews(self.store.models, self.records)
-        self.channels = ChannelRegistry(settings, RateLimiter(self.store, sleep=sleep))
+        self.channels = ChannelRegistry(settings)
         self.submission = TaskSubmission(self.store, settings, self.transitions, self.outbox)
         self.retries = OperatorRetry(self.store, settings, self.records, self.transitions, self.outbox)
         on_fork_in_child(self._after_fork)

@@ -17,7 +17,20 @@ POSTGRES_URL = os.environ.get("PUBQ_TEST_POSTGRES_URL", "postgresql://postgres@1
 MYSQL_URL = os.environ.get("PUBQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
 #: Driver kinds the conformance suite runs on. Each name maps to a factory below.
-DRIVER_KINDS = ("memory", "redis", "sqlite", "postgres", "mysql")
+DRIVER_KINDS = ("memory", "redis", "redis-sentinel", "redis-cluster", "redis-sharded", "sqlite", "postgres", "mysql")
+#: The kinds that need servers the tests start themselves (a Sentinel set, a Cluster).
+TOPOLOGY_KINDS = ("redis-sentinel", "redis-cluster", "redis-sharded")
+#: One backend of each storage engine: for end-to-end tests whose subject is not the topology.
+CORE_KINDS = tuple(k for k in DRIVER_KINDS if k not in TOPOLOGY_KINDS)
+
+
+def kind_params(kinds: tuple[str, ...] = DRIVER_KINDS) -> list[Any]:
+    """``kinds`` as pytest parameters; the topology kinds share one xdist group, so one test
+    process starts the Sentinel set and the Cluster instead of every process starting its own."""
+    import pytest
+
+    return [pytest.param(k, marks=pytest.mark.xdist_group("topology")) if k in TOPOLOGY_KINDS else k
+            for k in kinds]
 
 
 def unique_channel(prefix: str = "t") -> str:
@@ -79,23 +92,64 @@ def open_memory(tmp_path, *, channel: str | None = None, clock: Callable[[], flo
 
 
 @factory("redis")
-def open_redis(tmp_path, *, channel: str | None = None, **limits: Any):
+def open_redis(tmp_path, *, channel: str | None = None, url: str = REDIS_URL, **limits: Any):
     """RedisDriver on ``REDIS_URL``; cleanup clears the queue and deletes its fixed key list only."""
     import redis
 
     from pubq.drivers.redis import RedisDriver
 
-    driver = RedisDriver(REDIS_URL, channel or unique_channel("redis"), **limits)
+    driver = RedisDriver(url, channel or unique_channel("redis"), **limits)
     try:
         driver.ping()
     except Exception as exc:
         driver.close()
-        raise AssertionError(f"Redis is not reachable at {REDIS_URL} (set PUBQ_TEST_REDIS_URL): {exc}") from exc
+        raise AssertionError(f"Redis is not reachable at {url} (set PUBQ_TEST_REDIS_URL): {exc}") from exc
 
     def cleanup() -> None:
         try:
             driver.clear()
             driver.client.delete(*driver.keys)  # the counters too; never another queue's keys
+        except redis.RedisError:
+            pass
+        driver.close()
+
+    return driver, cleanup
+
+
+@factory("redis-sentinel")
+def open_redis_sentinel(tmp_path, **opts: Any):
+    """RedisDriver on the master of this process's Sentinel set (tests/topology.py)."""
+    from tests.topology import session_sentinel
+
+    return open_redis(tmp_path, url=session_sentinel().url, **opts)
+
+
+@factory("redis-cluster")
+def open_redis_cluster(tmp_path, **opts: Any):
+    """RedisDriver on this process's 3-master Redis Cluster (tests/topology.py)."""
+    from tests.topology import session_cluster
+
+    return open_redis(tmp_path, url=session_cluster().url, **opts)
+
+
+@factory("redis-sharded")
+def open_redis_sharded(tmp_path, *, channel: str | None = None, **limits: Any):
+    """A queue of 3 shards on this process's Redis Cluster (pubq/drivers/sharded.py), every job with
+    the shard key "b" (shard 2): the contract's queue-wide order (ids, priority, registry limits)
+    holds within one shard, so here it runs through the router's id translation and its passes over
+    the empty shards; spreading over shards is tested in tests/drivers/test_sharded.py."""
+    import redis
+
+    from pubq.drivers.sharded import ShardedDriver
+    from tests.topology import session_cluster
+
+    driver = ShardedDriver(session_cluster().url, channel or unique_channel("sharded"), shards=3,
+                           key_of=lambda payload: "b", **limits)
+
+    def cleanup() -> None:
+        try:
+            driver.clear()
+            driver.drop_keys()
         except redis.RedisError:
             pass
         driver.close()

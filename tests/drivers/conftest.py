@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.drivers.backends import DRIVER_KINDS, open_driver
+from tests.drivers.backends import kind_params, open_driver
 
 
-@pytest.fixture(params=DRIVER_KINDS)
+@pytest.fixture(params=kind_params())
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -120,7 +120,9 @@ def store(driver: Any, kind: str, job_id: int, **fields: int) -> None:
         job = driver._jobs[job_id]
         for name, value in fields.items():
             setattr(job, name, value)
-    elif kind == "redis":
+    elif kind.startswith("redis"):
+        if kind == "redis-sharded":  # the sub-queue that holds it, under its local id
+            driver, job_id = driver._route(job_id)
         names = ("state", "attempt", "ttr", "priority", "pushed_at", "seq", "deadline", "lease")
         meta = driver.client.hget(driver.keys[2], job_id).split(b"|")
         for name, value in fields.items():

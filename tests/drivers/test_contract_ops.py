@@ -316,7 +316,10 @@ def _stored_workers(driver, kind: str) -> int:
     """How many registry entries the backend holds now, expired ones included (a peek behind the contract)."""
     if kind == "memory":
         return len(driver._workers)
-    if kind == "redis":
+    if kind == "redis-sharded":  # the worker registry lives on shard 0
+        first = driver._drivers[0]
+        return first.client.hlen(first.keys[15])
+    if kind.startswith("redis"):
         return driver.client.hlen(driver.keys[15])
     return driver._read("SELECT COUNT(*) FROM {W} WHERE channel = ?", (driver.channel,))[0]
 

@@ -440,3 +440,63 @@ def test_sqlite_writers_queue_on_the_lock_file_and_a_forked_child_has_its_own(tm
         assert d.counts().waiting == 3
     finally:
         cleanup()
+
+
+# -- per-key limits: rows of idle keys go ------------------------------------------------------------
+
+
+def _limit_keys(driver) -> set[str]:
+    return {str(row[0]) for row in driver._read("SELECT lkey FROM {L} WHERE channel = ?", (driver.channel,),
+                                                many=True)}
+
+
+def test_limits_rows_of_idle_keys_are_swept_in_bounded_batches(opened) -> None:
+    driver = opened()
+    tag = uuid.uuid4().hex[:6]
+    busy, spent, window, waiting = (f"{name}-{tag}" for name in ("busy", "spent", "window", "waiting"))
+    rs = []
+    for _ in range(6):
+        driver.push(b'{"job":"x"}', ttr=30)
+    rs = [driver.reserve(0) for _ in range(6)]
+    assert driver.limit_acquire(rs[0], busy, concurrency=1) == 0  # a live slot: kept
+    assert driver.limit_acquire(rs[1], spent, concurrency=1) == 0
+    assert driver.ack(rs[1])  # its slot's lease ended: idle
+    assert driver.limit_acquire(rs[2], window, rate=1, per=3600) == 0  # a start in its window: kept
+    assert driver.limit_acquire(rs[3], waiting, concurrency=1) == 0
+    assert driver.limit_acquire(rs[4], waiting, concurrency=1) > 0  # a waiter still delayed: kept
+    assert driver.ack(rs[3])
+    idle_keys = [f"idle{i}-{tag}" for i in range(5)]
+    for key in idle_keys:  # their jobs ended and they have no rate: nothing left to remember
+        driver.push(b'{"job":"x"}', ttr=30)
+        r = driver.reserve(0)
+        assert driver.limit_acquire(r, key, concurrency=2) == 0
+        assert driver.ack(r)
+    assert _limit_keys(driver) == {busy, spent, window, waiting, *idle_keys}
+    deleted = [driver.sweep_limits(batch=3) for _ in range(4)]  # 9 rows, 3 per call: each seen once
+    assert all(n <= 3 for n in deleted) and sum(deleted) == 6
+    assert _limit_keys(driver) == {busy, window, waiting}
+    assert driver.limit_acquire(rs[5], busy, concurrency=1) > 0  # the kept slot still counts
+    assert driver.sweep_limits() == 0
+
+
+def test_limit_calls_sweep_idle_rows_on_their_own(opened) -> None:
+    from pubq.drivers import db_limits
+
+    driver = opened()
+    for i in range(db_limits.SWEEP_EVERY):  # no limit_release: each key's row stays behind its job
+        driver.push(b'{"job":"x"}', ttr=30)
+        r = driver.reserve(0)
+        assert driver.limit_acquire(r, f"once-{i}", concurrency=1) == 0
+        assert driver.ack(r)
+    assert len(_limit_keys(driver)) <= db_limits.SWEEP_EVERY - min(db_limits.SWEEP_BATCH, db_limits.SWEEP_EVERY - 1)
+
+
+def test_a_release_leaving_nothing_to_remember_deletes_the_row(opened) -> None:
+    driver = opened()
+    driver.push(b'{"job":"x"}', ttr=30)
+    r = driver.reserve(0)
+    assert driver.limit_acquire(r, "alone", concurrency=1) == 0
+    assert _limit_keys(driver) == {"alone"}
+    assert driver.ack(r)
+    driver.limit_release(r, "alone")
+    assert _limit_keys(driver) == set()

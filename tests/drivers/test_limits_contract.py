@@ -127,3 +127,57 @@ def test_jitter_never_shortens_the_wait(driver, bad: float) -> None:
     r1, r2 = driver.reserve(0), driver.reserve(0)
     assert driver.limit_acquire(r1, key, rate=1, per=50) == 0
     assert driver.limit_acquire(r2, key, rate=1, per=50, jitter=bad) >= 49
+
+
+def test_burst_starts_at_once_then_refused_jobs_get_successive_slots(driver) -> None:
+    key = _key()
+    _push(driver, 5)
+    rs = [driver.reserve(0) for _ in range(5)]
+    assert [driver.limit_acquire(r, key, rate=1, per=100, burst=3) for r in rs[:3]] == [0, 0, 0]
+    fourth = driver.limit_acquire(rs[3], key, rate=1, per=100, burst=3)
+    fifth = driver.limit_acquire(rs[4], key, rate=1, per=100, burst=3)
+    assert 99 < fourth <= 100.5 and 199 < fifth <= 200.5  # one per interval, never both at the first
+    assert driver.get(rs[3].job_id).status is JobStatus.DELAYED and driver.get(rs[3].job_id).attempt == 0
+    assert driver.counts().limited == 2
+    # another key has a full bucket of its own
+    _push(driver)
+    assert driver.limit_acquire(driver.reserve(0), _key(), rate=1, per=100, burst=3) == 0
+
+
+def test_a_refused_burst_job_is_admitted_at_its_slot(driver) -> None:
+    key = _key()
+    _push(driver, 3)
+    rs = [driver.reserve(0) for _ in range(3)]
+    assert driver.limit_acquire(rs[0], key, rate=20, per=1, burst=2) == 0
+    assert driver.limit_acquire(rs[1], key, rate=20, per=1, burst=2) == 0
+    wait = driver.limit_acquire(rs[2], key, rate=20, per=1, burst=2)
+    assert 0 < wait <= 0.06  # the bucket refills one token per 50 ms
+    again = wait_until(lambda: driver.reserve(0), timeout=10, message="the refused job to come due")
+    assert again.job_id == rs[2].job_id and again.attempt == 1
+    assert driver.limit_acquire(again, key, rate=20, per=1, burst=2) == 0  # its promised token
+
+
+def test_burst_with_concurrency(driver) -> None:
+    key = _key()
+    _push(driver, 3)
+    rs = [driver.reserve(0) for _ in range(3)]
+    assert driver.limit_acquire(rs[0], key, concurrency=1, rate=1, per=100, burst=5) == 0
+    assert driver.limit_acquire(rs[1], key, concurrency=1, rate=1, per=100, burst=5) > 0  # tokens left, no slot
+    assert driver.ack(rs[0])
+    driver.limit_release(rs[0], key)
+    assert driver.limit_acquire(rs[2], key, concurrency=1, rate=1, per=100, burst=5) == 0
+
+
+def test_a_cancel_requested_before_a_refusal_is_not_dropped(driver) -> None:
+    key = _key()
+    a, b = _push(driver, 2)
+    ra, rb = driver.reserve(0), driver.reserve(0)
+    assert driver.limit_acquire(ra, key, concurrency=1) == 0
+    assert driver.cancel(b, "operator said no").state.value == "requested"  # b is reserved: a request
+    assert driver.limit_acquire(rb, key, concurrency=1) > 0  # refused: b never starts ...
+    info = driver.get(b)
+    assert info.status is JobStatus.FAILED and info.code == "cancelled" and info.message == "operator said no"
+    assert info.unsettled  # ... and is cancelled; its afterError runs when a worker reclaims the entry
+    assert driver.counts().limited == 1
+    assert driver.ack(ra)
+    assert driver.reserve(0) is None

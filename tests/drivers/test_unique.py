@@ -131,7 +131,9 @@ def test_a_lost_workers_job_keeps_its_key_until_the_reclaimer_ends_it(make_drive
 
 
 def _unique_keys(kind: str, driver) -> set[str]:
-    if kind == "redis":
+    if kind == "redis-sharded":  # each key's record lives on the shard its key hashes to
+        return {k.decode() for shard in driver._all() for k in shard.client.hkeys(f"{{{shard.channel}}}:unique")}
+    if kind.startswith("redis"):
         return {k.decode() for k in driver.client.hkeys(f"{{{driver.channel}}}:unique")}
     if kind == "memory":
         return set(driver._unique)
@@ -178,6 +180,16 @@ def _pusher(kind: str, tmp: str, channel: str, prefix: str, start, out) -> None:
 
     if kind == "redis":
         driver = RedisDriver(REDIS_URL, channel)
+    elif kind.startswith("redis-"):  # the parent's topology (tests/topology.py; inherited over the fork)
+        from pubq.drivers.sharded import ShardedDriver
+        from tests.topology import session_cluster, session_sentinel
+
+        if kind == "redis-sentinel":
+            driver = RedisDriver(session_sentinel().url, channel)
+        elif kind == "redis-cluster":
+            driver = RedisDriver(session_cluster().url, channel)
+        else:
+            driver = ShardedDriver(session_cluster().url, channel, shards=3, key_of=lambda payload: "b")
     elif kind == "sqlite":
         driver = DbDriver(f"sqlite:///{tmp}/queue.db", channel)
     else:  # the parent's tables (their prefix names the parent's pid)

@@ -18,7 +18,6 @@ from typing import Any
 from ...errors import ConfigError
 from ..accounts import Account, ChannelType
 from ..codes import UnknownAccountError
-from ..keys import rate_bucket_key
 
 
 @dataclass(frozen=True)
@@ -94,12 +93,12 @@ def resolve_adapter(ref: str, key: str) -> type[ChannelAdapter]:
 
 
 class ChannelTypeService:
-    """One channel type: its adapter, accounts and rate limiter, as the pipeline steps use them."""
+    """One channel type: its adapter and accounts, as the pipeline steps use them. Accounts' rate
+    limits are kept by the queue core before a job starts (``UploadAssetJob.limit_key``)."""
 
-    def __init__(self, channel_type: ChannelType, adapter: ChannelAdapter, limiter: Any) -> None:
+    def __init__(self, channel_type: ChannelType, adapter: ChannelAdapter) -> None:
         self.channel_type = channel_type
         self.adapter = adapter
-        self.limiter = limiter
 
     def account(self, account_id: str) -> Account:
         try:
@@ -107,21 +106,11 @@ class ChannelTypeService:
         except KeyError:
             raise UnknownAccountError.make(account=account_id, channel_type=self.channel_type.code) from None
 
-    def throttle(self, account: Account) -> None:
-        """Wait for the account's rate-limit token (per channel type + account)."""
-        limit = account.rate_limit or self.channel_type.rate_limit
-        if limit is not None and self.limiter is not None:
-            self.limiter.acquire(rate_bucket_key(self.channel_type.code, account.id), limit,
-                                 channel_type=self.channel_type.code, account=account.id)
-
     def upload(self, account: Account, files: list[UploadFile], key: str) -> dict[str, str]:
-        self.throttle(account)
         return self.adapter.upload_assets(account, files, idempotency_key=key)
 
     def create(self, account: Account, article: Article, media: dict[str, str], key: str) -> CreatedItem:
-        self.throttle(account)
         return self.adapter.create_item(account, article, media, idempotency_key=key)
 
     def review(self, account: Account, item_id: str) -> str:
-        self.throttle(account)
         return self.adapter.review_status(account, item_id)
