@@ -81,7 +81,16 @@ def _ran(r: redis.Redis, producer: Producer, n: int) -> bool:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
-    """SIGTERM the worker (SIGKILL after 10 s: some peers wait for their threads); its peak RSS in KiB."""
+    """SIGTERM the worker (SIGKILL after 10 s: some peers wait for their threads); its peak RSS in KiB.
+
+    The peak is the worker's VmHWM, read before the signal: the rusage of a child counts the RSS of
+    the harness's fork before its exec, so it would report the harness."""
+    hwm = 0
+    try:
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as fh:
+            hwm = next((int(line.split()[1]) for line in fh if line.startswith("VmHWM:")), 0)
+    except OSError:
+        pass
     proc.terminate()
     end = time.monotonic() + 10
     while True:
@@ -91,7 +100,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
             return 0
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return usage.ru_maxrss
+            return hwm or usage.ru_maxrss
         if time.monotonic() > end:
             proc.kill()
             end = float("inf")
