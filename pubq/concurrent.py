@@ -15,10 +15,10 @@ Executors, chosen per job:
   (:mod:`pubq.children`, with a standby forked ahead); no thread is started in the worker besides
   the heartbeat (which never runs a backend call across a fork).
 
-A listening worker with jobs in flight, free slots and an empty queue, once ``POLL`` passed without
-a job ending, waits for new work in a blocking reserve on its reserver thread (``--no-isolate``:
-see :class:`_Reserver`) and for its jobs' ends on one queue, whichever comes first; an isolating
-one selects on its children's pipes and looks at the queue every ``POLL`` seconds.
+A listening worker with jobs in flight and free slots waits for new work in a blocking reserve on
+its reserver thread (``--no-isolate``: see :class:`_Reserver`) and for its jobs' ends on one queue,
+whichever comes first; an isolating one selects on its children's pipes and looks at the queue
+every ``POLL`` seconds.
 
 Every guarantee holds per job: each reservation has its own lease and TTR clock (a slot is filled
 only when it is free, so no job waits in the worker while its clock runs), a cancel kills only its
@@ -55,10 +55,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("pubq.worker")
 
-#: Longest wait for an outcome while a slot is free and no reserver request is pending: then the
-#: queue is looked at again (isolate: no thread may hold a backend call across a fork, so it polls;
-#: no isolate: after one quiet POLL the free slots go to the reserver). An idle worker blocks in
-#: the driver instead.
+#: Longest wait for an outcome while a slot is free, where no reserver thread waits for new work
+#: (isolate: no thread may hold a backend call across a fork): then the queue is looked at again.
+#: An idle worker blocks in the driver instead.
 POLL = 0.02
 #: Longest wait for an outcome (or a reserver's reply) otherwise (a stop signal is acted on this fast).
 SLICE = 0.1
@@ -236,7 +235,6 @@ class ConcurrentLoop:
             self._children = Children(self.runner, w.presence, ahead=self._ahead if standby_pays_off() else None)
         elif listen:
             self._reserver = _Reserver(self.runner, w.clock, self.done)
-        quiet = False  # the last wait saw no job end and no reservation
         try:
             while True:
                 if has_loop_handlers and worker_event.exit_code is None:
@@ -261,17 +259,13 @@ class ConcurrentLoop:
                         return
                     continue
                 left = max(self._free(worker_event) - self._asking, 0)
-                # The queue came back short and nothing happened for a POLL: hand the free slots to
-                # the reserver (a blocking wait for a push). While jobs end often, each end's fused
-                # ack-and-reserve picks up new work sooner than a thread hand-off would.
-                if short and quiet and left and self._reserver is not None and not self._asking and self.inflight:
+                if short and left and self._reserver is not None and not self._asking and self.inflight:
                     wait = min(w._wait_for(timeout), REARM)
                     if wait > 0:
                         self._asking = left
                         self._reserver.ask(left, wait)
-                events = self._wait(POLL if left > 0 and not self._asking else SLICE)
-                quiet = not events
-                for key, item in events:
+                poll = left > 0 and self._reserver is None
+                for key, item in self._wait(POLL if poll else SLICE):
                     if key is None:
                         self._answered(item)
                     else:
