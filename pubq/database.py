@@ -20,7 +20,9 @@ one set per scheme (anything else is a :class:`~pubq.errors.ConfigError` naming 
     postgresql  connect_timeout (default 10), application_name, options, target_session_attrs,
                 sslmode, sslrootcert, sslcert, sslkey, sslcrl, keepalives, keepalives_idle,
                 keepalives_interval, keepalives_count, tcp_user_timeout, passfile,
-                host (a socket directory, when the URL names no host)
+                host (a socket directory, when the URL names no host),
+                pooler (pubq's own, not sent to the server: ``session``, ``transaction`` or ``none``,
+                the PgBouncer-style pool in front of the server; see :data:`POOLERS`)
     mysql       connect_timeout (default 10), read_timeout, write_timeout, unix_socket,
                 ssl_ca, ssl_cert, ssl_key, ssl_verify_cert, ssl_verify_identity, ssl_disabled
 
@@ -112,6 +114,19 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+#: ``?pooler=`` values. ``transaction``: each transaction may run on another server session, so
+#: nothing may outlive one (no prepared statements, no ``LISTEN``); ``session``/``none``: the client
+#: keeps its server session, as when connected directly.
+POOLERS = ("none", "session", "transaction")
+
+
+def _pooler(value: str) -> str:
+    lowered = value.lower()
+    if lowered not in POOLERS:
+        raise ValueError(f"must be one of {', '.join(POOLERS)}")
+    return lowered
+
+
 def _flag(value: str) -> bool:
     lowered = value.lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -135,6 +150,7 @@ OPTIONS: dict[str, dict[str, Callable[[str], Any]]] = {
              "tcp_user_timeout"),
             _count,
         ),
+        "pooler": _pooler,
     },
     "mysql": {
         **dict.fromkeys(("connect_timeout", "read_timeout", "write_timeout"), _count),
@@ -158,6 +174,8 @@ class DatabaseUrl:
     params: dict[str, Any] = field(default_factory=dict)
     #: The URL with its secrets replaced, for messages.
     display: str = ""
+    #: PostgreSQL: the connection pooler in front of the server (``?pooler=``; see POOLERS).
+    pooler: str = "none"
 
 
 def parse_url(url: str, base_dir: str | Path | None = None) -> DatabaseUrl:
@@ -251,8 +269,9 @@ def _server(kind: str, body: str, options: dict[str, Any], display: str) -> Data
         if any(p for _, p in pairs):
             params["port"] = ",".join(p for _, p in pairs) if len(pairs) > 1 else int(pairs[0][1])
         params["connect_timeout"] = CONNECT_TIMEOUT
+        pooler = options.pop("pooler", "none")
         params.update(options)
-        return DatabaseUrl("postgres", name, params, display)
+        return DatabaseUrl("postgres", name, params, display, pooler)
     if len(pairs) > 1:
         raise ConfigError(f"mysql URL names more than one host: {display}")
     host, port = pairs[0] if pairs else ("", "")

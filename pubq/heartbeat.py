@@ -1,7 +1,8 @@
 """A worker's presence: its registry entry, heartbeats, and watching the job it runs.
 
 :class:`Presence` registers the worker (spec §7.2: id ``host:pid:random``), beats its entry every
-``interval`` seconds (one backend command per beat, never one per job), and while a job runs
+``interval`` seconds (one backend command per beat, never one per job; a second one when jobs
+finished since the last beat: their count goes into the queue's per-minute throughput), and while a job runs
 polls its cancel request (a cancel is acted on within 1 s: the isolated child is killed, an
 in-process job sees ``ctx.cancelled``) and writes the progress the job reported (at most a few
 writes a second, however often the job reports). A clean stop drops the entry at once; a killed
@@ -133,6 +134,8 @@ class Presence:
         self.started_at = time.time()
         self.done = 0
         self.failed = 0
+        #: ``done``/``failed`` as far as they were added to the backend's per-minute throughput.
+        self._recorded = (0, 0)
         #: The jobs running now, by id (several with ``--concurrency``); written by the main thread.
         self._jobs: dict[int, _Running] = {}
         self._stop = threading.Event()
@@ -161,6 +164,7 @@ class Presence:
             self._thread = None
 
         def unregister() -> None:
+            self._record_throughput()
             try:
                 self.driver.unregister_worker(self.worker_id)
             except PubqError as exc:
@@ -258,6 +262,22 @@ class Presence:
         info = self.info()
         # Best effort, also the first one: a backend that is down now is the worker loop's to report.
         self._quiet(self.driver.register_worker if register else self.driver.heartbeat, info)
+        self._record_throughput()
+
+    def _record_throughput(self) -> None:
+        """Add what finished since the last add to the backend's per-minute throughput (the
+        dashboard's chart): one write per beat at most, none while nothing finished. A failed add
+        is kept for the next beat."""
+        done, failed = self.done, self.failed
+        recorded_done, recorded_failed = self._recorded
+        if (done, failed) == (recorded_done, recorded_failed):
+            return
+        try:
+            self.driver.record_throughput(done - recorded_done, failed - recorded_failed)
+        except PubqError as exc:
+            log.debug("throughput of worker %s not recorded (kept for the next beat): %s", self.worker_id, exc)
+            return
+        self._recorded = (done, failed)
 
     def _quiet(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A backend call that may fail (an outage): the worker's own loop reports outages."""

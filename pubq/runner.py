@@ -12,7 +12,6 @@ fires no event for that job and logs one warning, so a late worker can never dou
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import random
@@ -248,6 +247,8 @@ class JobRunner:
         try:
             result = event.job.execute(ctx)
             if inspect.iscoroutine(result):
+                import asyncio  # only jobs with ``async def execute`` pay for it
+
                 result = asyncio.run(result)
         except Exception as exc:  # noqa: BLE001 - a job's failure is data, not a crash
             return Outcome(ok=False, error=exc, traceback=tb.format_exc(), duration=time.perf_counter() - started,

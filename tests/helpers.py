@@ -582,3 +582,103 @@ def in_process_cli(tmp_path: Path, backend: str, server_urls: dict[str, str]) ->
         data["queue_database"] = server_urls[backend]
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     return InProcessCli(path, backend)
+
+
+@dataclass
+class PrivatePgBouncer:
+    """A PgBouncer of our own on a free loopback port, in front of the PostgreSQL of ``upstream``.
+
+    It serves two databases, both the upstream's database: ``pubq_session`` in ``pool_mode=session``
+    and ``pubq_transaction`` in ``pool_mode=transaction`` (a small pool, so sessions really are
+    shared); :meth:`url` gives the client URL of either. Auth is ``trust`` (the upstream's, on
+    loopback). PgBouncer refuses to run as root: as root it is started with ``-u`` the ``postgres``
+    user (else ``nobody``), and its folder is handed to that user.
+    """
+
+    upstream: str
+    port: int = field(default_factory=free_port)
+    transaction_pool_size: int = 4
+    prefix: Sequence[str] = ()  # before the command (the bench pins it with ``taskset``)
+    proc: subprocess.Popen | None = field(default=None, init=False)
+    dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pubq-pgbouncer-")))
+
+    def url(self, mode: str) -> str:
+        """The URL a pubq user would write: this bouncer, the mode's database, ``?pooler=<mode>``."""
+        user = self._upstream_parts()[0]
+        return f"postgresql://{user}@127.0.0.1:{self.port}/pubq_{mode}?pooler={mode}"
+
+    def _upstream_parts(self) -> tuple[str, str, int, str]:
+        """(user, host, port, database) of the upstream URL."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.upstream)
+        return parts.username or "postgres", parts.hostname or "127.0.0.1", parts.port or 5432, parts.path.lstrip("/")
+
+    def start(self) -> PrivatePgBouncer:
+        exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+        if not exe:
+            raise RuntimeError("pgbouncer is not installed (apt-get install pgbouncer)")
+        user, host, port, database = self._upstream_parts()
+        target = f"host={host} port={port} dbname={database}"
+        (self.dir / "users.txt").write_text(f'"{user}" ""\n')
+        (self.dir / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"pubq_session = {target} pool_mode=session pool_size=30\n"
+            f"pubq_transaction = {target} pool_mode=transaction pool_size={self.transaction_pool_size}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.dir}/users.txt\n"
+            "log_connections = 0\nlog_disconnections = 0\n"
+            "max_client_conn = 500\nserver_idle_timeout = 2\nquery_wait_timeout = 30\n"
+        )
+        cmd = [*self.prefix, exe]
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                runas = pwd.getpwnam("postgres")
+            except KeyError:
+                runas = pwd.getpwnam("nobody")
+            for path in (self.dir, *self.dir.iterdir()):
+                os.chown(path, runas.pw_uid, runas.pw_gid)
+            cmd += ["-u", runas.pw_name]
+        cmd.append(str(self.dir / "pgbouncer.ini"))
+        with open(self.dir / "pgbouncer.log", "ab") as log:  # it logs to stderr when not a daemon
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            wait_until(self._answers, timeout=10, message=f"pgbouncer on port {self.port} to answer "
+                                                          f"(log: {self.dir}/pgbouncer.log)")
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            err = (self.dir / "pgbouncer.log").read_text(errors="replace").strip()
+            raise RuntimeError(f"pgbouncer exited with {self.proc.returncode}: {err[-500:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cleanup(self) -> None:
+        """SIGTERM (PgBouncer's fast exit: clients are disconnected), then remove its folder."""
+        if self.running():
+            self.proc.terminate()  # type: ignore[union-attr]
+            try:
+                self.proc.wait(timeout=10)  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # type: ignore[union-attr]
+                self.proc.wait(timeout=10)  # type: ignore[union-attr]
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PrivatePgBouncer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

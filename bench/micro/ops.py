@@ -118,7 +118,7 @@ def bench_list(args: argparse.Namespace) -> dict:
             ids += driver.push_many([PushItem(PAYLOAD, 60) for _ in range(min(5000, args.n - start))])
         out["push_s"] = round(time.perf_counter() - t, 1)
         if args.driver == "postgres":
-            driver.db.execute_sql(f"ANALYZE {driver._tables['J']}")
+            driver.db.execute_sql(f"ANALYZE {driver.conn.tables['J']}")
         middle, last = ids[len(ids) // 2], ids[-51]
         out["page_ms"] = {
             "first": timed(lambda: driver.list_jobs(JobStatus.WAITING, 50)),
@@ -148,8 +148,8 @@ def pg_server_ms(driver, after: int) -> dict:
     """EXPLAIN ANALYZE of the page query as list_jobs sends it (keyset after the middle job)."""
     from pubq.drivers.db_sql import JOB_COLUMNS
 
-    cur = driver._cursor()
-    sql = driver._q(f"SELECT {JOB_COLUMNS}, {{NOW}} FROM {{J}} WHERE channel = ? AND state = ?"
+    cur = driver.conn.cursor()
+    sql = driver.conn.render(f"SELECT {JOB_COLUMNS}, {{NOW}} FROM {{J}} WHERE channel = ? AND state = ?"
                     " AND (priority, id) > (?, ?) ORDER BY priority, id LIMIT ?")
     cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, (driver.channel, "waiting", 1024, after, 51))
     plan = cur.fetchone()[0][0]

@@ -1,5 +1,5 @@
 """The dashboard's ASGI app: :func:`create_app` wires the pages, the security middleware and the
-templates around one :class:`Dashboard` (the pubq app, the signer, the throughput samples).
+templates around one :class:`Dashboard` (the pubq app, the signer).
 
 Every backend call runs on one worker thread of the dashboard's own: drivers are per process and
 not meant to be shared across threads, and one thread keeps their connections where they were made.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,17 +26,37 @@ from starlette.staticfiles import StaticFiles
 from .model import redact
 from .security import SecurityMiddleware, Signer, session_id
 from .settings import DashboardSettings
-from .throughput import Throughput
 
 T = TypeVar("T")
-#: Seconds between two background samples of the queues' counters.
-SAMPLE_EVERY = 60.0
 
 
-def fmt_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+#: The one way every page shows a time: UTC, to the second ...
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: ... and to the µs where order within a second matters (a task's status timeline).
+TIME_US_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _as_datetime(value: float | str | None) -> datetime | None:
+    """A backend time (unix seconds) or a publishing service time (ISO 8601, ``Z``) as UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def fmt_time(value: float | str | None) -> str:
+    when = _as_datetime(value)
+    return "-" if when is None else when.strftime(TIME_FORMAT)
+
+
+def fmt_time_us(value: float | str | None) -> str:
+    when = _as_datetime(value)
+    return "-" if when is None else when.strftime(TIME_US_FORMAT)
 
 
 def fmt_age(seconds: float | None) -> str:
@@ -61,11 +80,10 @@ class Dashboard:
         #: Seconds between auto-refreshes of a page (0: off).
         self.refresh = refresh
         self.signer = Signer()
-        self.throughput = Throughput()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pubq-dashboard")
         self.env = Environment(loader=PackageLoader("pubq.dashboard", "templates"),
                                autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(time=fmt_time, age=fmt_age, redact=redact)
+        self.env.filters.update(time=fmt_time, time_us=fmt_time_us, age=fmt_age, redact=redact)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking backend call on the dashboard's thread."""
@@ -77,24 +95,14 @@ class Dashboard:
             raise HTTPException(404, f"No queue named {name!r}.")
         return self.app.queue(name)
 
-    def sample(self) -> None:
-        """Record every queue's counters for the throughput chart (reads only)."""
-        from .model import raw
-
-        now = time.time()
-        for name in self.app.queue_names():
-            try:
-                counts = raw(self.app.queue(name).driver).counts()
-            except Exception:  # noqa: BLE001 - a backend down now is shown by the pages
-                continue
-            self.throughput.record(name, now, counts.done, counts.failed_total)
-
     def render(self, request: Request, template: str, code: int = 200, **context: Any) -> HTMLResponse:
         sid = session_id(request)
+        notice = request.query_params.get("notice", "")
+        if not self.signer.notice_ok(sid, notice, request.query_params.get("sig", "")):
+            notice = ""  # not signed for this session: a crafted link shows nothing
         html = self.env.get_template(template).render(
             request=request, read_only=self.read_only, csrf=self.signer.csrf_token(sid) if sid else "",
-            refresh=self.refresh, queue_names=self.app.queue_names(), notice=request.query_params.get("notice", ""),
-            **context)
+            refresh=self.refresh, queue_names=self.app.queue_names(), notice=notice, **context)
         return HTMLResponse(html, code)
 
     def close(self) -> None:
@@ -102,7 +110,7 @@ class Dashboard:
 
 
 def create_app(app: Any, *, read_only: bool = False, settings: DashboardSettings | None = None,
-               refresh: float = 5.0, sample_every: float = SAMPLE_EVERY) -> Starlette:
+               refresh: float = 5.0) -> Starlette:
     """The dashboard of the pubq ``app`` (a :class:`pubq.app.App`) as an ASGI app."""
     from .routes import failed, overview, publishing, queues, workers
 
@@ -110,16 +118,9 @@ def create_app(app: Any, *, read_only: bool = False, settings: DashboardSettings
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async def sampler() -> None:
-            while True:
-                await dash.call(dash.sample)
-                await asyncio.sleep(sample_every)
-
-        task = asyncio.create_task(sampler())
         try:
             yield
         finally:
-            task.cancel()
             dash.close()
 
     routes = [*overview.routes, *queues.routes, *failed.routes, *workers.routes, *publishing.routes,

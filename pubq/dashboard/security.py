@@ -4,7 +4,9 @@ A session is a random id in a signed, HttpOnly, SameSite=Strict cookie; the sign
 process, so restarting the dashboard ends every session. A form's CSRF token is an HMAC of the
 session id: a token from one session is refused in another. Every POST must carry it (checked by
 :func:`check_csrf` in the action routes, which parse the form); in read-only mode every POST is
-refused with 403 before any route runs.
+refused with 403 before any route runs. The one-line notice an action leaves for the next page
+travels in the redirect's query string with a signature bound to the session (``notice``, ``sig``):
+a page shows it only when the signature is this session's, so a link cannot show text of its own.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class Signer:
 
     def csrf_token(self, sid: str) -> str:
         return self._mac("csrf", sid)
+
+    def notice_sig(self, sid: str, notice: str) -> str:
+        """The signature of a flash line for one session: a crafted link cannot put text on a page."""
+        return self._mac("notice", f"{sid}:{notice}")[:32]
+
+    def notice_ok(self, sid: str | None, notice: str, sig: str) -> bool:
+        return bool(sid) and bool(notice) and hmac.compare_digest(sig.encode(),
+                                                                  self.notice_sig(sid or "", notice).encode())
 
     def csrf_ok(self, sid: str | None, token: str) -> bool:
         return bool(sid) and hmac.compare_digest(token.encode(), self.csrf_token(sid or "").encode())

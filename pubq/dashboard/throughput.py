@@ -1,61 +1,32 @@
-"""Jobs finished per minute over the last hour, from samples of each queue's counters.
+"""Jobs finished per minute over the last hour, as the backend keeps them.
 
-The backends keep totals (``done``, ``failed_total``), not a time series, so the dashboard samples
-them (on each overview and once a minute in the background) and charts the differences. The chart
-therefore starts when the dashboard did; samples live in this process only (nothing is written).
+Workers add what they finished since their last heartbeat into the queue's per-minute buckets
+(:meth:`pubq.drivers.base.Driver.record_throughput`), so the chart is the same in every dashboard,
+survives a dashboard restart and costs the drain nothing. The dashboard only reads them.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-WINDOW = 3600.0
-BUCKET = 60.0
-#: Samples closer together than this are not kept (a busy overview does not fill the buffer).
-MIN_GAP = 5.0
+from pubq.drivers.base import ThroughputBucket
+
+#: Minutes the overview charts.
+MINUTES = 60
 
 
-@dataclass(frozen=True)
-class Sample:
-    at: float
-    done: int
-    failed: int
-
-
-class Throughput:
-    """Per-queue counter samples of the last hour (thread-safe; owned by one dashboard)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._samples: dict[str, deque[Sample]] = {}
-
-    def record(self, queue: str, at: float, done: int, failed: int) -> None:
-        with self._lock:
-            samples = self._samples.setdefault(queue, deque())
-            if samples and at - samples[-1].at < MIN_GAP:
-                return
-            samples.append(Sample(at, done, failed))
-            while samples and samples[0].at < at - WINDOW - BUCKET:
-                samples.popleft()
-
-    def buckets(self, queue: str, now: float) -> tuple[list[int], list[int], float | None]:
-        """(done per minute, failed per minute) for the 60 minutes to ``now``, oldest first, and
-        when sampling began (None: fewer than two samples yet)."""
-        with self._lock:
-            samples = list(self._samples.get(queue, ()))
-        done, failed = [0] * 60, [0] * 60
-        for prev, cur in zip(samples, samples[1:], strict=False):
-            age = now - cur.at
-            if age < 0 or age >= WINDOW:
-                continue
-            i = 59 - int(age // BUCKET)
-            # A counter that went down (a queue recreated) counts nothing rather than negative.
-            done[i] += max(cur.done - prev.done, 0)
-            failed[i] += max(cur.failed - prev.failed, 0)
-        since = samples[0].at if len(samples) >= 2 else None
-        return done, failed, since
+def last_hour(buckets: Sequence[ThroughputBucket], now_minute: int,
+              minutes: int = MINUTES) -> tuple[list[int], list[int]]:
+    """(done per minute, failed per minute) for the ``minutes`` minutes up to and including
+    ``now_minute`` (the backend clock's), oldest first; minutes without a bucket count zero."""
+    done, failed = [0] * minutes, [0] * minutes
+    first = now_minute - minutes + 1
+    for b in buckets:
+        i = b.minute - first
+        if 0 <= i < minutes:
+            done[i] += b.done
+            failed[i] += b.failed
+    return done, failed
 
 
 def svg_chart(done: list[int], failed: list[int], *, width: int = 240, height: int = 48) -> str:

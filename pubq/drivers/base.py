@@ -75,8 +75,11 @@ __all__ = [
     "CANCELLED_CODE", "DEFAULT_FAILED_LIMIT", "DEFAULT_HISTORY_LIMIT", "DEFAULT_PRIORITY", "Attempt", "BaseDriver",
     "CancelResult", "CancelState", "Counts", "Driver", "FailedJob", "FailureInfo", "FollowUpFailure", "JobInfo",
     "JobPage", "JobStatus", "Policy", "PushItem", "Reclaimed", "ReclaimKind", "Reservation", "WorkerInfo",
-    "LISTABLE_STATES", "UNIQUE_UNTIL", "UniqueSpec",
+    "LISTABLE_STATES", "THROUGHPUT_KEEP", "ThroughputBucket", "UNIQUE_UNTIL", "UniqueSpec",
 ]
+
+#: Minutes of per-minute throughput a backend keeps (older buckets are dropped by the writes).
+THROUGHPUT_KEEP = 120
 
 #: The stable error code of a cancelled job (``JobCancelledError.code``); ``settle`` counts entries
 #: carrying it in ``Counts.cancelled``.
@@ -416,6 +419,16 @@ LOST_BEATS = 3
 WORKER_EXPIRY_BEATS = 10
 
 
+@dataclass(frozen=True)
+class ThroughputBucket:
+    """Jobs of one queue that finished in one minute (``minute`` = unix seconds // 60, backend clock):
+    ``done`` acked, ``failed`` failed attempts (a retried attempt counts too)."""
+
+    minute: int
+    done: int
+    failed: int
+
+
 @runtime_checkable
 class Driver(Protocol):
     """One queue on one backend. Instances are per process; not shared across ``fork``."""
@@ -707,6 +720,20 @@ class Driver(Protocol):
         ``sweep=False`` is a pure read for viewers that must never write (the dashboard): expired
         entries are left in place and only filtered out of the answer.
         """
+        ...
+
+    def record_throughput(self, done: int, failed: int, minute: int | None = None) -> None:
+        """Add ``done`` and ``failed`` jobs to the queue's per-minute throughput bucket ``minute``
+        (unix minutes; None: the backend clock's current minute), in one backend command.
+
+        Called off the hot path (a worker's heartbeat adds what it finished since its last beat), so
+        the drain never pays for it. Buckets older than :data:`THROUGHPUT_KEEP` minutes before the
+        backend's current minute are dropped by these writes (or expire by themselves)."""
+        ...
+
+    def throughput(self, since: int) -> list[ThroughputBucket]:
+        """The stored buckets with ``minute >= since``, oldest first; minutes with nothing finished are
+        absent. A pure read (viewers such as the dashboard call it)."""
         ...
 
     # -- per-key limits ----------------------------------------------------------------------

@@ -10,17 +10,28 @@ other slots without waiting.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .base import Reservation
-from .db_conn import Tx
-from .db_sql import PG_ACK_MANY, PG_PROMOTE, PG_RESERVE_MANY
+from pubq.drivers import db_sql as sql
+from pubq.drivers.base import Policy, Reservation
+from pubq.drivers.db_rows import reservation
+
+if TYPE_CHECKING:
+    from pubq.drivers.db_conn import DbConnection, Tx
 
 
 class DbBatch:
     """Mixed into :class:`~pubq.drivers.db.DbDriver`; uses its connection and single steps."""
 
     channel: str
+    policy: Policy
+    conn: DbConnection
+
+    # provided by DbDriver
+    def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None: ...  # pragma: no cover
+    def _ack_tx(self, tx: Tx, r: Reservation) -> bool: ...  # pragma: no cover
+    def _reserve_tx(self, tx: Tx, grace: float,
+                    holder: str = "") -> tuple[Reservation | None, float | None]: ...  # pragma: no cover
 
     def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
         if n < 1:
@@ -29,41 +40,41 @@ class DbBatch:
         if found:
             return found
         # Nothing due now: wait (or look past rows locked by a sibling's scan) like reserve, then fill.
-        first = self.reserve(timeout, holder=holder)  # type: ignore[attr-defined]
+        first = self.reserve(timeout, holder=holder)
         if first is None:
             return []
         return [first, *(self._take_many(n - 1, holder) if n > 1 else [])]
 
     def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
                              holder: str = "") -> tuple[list[bool], list[Reservation]]:
-        self._cursor()  # type: ignore[attr-defined]
-        if self._pg_fast:  # type: ignore[attr-defined]
+        self.conn.cursor()
+        if self.conn.pg_round_trips:
             flags = self._pg_ack_many(acks)
             return flags, self._take_many(n, holder)
 
         def fn(tx: Tx) -> tuple[list[bool], list[Reservation]]:
-            flags = [self._ack_tx(tx, r) for r in acks]  # type: ignore[attr-defined]
+            flags = [self._ack_tx(tx, r) for r in acks]
             return flags, self._take_tx(tx, n, holder)
 
-        return self._write(fn)  # type: ignore[attr-defined,no-any-return]
+        return self.conn.transaction(fn)
 
     def _take_many(self, n: int, holder: str) -> list[Reservation]:
         if n < 1:
             return []
-        self._cursor()  # type: ignore[attr-defined]
-        if self._pg_fast:  # type: ignore[attr-defined]
-            ch, shard = self.channel, self._shard  # type: ignore[attr-defined]
-            grace = float(self.policy.grace)  # type: ignore[attr-defined]
-            rows = self._pg((PG_PROMOTE, (ch, shard)),  # type: ignore[attr-defined]
-                            (PG_RESERVE_MANY, (ch, shard, grace, holder or None, int(n))))
-            return [_reservation(row) for row in rows]
-        return self._write(lambda tx: self._take_tx(tx, n, holder))  # type: ignore[attr-defined,no-any-return]
+        self.conn.cursor()
+        if self.conn.pg_round_trips:
+            ch, shard = self.channel, self.conn.counter_shard
+            grace = float(self.policy.grace)
+            rows = self.conn.pg_round_trip((sql.PG_PROMOTE, (ch, shard)),
+                                           (sql.PG_RESERVE_MANY, (ch, shard, grace, holder or None, int(n))))
+            return [reservation(row) for row in rows]
+        return self.conn.transaction(lambda tx: self._take_tx(tx, n, holder))
 
     def _take_tx(self, tx: Tx, n: int, holder: str) -> list[Reservation]:
-        grace = float(self.policy.grace)  # type: ignore[attr-defined]
+        grace = float(self.policy.grace)
         out: list[Reservation] = []
         while len(out) < n:
-            r, _ = self._reserve_tx(tx, grace, holder)  # type: ignore[attr-defined]
+            r, _ = self._reserve_tx(tx, grace, holder)
             if r is None:
                 break
             out.append(r)
@@ -74,15 +85,6 @@ class DbBatch:
             return []
         ids = [r.job_id for r in acks]
         tokens = [r.token for r in acks]
-        rows = self._pg((PG_ACK_MANY, (self.channel, self._shard, ids, tokens)))  # type: ignore[attr-defined]
-        acked = {row[0] for row in rows}
+        rows = self.conn.pg_round_trip((sql.PG_ACK_MANY, (self.channel, self.conn.counter_shard, ids, tokens)))
+        acked = {row["id"] for row in rows}
         return [r.job_id in acked for r in acks]
-
-
-def _reservation(row: Sequence[Any]) -> Reservation:
-    job_id, payload, attempt, ttr, deadline, lease, priority, pushed_at = row
-    if isinstance(payload, str):
-        data = payload.encode("utf-8", "surrogateescape")
-    else:
-        data = b"" if payload is None else bytes(payload)
-    return Reservation(job_id, data, attempt, ttr, float(deadline), int(lease), priority, float(pushed_at))

@@ -1,14 +1,16 @@
 """Connections, transactions, retries and fork safety of the ``db`` driver.
 
-* Every driver method is one transaction (``_write``) or one autocommit statement (``_read``); on
-  PostgreSQL the hot paths are one round trip of prepared statements (``_pg``).
+* Every driver method is one transaction (:meth:`DbConnection.transaction`) or one autocommit
+  statement (:meth:`~DbConnection.read`, :meth:`~DbConnection.execute`); on PostgreSQL the hot paths
+  are one round trip of prepared statements (:meth:`~DbConnection.pg_round_trip`).
+* Rows come back as mappings by column name (:data:`Row`), never as tuples read by position.
 * Deadlocks, lock timeouts and ``SQLITE_BUSY`` roll the transaction back and it is run again (for up to
   ``RETRY_BUDGET`` s). A lost connection is dropped, so the next call reconnects; the error surfaces as
   :class:`~pubq.errors.DriverError` with the database error as its cause. Reads are retried once on a
   fresh connection (a server restart leaves a stale one); writes are not, since a COMMIT whose answer
   was lost may have happened.
 * A forked child forgets its parent's connections without closing them (``pubq.database``'s fork
-  hook calls ``_forget_connections``).
+  hook calls ``forget_connections``).
 
 URLs, session settings, error classification and fork handling are :mod:`pubq.database`'s, shared
 with publish state.
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 import peewee as pw
 
 from pubq.database import (
+    POOLERS,
     ErrorKind,
     abandon,
     classify,
@@ -38,37 +41,38 @@ from pubq.database import (
     is_db_error,
     on_fork_in_child,
     open_database,
+    parse_url,
     prepare_connection,
     redact_url,
     sqlstate,
     unwrap,
 )
 from pubq.drivers import db_schema
-from pubq.drivers.db_sql import NOW_SQL, PgStatement
+from pubq.drivers.db_sql import (
+    ADD_TO_COUNTERS,
+    COUNTERS,
+    ENSURE_COUNTER_ROW,
+    NOW,
+    NOW_SQL,
+    PING,
+    PgStatement,
+    Statement,
+)
 from pubq.errors import BackendDataError, ConfigError, DriverError
 
 T = TypeVar("T")
+#: One row, by column name (lower case: every computed column of db_sql has an alias).
+Row = dict[str, Any]
+#: A statement of db_sql, or an ad hoc template (tests, maintenance).
+Sql = Statement | str
 
 #: How long one operation keeps retrying deadlocks / lock timeouts / SQLITE_BUSY (seconds).
 RETRY_BUDGET = 30.0
-#: Counter deltas a transaction collects, by name → column of <prefix>counters.
-COUNTERS = {
-    "waiting": "n_waiting",
-    "delayed": "n_delayed",  # "delayed" is a reserved word in MySQL
-    "reserved": "n_reserved",
-    "failed": "n_failed",
-    "done": "done",
-    "failed_total": "failed_total",
-    "follow_up_total": "follow_up_total",
-    "retried": "retried",
-    "cancelled": "cancelled",
-    "limited": "limited",
-}
 
 # -- errors -------------------------------------------------------------------------------------
 
 #: PostgreSQL "prepared statement does not exist" (26000, the session was reset under us, e.g. by
-#: DISCARD ALL or a pooler): the driver's own case, retried after preparing again (see ``_pg``).
+#: DISCARD ALL or a pooler): the driver's own case, retried after preparing again (see ``pg_round_trip``).
 _PG_NO_STATEMENT = "26000"
 
 
@@ -111,6 +115,12 @@ def _kind(exc: BaseException) -> ErrorKind:
     return kind
 
 
+def named_rows(cur: Any, rows: Sequence[Sequence[Any]]) -> list[Row]:
+    """``rows`` of ``cur``'s last statement as mappings by column name."""
+    names = [column[0].lower() for column in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
 def first_line(exc: BaseException) -> str:
     exc = unwrap(exc)
     text = str(exc).strip().splitlines()
@@ -121,96 +131,111 @@ def first_line(exc: BaseException) -> str:
 
 
 class Tx:
-    """One open write transaction: ``now`` is fixed for it; counter deltas are flushed before COMMIT."""
+    """One open write transaction: ``now`` is fixed for it; counter deltas are applied just before COMMIT."""
 
-    __slots__ = ("d", "cur", "now", "delta")
+    __slots__ = ("conn", "cursor", "now", "deltas")
 
-    def __init__(self, conn: DbConnection, cur: Any, now: float) -> None:
-        self.d, self.cur, self.now = conn, cur, now
-        self.delta = dict.fromkeys(COUNTERS, 0)
+    def __init__(self, conn: DbConnection, cursor: Any, now: float) -> None:
+        self.conn, self.cursor, self.now = conn, cursor, now
+        self.deltas = dict.fromkeys(COUNTERS, 0)
 
-    def x(self, sql: str, params: Sequence[Any] = (), ids: Sequence[int] = ()) -> Any:
+    def execute(self, sql: Sql, params: Sequence[Any] = (), ids: Sequence[int] = ()) -> Any:
+        """Run one statement (``ids`` fill its ``{IDS}``); returns the cursor (rowcount, lastrowid)."""
         refuse_unstorable(params)
         refuse_unstorable(ids)
-        self.cur.execute(self.d._q(sql, len(ids)), (*params, *ids))
-        return self.cur
+        self.cursor.execute(self.conn.render(sql, len(ids)), (*params, *ids))
+        return self.cursor
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.x(sql, params).fetchone()
+    def fetch_one(self, sql: Sql, params: Sequence[Any] = ()) -> Row | None:
+        cur = self.execute(sql, params)
+        row = cur.fetchone()
+        return None if row is None else named_rows(cur, [row])[0]
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(self.x(sql, params).fetchall())
+    def fetch_all(self, sql: Sql, params: Sequence[Any] = (), ids: Sequence[int] = ()) -> list[Row]:
+        cur = self.execute(sql, params, ids)
+        return named_rows(cur, cur.fetchall())
 
-    def add(self, **deltas: int) -> None:
+    def count(self, **deltas: int) -> None:
+        """Add to this transaction's counter deltas (by COUNTERS name)."""
         for key, value in deltas.items():
-            self.delta[key] += value
+            self.deltas[key] += value
 
-    def flush(self) -> None:
+    def apply_counters(self) -> None:
         """Apply the counter deltas: last in the transaction, so the counter row is locked last."""
-        if any(self.delta.values()):
-            sets = ", ".join(f"{c} = {c} + ?" for c in COUNTERS.values())
-            self.x(
-                f"UPDATE {{C}} SET {sets} WHERE channel = ? AND shard = ?",
-                (*self.delta.values(), self.d.channel, self.d._shard),
-            )
-            self.delta = dict.fromkeys(COUNTERS, 0)
+        if any(self.deltas.values()):
+            self.execute(ADD_TO_COUNTERS, (*self.deltas.values(), self.conn.channel, self.conn.counter_shard))
+            self.deltas = dict.fromkeys(COUNTERS, 0)
 
 
 class DbConnection:
-    """The database side of a DbDriver: per-thread connection, setup, transactions, LISTEN."""
+    """The database side of one queue's DbDriver: a connection per thread, set up on first use (dialect,
+    migration, the queue's counter row), transactions with retries, reads, LISTEN."""
 
-    channel: str
-
-    def __init__(self, database: str | pw.Database, table_prefix: str) -> None:
+    def __init__(self, database: str | pw.Database, channel: str, table_prefix: str,
+                 pooler: str | None = None) -> None:
+        if pooler is not None and pooler not in POOLERS:
+            raise ConfigError(f"pooler must be one of {', '.join(POOLERS)}, not {pooler!r}")
         if isinstance(database, str):
             self.url = redact_url(database)
             self.db = open_database(database)
             self._owns_db = True
+            pooler = pooler or parse_url(database).pooler
         elif isinstance(database, pw.Database):
             self.url = f"{type(database).__name__}({database.database!r})"
             self.db, self._owns_db = database, False
         else:
             raise ConfigError(f"database must be a URL or a Peewee Database, not {type(database).__name__}")
+        self.channel = channel
         self.table_prefix = table_prefix
         self.kind = db_schema.dialect_name(self.db)
         self.models = db_schema.build_models(self.db, table_prefix)
-        q = "`" if self.kind == "mysql" else '"'
-        self._tables = {
-            k: f"{q}{table_prefix}{n}{q}"
-            for k, n in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"), ("W", "workers"),
-                         ("U", "unique"), ("M", "marks"),
-                         ("L", "limits"))
+        quote = "`" if self.kind == "mysql" else '"'
+        #: Template token → quoted table name (see db_sql).
+        self.tables = {
+            token: f"{quote}{table_prefix}{name}{quote}"
+            for token, name in (("J", "jobs"), ("C", "counters"), ("F", "follow_ups"), ("Q", "queues"),
+                                ("W", "workers"), ("U", "unique"), ("M", "marks"), ("L", "limits"),
+                                ("T", "throughput"))
         }
-        self._dialect: db_schema.Dialect | None = None
-        self._sql: dict[tuple[str, int], str] = {}
+        self.dialect: db_schema.Dialect | None = None  # known after the first connect
+        self._rendered: dict[tuple[str, int], str] = {}
         self._migrated = False
-        self._shard = 0
+        #: The counter row (of the queue's shards) this driver's transactions write.
+        self.counter_shard = 0
         self._local = threading.local()  # .conn: connection set up for this thread; .prepared: its statements
-        self._listener: Any = None
-        self._pg_fast = False  # psycopg2: multi-statement round trips of prepared statements
-        self._pg_prepare = True
-        self._pg_resets = 0
-        on_fork_in_child(self._forget_connections)
+        self.listener: Any = None
+        #: psycopg2 on PostgreSQL: hot paths as multi-statement round trips (see pg_round_trip).
+        self.pg_round_trips = False
+        #: A transaction pooler (PgBouncer pool_mode=transaction) in front of PostgreSQL: every
+        #: transaction may land on another server session, so nothing is kept in one (no prepared
+        #: statements, no LISTEN: a blocking reserve polls, see db.POLL_MAX). Set by ``?pooler=transaction``,
+        #: or found out when prepared statements vanish twice (see ``pg_round_trip``).
+        self.transaction_pooled = pooler == "transaction"
+        self.prepare_statements = not self.transaction_pooled
+        self._statements_lost = 0
+        on_fork_in_child(self.forget_connections)
 
     # -- SQL templates (see db_sql) ---------------------------------------------------------------
 
-    def _q(self, template: str, n_ids: int = 0) -> str:
+    def render(self, sql: Sql | PgStatement, n_ids: int = 0) -> str:
+        """The template as this database runs it: tables, clock, locks filled in, ``?`` → ``%s``."""
+        template = sql if isinstance(sql, str) else sql.sql
         key = (template, n_ids)
-        sql = self._sql.get(key)
-        if sql is None:
-            d = self._dialect or db_schema.Dialect(self.kind)
+        text = self._rendered.get(key)
+        if text is None:
+            dialect = self.dialect or db_schema.Dialect(self.kind)
             lock = "" if self.kind == "sqlite" else " FOR UPDATE"
-            skip = " FOR UPDATE SKIP LOCKED" if d.skip_locked else lock
+            skip = " FOR UPDATE SKIP LOCKED" if dialect.skip_locked else lock
             ids = ", ".join("?" * n_ids)
-            sql = template.format(LOCK=lock, SKIP=skip, NOW=NOW_SQL[self.kind], IDS=ids, **self._tables)
+            text = template.format(LOCK=lock, SKIP=skip, NOW=NOW_SQL[self.kind], IDS=ids, **self.tables)
             if self.kind != "sqlite":
-                sql = sql.replace("?", "%s")
-            self._sql[key] = sql
-        return sql
+                text = text.replace("?", "%s")
+            self._rendered[key] = text
+        return text
 
     # -- connection -------------------------------------------------------------------------------
 
-    def _cursor(self) -> Any:
+    def cursor(self) -> Any:
         """A cursor on this thread's connection, connecting and setting it up when needed."""
         db = self.db
         if db.is_closed():
@@ -233,15 +258,15 @@ class DbConnection:
             prepare_connection(self.db, conn)
             if self.kind == "sqlite":
                 conn.create_function("pubq_now", 0, time.time)
-            if self._dialect is None:
-                self._dialect = db_schema.detect_dialect(self.db, conn)
-                self._sql.clear()
-                self._shard = random.randrange(self._dialect.shards)
-            self._pg_fast = self.kind == "postgres" and type(conn).__module__.startswith("psycopg2")
+            if self.dialect is None:
+                self.dialect = db_schema.detect_dialect(self.db, conn)
+                self._rendered.clear()
+                self.counter_shard = random.randrange(self.dialect.shards)
+            self.pg_round_trips = self.kind == "postgres" and type(conn).__module__.startswith("psycopg2")
             if not self._migrated:
                 db_schema.migrate(self.db, self.models, self.table_prefix)
                 self._migrated = True
-            self._on_connect(cur)
+            cur.execute(self.render(ENSURE_COUNTER_ROW[self.kind]), (self.channel, self.counter_shard))
         except DriverError:
             raise
         except Exception as exc:
@@ -249,18 +274,15 @@ class DbConnection:
             raise DriverError(f"cannot set up the queue database {self.url}: {first_line(exc)}") from exc
         self._local.conn, self._local.prepared = conn, set()
 
-    def _on_connect(self, cur: Any) -> None:
-        """Per-connection setup of the driver (its counter row)."""
-
     def _drop_connection(self) -> None:
         self._local.conn = None
         drop_connection(self.db)
 
-    def _forget_connections(self) -> None:
+    def forget_connections(self) -> None:
         """In a forked child: drop the parent's connections without closing them."""
         forget_connection(self.db)
-        abandon(self._listener)
-        self._listener = None
+        abandon(self.listener)
+        self.listener = None
         gate = getattr(self._local, "gate", None)
         if gate is not None and gate >= 0:
             try:
@@ -270,7 +292,7 @@ class DbConnection:
         self._local = threading.local()
 
     def close(self) -> None:
-        self._close_listener()
+        self.close_listener()
         self._local.conn = None
         if self._owns_db and not self.db.is_closed():
             drop_connection(self.db)
@@ -293,7 +315,7 @@ class DbConnection:
         pause = 0.002
         reconnected = False
         while True:
-            cur = self._cursor()
+            cur = self.cursor()
             try:
                 return fn(cur)
             except Exception as exc:
@@ -330,19 +352,20 @@ class DbConnection:
         except Exception:  # noqa: BLE001 - the link is gone: drop it, the next call reconnects
             self._drop_connection()
 
-    def _write(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn`` in one write transaction (SQLite: BEGIN IMMEDIATE takes the write lock at once)."""
+    def transaction(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in one write transaction (SQLite: BEGIN IMMEDIATE takes the write lock at once),
+        its counter deltas applied last; run again from the start after a deadlock or lock timeout."""
 
         def run(cur: Any) -> T:
             cur.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
             if self.kind == "sqlite":
                 now = time.time()
             else:
-                cur.execute(f"SELECT {NOW_SQL[self.kind]}")
-                now = float(cur.fetchone()[0])
+                cur.execute(self.render(NOW))
+                now = float(named_rows(cur, [cur.fetchone()])[0]["db_now"])
             tx = Tx(self, cur, now)
             result = fn(tx)
-            tx.flush()
+            tx.apply_counters()
             cur.execute("COMMIT")
             return result
 
@@ -375,7 +398,7 @@ class DbConnection:
             self._local.gate = fd
         return fd if fd >= 0 else None
 
-    def _no_file_yet(self) -> bool:
+    def no_file_yet(self) -> bool:
         """A SQLite file that does not exist yet holds no queue data: reads answer empty instead of
         creating it (``pubq queues`` or ``info`` in an empty folder write nothing). A write creates it."""
         if self.kind != "sqlite" or not self.db.is_closed():
@@ -383,48 +406,67 @@ class DbConnection:
         path = str(self.db.database or "")
         return bool(path) and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path)
 
-    def _ping(self) -> None:
+    def ping(self) -> None:
         """DriverError unless the database answers; a SQLite file not created yet answers when its
         folder lets it be created (ping creates nothing)."""
-        if self._no_file_yet():
+        if self.no_file_yet():
             folder = os.path.dirname(str(self.db.database)) or "."
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise DriverError(f"cannot connect to the queue database {self.url}: cannot create a file in {folder}")
             return
-        self._read("SELECT 1")
+        self.read(PING)
 
-    def _read(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> Any:
-        """One read; None (``[]`` with ``many``) from a SQLite file that does not exist yet."""
-        if self._no_file_yet():
-            return [] if many else None
+    def read(self, sql: Sql, params: Sequence[Any] = ()) -> Row | None:
+        """One autocommit read of one row; None from a SQLite file that does not exist yet."""
+        rows = self.read_all(sql, params, first=True)
+        return rows[0] if rows else None
+
+    def read_all(self, sql: Sql, params: Sequence[Any] = (), *, first: bool = False) -> list[Row]:
+        """One autocommit read (retried once on a fresh connection); ``[]`` from a SQLite file that
+        does not exist yet. ``first``: only the first row is fetched."""
+        if self.no_file_yet():
+            return []
         refuse_unstorable(params)
 
-        def run(cur: Any) -> Any:
-            cur.execute(self._q(sql), params)
-            return cur.fetchall() if many else cur.fetchone()
+        def run(cur: Any) -> list[Row]:
+            cur.execute(self.render(sql), params)
+            if first:
+                row = cur.fetchone()
+                return [] if row is None else named_rows(cur, [row])
+            return named_rows(cur, cur.fetchall())
 
         return self._retrying(run, idempotent=True)
 
-    def _pg(self, *calls: tuple[PgStatement, Sequence[Any]]) -> list[Any]:
+    def execute(self, sql: Sql, params: Sequence[Any] = ()) -> int:
+        """One autocommit write statement (no BEGIN, no clock read: a beat is one round trip); its rowcount."""
+
+        def run(cur: Any) -> int:
+            cur.execute(self.render(sql), params)
+            return cur.rowcount
+
+        return self._retrying(run)
+
+    def pg_round_trip(self, *calls: tuple[PgStatement, Sequence[Any]]) -> list[Row]:
         """PostgreSQL: run the statements in one round trip — one simple query, which the server runs
         as one implicit transaction — and return the last one's rows. Each statement is prepared once
-        per connection (planning these CTEs costs more than running them)."""
+        per connection (planning these CTEs costs more than running them), except behind a
+        transaction pooler, where they are sent as text."""
 
         for _, args in calls:
             refuse_unstorable(args)
 
-        def run(cur: Any) -> list[Any]:
-            if not self._pg_prepare:
+        def run(cur: Any) -> list[Row]:
+            if not self.prepare_statements:
                 parts, params = [], {}
                 for k, (stmt, args) in enumerate(calls):
-                    parts.append(re.sub(r"\$(\d+)", rf"%(s{k}p\1)s", self._q(stmt.sql)))
+                    parts.append(re.sub(r"\$(\d+)", rf"%(s{k}p\1)s", self.render(stmt)))
                     params.update({f"s{k}p{i + 1}": v for i, v in enumerate(args)})
                 cur.execute(";\n".join(parts), params)
-                return cur.fetchall()
+                return named_rows(cur, cur.fetchall())
             prepared = self._local.prepared
             names = []
             for stmt, _ in calls:
-                text = self._q(stmt.sql)
+                text = self.render(stmt)
                 name = "pubq_" + hashlib.md5(text.encode()).hexdigest()[:20]
                 if name not in prepared:
                     try:
@@ -442,43 +484,52 @@ class DbConnection:
             except Exception as exc:
                 if sqlstate(exc) == _PG_NO_STATEMENT:  # the session was reset: prepare again,
                     prepared.clear()  # and after a second time (a transaction pooler) stop preparing
-                    self._pg_resets += 1
-                    self._pg_prepare = self._pg_resets < 2
+                    self._statements_lost += 1
+                    if self._statements_lost >= 2:
+                        self._found_transaction_pooler()
                 raise
-            return cur.fetchall()
+            return named_rows(cur, cur.fetchall())
 
         return self._retrying(run)
 
+    def _found_transaction_pooler(self) -> None:
+        """Sessions change under this driver (its prepared statements vanish): behave as with
+        ``?pooler=transaction`` from now on."""
+        self.transaction_pooled = True
+        self.prepare_statements = False
+        self.close_listener()
+
     # -- LISTEN (PostgreSQL) --------------------------------------------------------------------
 
-    def _listen(self, name: str) -> Any:
-        """The LISTENing connection (PostgreSQL with psycopg2), or None to poll."""
-        if not self._pg_fast:
+    def listen(self, name: str) -> Any:
+        """The LISTENing connection (PostgreSQL with psycopg2, not behind a transaction pooler, where
+        the LISTEN would stay on a server session that the pooler hands to others), or None to poll."""
+        if not self.pg_round_trips or self.transaction_pooled:
             return None
-        if self._listener is None:
+        if self.listener is None:
             try:
                 conn = self.db._connect()  # a connection of its own, outside Peewee's state
                 conn.autocommit = True
                 conn.cursor().execute(f'LISTEN "{name}"')
-                self._listener = conn
+                self.listener = conn
             except Exception:  # noqa: BLE001 - fall back to polling; the next reserve reports outages
                 return None
-        return self._listener
+        return self.listener
 
-    def _wait_notify(self, timeout: float) -> bool:
+    def wait_notify(self, timeout: float) -> bool:
         """Sleep until a NOTIFY or ``timeout``; False if the listener broke (the caller polls)."""
-        conn = self._listener
+        conn = self.listener
         try:
             if select.select([conn], [], [], timeout)[0]:
                 conn.poll()
             conn.notifies.clear()
             return True
         except Exception:  # noqa: BLE001 - a broken listener: drop it
-            self._close_listener()
+            self.close_listener()
             return False
 
-    def _close_listener(self) -> None:
-        conn, self._listener = self._listener, None
+    def close_listener(self) -> None:
+        conn, self.listener = self.listener, None
         if conn is not None:
             try:
                 conn.close()

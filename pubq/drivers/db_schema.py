@@ -41,6 +41,9 @@ Tables (``<prefix>`` defaults to ``pubq_``; one set of tables holds every channe
     <prefix>limits      per (channel, lkey): the state of one per-key limit (db_limits): its concurrency
                         slots, rate-window starts and waiters as JSON; the row is also the lock that
                         serializes the key's admissions (version 5; counters.limited too)
+    <prefix>throughput  per (channel, bucket): jobs done and failed attempts in that unix minute, added by
+                        the workers' beats; buckets past the kept window are deleted by the writers
+                        (version 6)
     <prefix>schema      one row: the schema version this code migrated to
 
 Indexes on jobs (why: reserve must stay O(log n) with 1M waiting and 200k delayed rows, yii2-queue #280):
@@ -63,7 +66,7 @@ from pubq.database import kind_of
 from pubq.errors import ConfigError
 
 #: Version of the schema this code writes. Each step in ``_STEPS`` moves it up by one; none drops data.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Counter shards per channel on servers with concurrent writers (SQLite has one writer: one shard).
 SHARDS = 16
 #: Seconds a migration waits for another process's migration (PostgreSQL/MySQL lock, SQLite busy).
@@ -251,6 +254,16 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
             table_name = f"{prefix}limits"
             primary_key = pw.CompositeKey("channel", "lkey")
 
+    class Throughput(Base):
+        channel = pw.CharField(max_length=255)
+        bucket = pw.BigIntegerField()
+        done = pw.BigIntegerField(default=0)
+        failed = pw.BigIntegerField(default=0)
+
+        class Meta:
+            table_name = f"{prefix}throughput"
+            primary_key = pw.CompositeKey("channel", "bucket")
+
     class SchemaVersion(Base):
         name = pw.CharField(max_length=64, primary_key=True)
         version = pw.IntegerField()
@@ -274,7 +287,7 @@ def build_models(db: pw.Database, prefix: str) -> SimpleNamespace:
     return SimpleNamespace(
         Job=Job, Counter=Counter, FollowUp=FollowUp, SchemaVersion=SchemaVersion, indexes=indexes,
         QueueFlags=QueueFlags, Worker=Worker, v3_indexes=v3_indexes, Unique=Unique, Mark=Mark,
-        v4_indexes=v4_indexes, LimitKey=LimitKey,
+        v4_indexes=v4_indexes, LimitKey=LimitKey, Throughput=Throughput,
     )
 
 
@@ -363,7 +376,13 @@ def _step_5(db: pw.Database, models: SimpleNamespace) -> None:
         models.LimitKey.create_table(safe=False)
 
 
-_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4, 5: _step_5}
+def _step_6(db: pw.Database, models: SimpleNamespace) -> None:
+    """Throughput per minute: one new table. Additive, re-runnable."""
+    if not db.table_exists(models.Throughput._meta.table_name):
+        models.Throughput.create_table(safe=False)
+
+
+_STEPS = {1: _step_1, 2: _step_2, 3: _step_3, 4: _step_4, 5: _step_5, 6: _step_6}
 
 
 def current_version(db: pw.Database, models: SimpleNamespace) -> int:

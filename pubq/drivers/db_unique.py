@@ -9,11 +9,12 @@ queueing on one row lock instead of racing inserts into a unique index.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from .base import DEFAULT_PRIORITY, UniqueSpec
-from .unique import (
+from pubq.drivers import db_sql as sql
+from pubq.drivers.base import DEFAULT_PRIORITY, UniqueSpec
+from pubq.drivers.unique import (
     DELAYED,
     GONE,
     RECHECK,
@@ -27,46 +28,21 @@ from .unique import (
     next_check,
 )
 
+if TYPE_CHECKING:
+    from pubq.drivers.db_conn import DbConnection, Tx
+
 #: A unique push runs the sweep of released records once per this many calls (per driver object).
 SWEEP_EVERY = 32
-_INSERT_IGNORE = {
-    "sqlite": ("INSERT OR IGNORE INTO", ""),
-    "mysql": ("INSERT IGNORE INTO", ""),
-    "postgres": ("INSERT INTO", " ON CONFLICT DO NOTHING"),
-}
-_MARK_UPSERT = {
-    "sqlite": " ON CONFLICT (channel, name) DO UPDATE SET value = max(value, excluded.value)",
-    "postgres": " ON CONFLICT (channel, name) DO UPDATE SET value = GREATEST({M}.value, excluded.value)",
-    "mysql": " ON DUPLICATE KEY UPDATE value = GREATEST(value, VALUES(value))",
-}
-#: Released records: expired, or whose job no longer is in a state their mode holds (see unique.holds).
-_SWEEP_SQL = (
-    "DELETE FROM {U} WHERE channel = ? AND job_id <> 0 AND check_at <= ? AND ("
-    "(expires_at IS NOT NULL AND expires_at <= ?) OR (mode <> 'ttl' AND NOT EXISTS ("
-    "SELECT 1 FROM {J} WHERE {J}.id = {U}.job_id AND {J}.channel = ? AND ("
-    "({U}.mode = 'done' AND ({J}.state <> 'failed' OR {J}.expires_at IS NOT NULL))"
-    " OR ({U}.mode = 'start' AND {J}.state IN ('waiting', 'delayed') AND {J}.attempt = 0)))))"
-)
-#: ... and the held ones left due are looked at again later.
-_BUMP_SQL = (
-    "UPDATE {U} SET check_at = CASE WHEN expires_at IS NOT NULL AND expires_at < ? THEN expires_at ELSE ? END"
-    " WHERE channel = ? AND job_id <> 0 AND check_at <= ?"
-)
 
 
 class DbUniqueOps:
     """``push_unique``, ``mark_get``, ``mark_advance`` (see the module docstring)."""
 
     channel: str
-    kind: str
-    _dialect: Any
+    conn: DbConnection
 
-    # provided by DbConnection / DbDriver
-    def _write(self, fn: Any) -> Any: ...  # pragma: no cover
-    def _read(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> Any: ...  # pragma: no cover
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> int: ...  # pragma: no cover
-    def _cursor(self) -> Any: ...  # pragma: no cover
-    def _notify(self, tx: Any) -> None: ...  # pragma: no cover
+    # provided by DbDriver
+    def _notify(self, tx: Tx) -> None: ...  # pragma: no cover
 
     _unique_calls = 0
 
@@ -74,14 +50,12 @@ class DbUniqueOps:
         self, payload: bytes, *, ttr: int, unique: UniqueSpec, delay: float = 0, priority: int = DEFAULT_PRIORITY,
     ) -> tuple[int, bool]:
         check_spec(unique)
-        self._cursor()  # connect and detect the dialect before choosing the SQL
-        row = (bytes(payload), int(ttr), float(delay), int(priority))
-        head, tail = _INSERT_IGNORE[self.kind]
+        self.conn.cursor()  # connect and detect the dialect before choosing the SQL
+        job = (bytes(payload), int(ttr), float(delay), int(priority))
         for _ in range(10):
-            if self._read("SELECT 1 FROM {U} WHERE channel = ? AND ukey = ?", (self.channel, unique.key)) is None:
-                self._exec(f"{head} {{U}} (channel, ukey, job_id, mode, check_at) VALUES (?, ?, 0, 'done', 0){tail}",
-                           (self.channel, unique.key))
-            result = self._write(lambda tx: self._push_unique_tx(tx, row, unique))
+            if self.conn.read(sql.UNIQUE_ROW_EXISTS, (self.channel, unique.key)) is None:
+                self.conn.execute(sql.ENSURE_UNIQUE_ROW[self.conn.kind], (self.channel, unique.key))
+            result = self.conn.transaction(lambda tx: self._push_unique_tx(tx, job, unique))
             if result is not None:
                 break
         else:  # the row kept vanishing under a sweep: cannot happen more than once in practice
@@ -91,58 +65,58 @@ class DbUniqueOps:
             self._sweep_unique()
         return result
 
-    def _push_unique_tx(self, tx: Any, row: tuple[bytes, int, float, int], unique: UniqueSpec) -> tuple[int, bool] | None:
+    def _push_unique_tx(self, tx: Tx, job: tuple[bytes, int, float, int],
+                        unique: UniqueSpec) -> tuple[int, bool] | None:
         ch, now = self.channel, tx.now
-        found = tx.one("SELECT job_id, mode, expires_at FROM {U} WHERE channel = ? AND ukey = ?{LOCK}",
-                       (ch, unique.key))
+        found = tx.fetch_one(sql.LOCK_UNIQUE_ROW, (ch, unique.key))
         if found is None:
             return None  # swept between the two steps: make it again
-        if int(found[0]) != 0:
-            record = UniqueRecord(int(found[0]), str(found[1]), None if found[2] is None else float(found[2]))
-            job = tx.one("SELECT state, attempt, expires_at FROM {J} WHERE id = ? AND channel = ?", (record.job_id, ch))
-            if holds(record, *_state(job), now):
+        if int(found["job_id"]) != 0:
+            expires_at = found["expires_at"]
+            record = UniqueRecord(int(found["job_id"]), str(found["mode"]),
+                                  None if expires_at is None else float(expires_at))
+            holder = tx.fetch_one(sql.UNIQUE_HOLDER, (record.job_id, ch))
+            if holds(record, *_state(holder), now):
                 return record.job_id, False
-        payload, ttr, delay, priority = row
+        payload, ttr, delay, priority = job
         state = "delayed" if delay > 0 else "waiting"
         values = (ch, state, payload, ttr, priority, 0, now, now + delay)
-        sql = "INSERT INTO {J} (channel, state, payload, ttr, priority, attempt, pushed_at, due_at)" \
-              " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        if self._dialect is not None and self._dialect.insert_returning:
-            job_id = int(tx.one(sql + " RETURNING id", values)[0])
+        dialect = self.conn.dialect
+        if dialect is not None and dialect.insert_returning:
+            job_id = int(tx.fetch_one(sql.INSERT_JOB_RETURNING, values)["id"])  # type: ignore[index]
         else:
-            job_id = int(tx.x(sql, values).lastrowid)
-        tx.add(**{state: 1})
+            job_id = int(tx.execute(sql.INSERT_JOB, values).lastrowid)
+        tx.count(**{state: 1})
         record = UniqueRecord(job_id, unique.until, expiry(unique, now))
-        tx.x("UPDATE {U} SET job_id = ?, mode = ?, expires_at = ?, check_at = ? WHERE channel = ? AND ukey = ?",
-             (job_id, record.until, record.expires_at, next_check(record, now), ch, unique.key))
+        tx.execute(sql.HOLD_UNIQUE_KEY,
+                   (job_id, record.until, record.expires_at, next_check(record, now), ch, unique.key))
         self._notify(tx)
         return job_id, True
 
     def _sweep_unique(self) -> None:
         """Drop released records due for a look; look at the held ones again later. Best effort."""
-        now = float(self._read("SELECT {NOW}")[0])
+        now = float(self.conn.read(sql.NOW)["db_now"])  # type: ignore[index]
         ch = self.channel
-        self._exec(_SWEEP_SQL, (ch, now, now, ch))
-        self._exec(_BUMP_SQL, (now + RECHECK, now + RECHECK, ch, now))
+        self.conn.execute(sql.SWEEP_UNIQUE, (ch, now, now, ch))
+        self.conn.execute(sql.RECHECK_UNIQUE, (now + RECHECK, now + RECHECK, ch, now))
 
     def mark_get(self, name: str) -> float | None:
-        row = self._read("SELECT value FROM {M} WHERE channel = ? AND name = ?", (self.channel, name))
-        return None if row is None else float(row[0])
+        row = self.conn.read(sql.MARK, (self.channel, name))
+        return None if row is None else float(row["value"])
 
     def mark_advance(self, name: str, value: float) -> float:
-        def tx_fn(tx: Any) -> float:
-            tx.x("INSERT INTO {M} (channel, name, value) VALUES (?, ?, ?)" + _MARK_UPSERT[self.kind],
-                 (self.channel, name, float(value)))
-            return float(tx.one("SELECT value FROM {M} WHERE channel = ? AND name = ?", (self.channel, name))[0])
+        def fn(tx: Tx) -> float:
+            tx.execute(sql.ADVANCE_MARK[self.conn.kind], (self.channel, name, float(value)))
+            return float(tx.fetch_one(sql.MARK, (self.channel, name))["value"])  # type: ignore[index]
 
-        return self._write(tx_fn)
+        return self.conn.transaction(fn)
 
 
-def _state(job: Sequence[Any] | None) -> tuple[str, int]:
+def _state(job: Mapping[str, Any] | None) -> tuple[str, int]:
     """(state, attempt) of a jobs row as the release rules see it."""
     if job is None:
         return GONE, 0
-    state, attempt, expires_at = str(job[0]), int(job[1] or 0), job[2]
+    state, attempt, expires_at = str(job["state"]), int(job["attempt"] or 0), job["expires_at"]
     if state == "failed":
         return (UNSETTLED if expires_at is not None else GONE), attempt
     return {"waiting": WAITING, "delayed": DELAYED, "reserved": RESERVED}.get(state, RESERVED), attempt

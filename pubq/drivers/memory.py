@@ -44,6 +44,7 @@ from .base import (
 )
 from .limiter import KeyState
 from .memory_limits import MemoryLimits
+from .memory_throughput import MemoryThroughput
 from .memory_unique import MemoryUniqueMixin
 from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
@@ -93,7 +94,7 @@ class _Unsettled:
     settle_by: float
 
 
-class MemoryDriver(MemoryLimits, MemoryUniqueMixin, BaseDriver):
+class MemoryDriver(MemoryLimits, MemoryUniqueMixin, MemoryThroughput, BaseDriver):
     """One queue held in this process's memory; safe to share between threads."""
 
     def __init__(
@@ -134,6 +135,8 @@ class MemoryDriver(MemoryLimits, MemoryUniqueMixin, BaseDriver):
         #: Per-key limit states (memory_limits) and how many reservations they put back.
         self._limit_state: dict[str, KeyState] = {}
         self._limited = 0
+        #: Per-minute throughput buckets (memory_throughput): minute -> [done, failed].
+        self._tput: dict[int, list[int]] = {}
 
     # -- producing ----------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from . import history as attempt_history
 from . import limiter
 from .base import (
     DEFAULT_PRIORITY,
+    THROUGHPUT_KEEP,
     BaseDriver,
     CancelResult,
     CancelState,
@@ -67,6 +68,7 @@ from .base import (
     Reclaimed,
     ReclaimKind,
     Reservation,
+    ThroughputBucket,
     UniqueSpec,
     WorkerInfo,
 )
@@ -88,19 +90,19 @@ KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
     "failed", "failinfo", "unsettled", "followups", "wake",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
-    "unique", "uniquedue", "marks", "limits",
+    "unique", "uniquedue", "marks", "limits", "tput",
 )
 #: Every script the driver runs (``lua/<name>.lua``).
 SCRIPT_NAMES = (
     "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later",
     "fail", "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
     "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
-    "limit_acquire", "limit_release",
+    "limit_acquire", "limit_release", "throughput",
 )
-#: Keys every script gets; the last four (unique keys, their sweep, marks, limits) only push_unique, mark,
-#: the limit scripts and clear.
-CORE_KEYS = len(KEY_NAMES) - 4
-_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark", "limit_acquire", "limit_release", "clear"})
+#: Keys every script gets; the last five (unique keys, their sweep, marks, limits, throughput) only
+#: push_unique, mark, the limit scripts, throughput and clear.
+CORE_KEYS = len(KEY_NAMES) - 5
+_UNIQUE_SCRIPTS = frozenset({"push_unique", "mark", "limit_acquire", "limit_release", "throughput", "clear"})
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
 #: ... and payload bytes per call, so big payloads do not build one huge command.
@@ -631,6 +633,25 @@ class RedisDriver(BaseDriver):
 
     def unregister_worker(self, worker_id: str) -> None:
         self._run("worker", "drop", worker_id)
+
+    def record_throughput(self, done: int, failed: int, minute: int | None = None) -> None:
+        """One script call: two HINCRBY on the queue's throughput hash (a new minute trims old ones)."""
+        self._run("throughput", "add", int(done), int(failed), "" if minute is None else int(minute),
+                  THROUGHPUT_KEEP)
+
+    def throughput(self, since: int) -> list[ThroughputBucket]:
+        """One HGETALL of a hash of at most ~2 x THROUGHPUT_KEEP fields."""
+        try:
+            raw = self.client.hgetall(self.keys[KEY_NAMES.index("tput")])
+        except _ERRORS as exc:
+            raise _wrap(exc, self.channel) from exc
+        buckets: dict[int, list[int]] = {}
+        for field, value in raw.items():
+            text = field.decode()
+            minute = int(text[:-1])
+            if minute >= since:
+                buckets.setdefault(minute, [0, 0])[text[-1] == "f"] = int(value)
+        return [ThroughputBucket(m, d, f) for m, (d, f) in sorted(buckets.items())]
 
     def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         reply = self._run("worker", "list" if sweep else "peek")

@@ -38,6 +38,7 @@ from .base import (
     PushItem,
     Reclaimed,
     Reservation,
+    ThroughputBucket,
     UniqueSpec,
     WorkerInfo,
 )
@@ -308,6 +309,14 @@ class ResilientDriver:
 
     def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         return self._call("workers", lambda: self.inner.workers(sweep=sweep))
+
+    def record_throughput(self, done: int, failed: int, minute: int | None = None) -> None:
+        # Not retried: a beat whose add may have landed before the link broke must not add twice;
+        # the caller keeps the counts and adds them with its next beat.
+        return self.inner.record_throughput(done, failed, minute)
+
+    def throughput(self, since: int) -> list[ThroughputBucket]:
+        return self._call("throughput", self.inner.throughput, since)
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
                       jitter: float = 0.0, burst: int = 0) -> float | None:

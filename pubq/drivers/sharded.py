@@ -45,6 +45,7 @@ from .base import (
     PushItem,
     Reclaimed,
     Reservation,
+    ThroughputBucket,
     UniqueSpec,
     WorkerInfo,
 )
@@ -487,6 +488,13 @@ class ShardedDriver(BaseDriver):
 
     def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         return self._drivers[0].workers(sweep=sweep)
+
+    def record_throughput(self, done: int, failed: int, minute: int | None = None) -> None:
+        """Kept by the first shard, like the worker registry (the beats that write it go there)."""
+        self._drivers[0].record_throughput(done, failed, minute)
+
+    def throughput(self, since: int) -> list[ThroughputBucket]:
+        return self._drivers[0].throughput(since)
 
     def __repr__(self) -> str:
         return f"ShardedDriver(channel={self.channel!r}, shards={self.shards})"

@@ -47,6 +47,26 @@ def test_overview_shows_each_queue_with_counts_health_and_a_chart(dash_app, clie
     assert 'id="health"' in html and "redis://127.0.0.1" in html and ">ok<" in html
 
 
+def chart_total(html: str, queue: str) -> int:
+    row = re.search(rf'<tr data-queue="{queue}">(.*?)</tr>', html, re.S).group(1)
+    return int(re.search(r'</svg> <span class="muted">(\d+)</span>', row).group(1))
+
+
+def test_the_chart_reads_the_backend_throughput_the_workers_recorded(dash_app, client):
+    q = dash_app.queue("work")
+    assert chart_total(client.get("/").text, "work") == 0
+    for _ in range(3):
+        q.push_name("tests.Noop", {})
+    q.push_name("tests.Fail", {"message": "x"})
+    run_work(dash_app)  # its heartbeat adds 3 done and 1 failed to the backend's minute bucket
+    got = q.driver.throughput(0)
+    assert (sum(b.done for b in got), sum(b.failed for b in got)) == (3, 1)
+    assert chart_total(client.get("/").text, "work") == 4
+    with make_client(dash_app) as fresh:  # a second (or restarted) dashboard shows the same
+        html = fresh.get("/").text
+    assert chart_total(html, "work") == 4 and "<title>3 done</title>" in html and "<title>1 failed</title>" in html
+
+
 def test_queue_page_pages_by_keyset_and_filters_by_class(dash_app, client):
     q = dash_app.queue("work")
     ids = [q.push_name("tests.Noop", {}) for _ in range(55)]
@@ -178,7 +198,10 @@ def test_task_page_shows_every_account_and_timeline_and_retries_a_failed_one(das
     assert re.search(r'data-account="a1">.*?data-status="under review"', html, re.S)
     assert re.search(r'data-account="a2">.*?data-status="failed"', html, re.S)
     assert "releasing → failed" in html
-    assert re.search(r"\d{2}:\d{2}:\d{2}\.\d{6}Z", html)  # µs times
+    # One time format on every page: UTC to the second; timelines to the µs; the ISO value kept in datetime=
+    assert re.search(r'<time datetime="[^"]+Z">\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}</time>', html)
+    assert re.search(r"<dt>Created</dt><dd><time [^>]+>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}</time>", html)
+    assert "T" not in re.search(r'<li class="k-[a-z]+"><time [^>]+>([^<]+)</time>', html).group(1)
     token = csrf_of(html)
     r = client.post(f"/tasks/{task}/retry", data={"csrf": token, "account": "a2"})
     assert r.status_code == 303 and "Retried+a2" in r.headers["location"]
@@ -240,3 +263,17 @@ def test_static_assets_ship_with_the_package(client):
     assert "svg.chart" in client.get("/static/style.css").text
     assert "autorefresh" in client.get("/static/refresh.js").text
     assert "default-src 'self'" in client.get("/").headers["content-security-policy"]
+
+
+def test_a_notice_shows_only_when_signed_for_this_session(dash_app, client):
+    token = csrf_of(client.get("/queues/work").text)
+    r = client.post("/queues/work/pause", data={"csrf": token})
+    assert r.status_code == 303 and "sig=" in r.headers["location"]
+    shown = client.get(r.headers["location"]).text
+    assert '<p class="notice" role="status">Queue work is paused.</p>' in shown
+    crafted = client.get("/queues/work", params={"notice": "<script>alert(1)</script> Call 555-0100"}).text
+    assert 'class="notice"' not in crafted and "555-0100" not in crafted
+    forged = client.get("/queues/work", params={"notice": "Call 555-0100", "sig": "0" * 32}).text
+    assert 'class="notice"' not in forged
+    with make_client(dash_app) as other:  # a link signed for one session shows nothing in another
+        assert 'class="notice"' not in other.get(r.headers["location"]).text

@@ -16,17 +16,20 @@ REDIS_URL = os.environ.get("PUBQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("PUBQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("PUBQ_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
-#: Driver kinds the conformance suite runs on. Each name maps to a factory below.
-DRIVER_KINDS = ("memory", "redis", "redis-sentinel", "redis-cluster", "redis-sharded", "sqlite", "postgres", "mysql")
-#: The kinds that need servers the tests start themselves (a Sentinel set, a Cluster).
+#: Driver kinds the conformance suite runs on. Each name maps to a factory below. ``pgbouncer-session``
+#: and ``pgbouncer-transaction`` are PostgreSQL behind a PgBouncer the tests start (one per process).
+DRIVER_KINDS = ("memory", "redis", "redis-sentinel", "redis-cluster", "redis-sharded", "sqlite", "postgres", "mysql",
+                "pgbouncer-session", "pgbouncer-transaction")
+#: The kinds on a Sentinel set or a Cluster the tests start: one test process starts them for all.
+#: (A PgBouncer is one small process: every test process starts its own.)
 TOPOLOGY_KINDS = ("redis-sentinel", "redis-cluster", "redis-sharded")
 #: One backend of each storage engine: for end-to-end tests whose subject is not the topology.
-CORE_KINDS = tuple(k for k in DRIVER_KINDS if k not in TOPOLOGY_KINDS)
+CORE_KINDS = ("memory", "redis", "sqlite", "postgres", "mysql")
 
 
 def kind_params(kinds: tuple[str, ...] = DRIVER_KINDS) -> list[Any]:
-    """``kinds`` as pytest parameters; the topology kinds share one xdist group, so one test
-    process starts the Sentinel set and the Cluster instead of every process starting its own."""
+    """``kinds`` as pytest parameters; the topology kinds share one xdist group, so one test process
+    starts the Sentinel set and the Cluster instead of every process starting its own."""
     import pytest
 
     return [pytest.param(k, marks=pytest.mark.xdist_group("topology")) if k in TOPOLOGY_KINDS else k
@@ -183,15 +186,17 @@ def _drop_all_session_tables() -> None:
             print(f"pubq tests: could not drop {DB_TABLE_PREFIX}* tables on {url}: {exc}")
 
 
-def _open_db(url: str, what: str, env: str, channel: str | None, **limits: Any):
+def _open_db(url: str, what: str, env: str, channel: str | None, *, tables_on: str | None = None,
+             tag: str | None = None, **limits: Any):
+    """``tables_on``: the URL the session's tables are dropped through at exit (default ``url``)."""
     import atexit
 
     from pubq.drivers.db import DbDriver
 
     if not _DB_SESSION_URLS:
         atexit.register(_drop_all_session_tables)
-    _DB_SESSION_URLS.add(url)
-    driver = DbDriver(url, channel or unique_channel(what), table_prefix=DB_TABLE_PREFIX, **limits)
+    _DB_SESSION_URLS.add(tables_on or url)
+    driver = DbDriver(url, channel or unique_channel(tag or what), table_prefix=DB_TABLE_PREFIX, **limits)
     try:
         driver.ping()
     except Exception as exc:
@@ -228,3 +233,36 @@ def open_postgres(tmp_path, *, channel: str | None = None, **limits: Any):
 @factory("mysql")
 def open_mysql(tmp_path, *, channel: str | None = None, **limits: Any):
     return _open_db(MYSQL_URL, "MySQL/MariaDB", "PUBQ_TEST_MYSQL_URL", channel, **limits)
+
+
+#: This process's PgBouncer (each pytest-xdist worker starts its own), started on first use.
+_PGBOUNCER: list[Any] = []
+
+
+def pgbouncer_url(mode: str) -> str:
+    """The URL of PostgreSQL (``POSTGRES_URL``'s database) through this process's PgBouncer in
+    ``mode`` (``session`` or ``transaction``), with ``?pooler=<mode>``. Stopped at exit."""
+    if not _PGBOUNCER:
+        import atexit
+
+        from tests.helpers import PrivatePgBouncer
+
+        try:
+            bouncer = PrivatePgBouncer(POSTGRES_URL).start()
+        except Exception as exc:
+            raise AssertionError(f"cannot start pgbouncer in front of {POSTGRES_URL}: {exc}") from exc
+        atexit.register(bouncer.cleanup)
+        _PGBOUNCER.append(bouncer)
+    return _PGBOUNCER[0].url(mode)
+
+
+@factory("pgbouncer-session")
+def open_pgbouncer_session(tmp_path, *, channel: str | None = None, **limits: Any):
+    return _open_db(pgbouncer_url("session"), "PostgreSQL behind PgBouncer (session)", "PUBQ_TEST_POSTGRES_URL",
+                    channel, tables_on=POSTGRES_URL, tag="pgbouncer", **limits)
+
+
+@factory("pgbouncer-transaction")
+def open_pgbouncer_transaction(tmp_path, *, channel: str | None = None, **limits: Any):
+    return _open_db(pgbouncer_url("transaction"), "PostgreSQL behind PgBouncer (transaction)",
+                    "PUBQ_TEST_POSTGRES_URL", channel, tables_on=POSTGRES_URL, tag="pgbouncer", **limits)

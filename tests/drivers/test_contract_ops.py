@@ -321,7 +321,7 @@ def _stored_workers(driver, kind: str) -> int:
         return first.client.hlen(first.keys[15])
     if kind.startswith("redis"):
         return driver.client.hlen(driver.keys[15])
-    return driver._read("SELECT COUNT(*) FROM {W} WHERE channel = ?", (driver.channel,))[0]
+    return driver.conn.read("SELECT COUNT(*) AS n FROM {W} WHERE channel = ?", (driver.channel,))["n"]
 
 
 def test_a_non_sweeping_read_hides_expired_workers_and_writes_nothing(driver, kind):

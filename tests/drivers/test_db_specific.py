@@ -20,18 +20,27 @@ import pytest
 
 from pubq.drivers import db_schema
 from pubq.drivers.base import Counts, PushItem
-from pubq.drivers.db import COUNTS_SQL, DUE_SQL, PICK_SQL, DbDriver
-from pubq.drivers.db_sql import PG_PROMOTE, PG_RESERVE
+from pubq.drivers.db import DbDriver
+from pubq.drivers.db_sql import COUNTS, DUE_IDS, FIRST_WAITING, PG_PROMOTE, PG_RESERVE
 from pubq.errors import ConfigError, DriverError
-from tests.drivers.backends import DB_TABLE_PREFIX, MYSQL_URL, POSTGRES_URL, open_driver, unique_channel
+from tests.drivers.backends import (
+    DB_TABLE_PREFIX,
+    MYSQL_URL,
+    POSTGRES_URL,
+    open_driver,
+    pgbouncer_url,
+    unique_channel,
+)
 
-KINDS = ["sqlite", "postgres", "mysql"]
+KINDS = ["sqlite", "postgres", "mysql", "pgbouncer-session", "pgbouncer-transaction"]
 
 
 def target(kind: str, tmp_path) -> tuple[str, str]:
     """(URL, table prefix) that the ``kind`` factory of backends.py opens, for other processes."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path}/queue.db", "pubq_"
+    if kind.startswith("pgbouncer-"):
+        return pgbouncer_url(kind.partition("-")[2]), DB_TABLE_PREFIX
     return (POSTGRES_URL if kind == "postgres" else MYSQL_URL), DB_TABLE_PREFIX
 
 
@@ -56,8 +65,8 @@ def opened(kind: str, tmp_path):
 
 def raw(d: DbDriver, sql: str, params: tuple = ()) -> list[Any]:
     """One statement on the driver's own connection, with its {J}/{C}/? templating."""
-    cur = d._cursor()
-    cur.execute(d._q(sql), params)
+    cur = d.conn.cursor()
+    cur.execute(d.conn.render(sql), params)
     return cur.fetchall() if cur.description else []
 
 
@@ -100,7 +109,7 @@ def test_a_version_2_table_gains_the_history_column_and_keeps_its_rows(kind, tmp
         d.close()
         d = DbDriver(url, "v2-upgrade", table_prefix=prefix)
         r = d.reserve(0)  # the first connection migrates
-        assert db_schema.current_version(d.db, d.models) == db_schema.SCHEMA_VERSION
+        assert db_schema.current_version(d.db, d.conn.models) == db_schema.SCHEMA_VERSION
         assert (r.job_id, r.payload) == (jid, b"old")
         assert d.fail(r, FailureInfo("E", "m", "tb")) is True
         assert [a.traceback for a in d.failed_get(jid).history] == ["tb"]
@@ -201,9 +210,9 @@ def test_a_draining_reserve_waits_out_a_row_that_skip_locked_hid(opened, kind, t
     job_id = d.push(b"hidden for a moment", ttr=30)
     url, prefix = target(kind, tmp_path)
     holder = DbDriver(url, d.channel, table_prefix=prefix)
-    cur = holder._cursor()
+    cur = holder.conn.cursor()
     cur.execute("BEGIN")
-    cur.execute(holder._q("SELECT id FROM {J} WHERE id = ? FOR UPDATE"), (job_id,))
+    cur.execute(holder.conn.render("SELECT id FROM {J} WHERE id = ? FOR UPDATE"), (job_id,))
     release = threading.Timer(0.3, lambda: cur.execute("ROLLBACK"))
     release.start()
     try:
@@ -236,12 +245,13 @@ def test_a_forked_child_uses_a_connection_of_its_own_and_the_parent_keeps_its_ow
 # -- indexes: reserve stays O(log n) with many delayed rows (yii2-queue #280) ------------------
 
 
-def _plan(d: DbDriver, sql: str, params: tuple) -> str:
+def _plan(d: DbDriver, statement: Any, params: tuple) -> str:
+    sql = statement.sql
     if d.kind == "sqlite":
         return " ".join(str(row[-1]) for row in raw(d, "EXPLAIN QUERY PLAN " + sql, params))
     if d.kind == "mysql":
-        cur = d._cursor()
-        cur.execute("EXPLAIN " + d._q(sql), params)
+        cur = d.conn.cursor()
+        cur.execute("EXPLAIN " + d.conn.render(sql), params)
         names = [c[0] for c in cur.description]
         return " ".join(
             f"key={row[names.index('key')]} extra={row[names.index('Extra')]}" for row in cur.fetchall()
@@ -251,8 +261,8 @@ def _plan(d: DbDriver, sql: str, params: tuple) -> str:
 
 def _pg_plan(d: DbDriver, stmt: Any, args: tuple) -> str:
     """EXPLAIN of a hot-path statement with its parameters inlined (a custom plan, as at first use)."""
-    cur = d._cursor()
-    text = d._q(stmt.sql)
+    cur = d.conn.cursor()
+    text = d.conn.render(stmt.sql)
     for i, value in reversed(list(enumerate(args, start=1))):
         text = text.replace(f"${i}", cur.mogrify("%s", (value,)).decode())
     cur.execute("EXPLAIN " + text)
@@ -260,6 +270,8 @@ def _pg_plan(d: DbDriver, stmt: Any, args: tuple) -> str:
 
 
 @pytest.mark.slow
+# The plans are the server's: through PgBouncer they are the same PostgreSQL's, so they are read once there.
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
 def test_reserve_uses_the_ready_and_due_indexes_with_many_delayed_rows(opened):
     d = opened()
     # Delayed rows with the best priority: a reserve that scanned them would have to read them all.
@@ -270,23 +282,23 @@ def test_reserve_uses_the_ready_and_due_indexes_with_many_delayed_rows(opened):
     other.push_many([PushItem(b"theirs", ttr=60) for _ in range(2000)])
     ready, due = f"{d.table_prefix}jobs_ready", f"{d.table_prefix}jobs_due"
     if d.kind == "postgres":
-        raw(d, f"ANALYZE {d._tables['J']}")
+        raw(d, f"VACUUM ANALYZE {d.conn.tables['J']}")  # dead rows of earlier tests would sway the planner
         pick = _pg_plan(d, PG_RESERVE, (d.channel, 0, 0.0, ""))
         promote = _pg_plan(d, PG_PROMOTE, (d.channel, 0))
         assert f"Index Scan using {ready}" in pick, pick
         # Either index-scan form is fine (the planner picks a bitmap scan for larger ranges).
         assert f"using {due}" in promote or f"Bitmap Index Scan on {due}" in promote, promote
         assert "Seq Scan" not in pick + promote, pick + promote
-        cur = d._cursor()
-        cur.execute("EXPLAIN ANALYZE " + d._q(COUNTS_SQL), (d.channel,) * 3)
+        cur = d.conn.cursor()
+        cur.execute("EXPLAIN ANALYZE " + d.conn.render(COUNTS), (d.channel,) * 3)
         counts_plan = "\n".join(row[0] for row in cur.fetchall())
         # No delayed row is due: the count of due rows is skipped, not run over 20,000 delayed rows.
         assert "never executed" in counts_plan and "Rows Removed by Filter: 20000" not in counts_plan, counts_plan
     else:
         if d.kind == "sqlite":
             raw(d, "ANALYZE")
-        pick = _plan(d, PICK_SQL, (d.channel, d.channel))
-        promote = _plan(d, DUE_SQL, (d.channel, d.now()))
+        pick = _plan(d, FIRST_WAITING, (d.channel, d.channel))
+        promote = _plan(d, DUE_IDS, (d.channel, d.now()))
         assert ready in pick and "TEMP B-TREE" not in pick and "filesort" not in pick, pick
         assert due in promote, promote
     r = d.reserve(0)
@@ -390,10 +402,10 @@ def test_a_killed_server_session_is_replaced_reads_recover_and_a_write_fails_onc
 
         def kill_my_session() -> None:
             if server == "postgres":
-                (pid,) = d._read("SELECT pg_backend_pid()")
+                pid = d.conn.read("SELECT pg_backend_pid() AS pid")["pid"]
                 raw(killer, "SELECT pg_terminate_backend(?)", (pid,))
             else:
-                (pid,) = d._read("SELECT CONNECTION_ID()")
+                pid = d.conn.read("SELECT CONNECTION_ID() AS pid")["pid"]
                 raw(killer, f"KILL {int(pid)}")
 
         kill_my_session()
@@ -442,12 +454,42 @@ def test_sqlite_writers_queue_on_the_lock_file_and_a_forked_child_has_its_own(tm
         cleanup()
 
 
+# -- the statements ---------------------------------------------------------------------------------
+
+
+def test_every_statement_is_named_with_its_guarantee_and_renders_on_every_dialect():
+    from pubq.drivers import db_sql
+
+    statements = db_sql.all_statements()
+    assert {"ACK", "FIRST_WAITING", "PG_RESERVE", "HEARTBEAT[mysql]", "LIST_AFTER[failed]"} <= set(statements)
+    tokens = {"J": "j", "C": "c", "F": "f", "Q": "q", "W": "w", "U": "u", "M": "m", "L": "l", "T": "t",
+              "NOW": "now()", "LOCK": "", "SKIP": "", "IDS": "?"}
+    for name, statement in statements.items():
+        assert statement.guarantee.strip() and "\n" not in statement.guarantee, name
+        statement.sql.format(**tokens)  # every {token} is one of the documented ones
+        assert "{" not in statement.sql.format(**tokens), name
+
+
+def test_the_db_driver_reads_rows_by_column_name_never_by_position():
+    import re
+    from pathlib import Path
+
+    import pubq.drivers
+
+    folder = Path(pubq.drivers.__file__).parent
+    for module in ("db.py", "db_ops.py", "db_conn.py", "db_rows.py", "db_inspect.py", "db_batch.py", "db_unique.py",
+                   "db_limits.py"):
+        text = (folder / module).read_text()
+        found = re.findall(r"\b(?:row|rows\[0\]|fetchone\(\))\[\d+\]", text)
+        assert not found, f"{module} reads a row by position: {found}"
+
+
 # -- per-key limits: rows of idle keys go ------------------------------------------------------------
 
 
 def _limit_keys(driver) -> set[str]:
-    return {str(row[0]) for row in driver._read("SELECT lkey FROM {L} WHERE channel = ?", (driver.channel,),
-                                                many=True)}
+    return {str(row["lkey"]) for row in driver.conn.read_all("SELECT lkey FROM {L} WHERE channel = ?",
+                                                             (driver.channel,))}
 
 
 def test_limits_rows_of_idle_keys_are_swept_in_bounded_batches(opened) -> None:

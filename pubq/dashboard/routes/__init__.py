@@ -38,8 +38,12 @@ def path_id(request: Request, name: str = "job_id") -> int:
     return int(value)
 
 
-def back(url: str, notice: str, **params: Any) -> RedirectResponse:
-    """Where an action sends the browser (303: the next request is a GET), with one line to show."""
+def back(request: Request, url: str, notice: str, **params: Any) -> RedirectResponse:
+    """Where an action sends the browser (303: the next request is a GET), with one line to show,
+    signed for this session (:meth:`pubq.dashboard.security.Signer.notice_sig`)."""
+    from ..security import session_id
+
     query = {k: v for k, v in params.items() if v not in (None, "")}
     query["notice"] = notice
+    query["sig"] = dash(request).signer.notice_sig(session_id(request), notice)
     return RedirectResponse(f"{url}?{urlencode(query)}", 303)

@@ -40,7 +40,7 @@ async def retry_one(request: Request) -> Response:
     ident = path_id(request)
     ok = await d.call(queue.driver.requeue_failed, ident)
     notice = f"Job {ident} is waiting again." if ok else f"Job {ident} is not in the failed registry."
-    return back(f"/queues/{name}/failed", notice)
+    return back(request, f"/queues/{name}/failed", notice)
 
 
 async def retry_matching(request: Request) -> Response:
@@ -66,7 +66,7 @@ async def retry_matching(request: Request) -> Response:
                 return moved
 
     count = await d.call(act)
-    return back(f"/queues/{name}/failed", f"{count} job{'s' if count != 1 else ''} waiting again.",
+    return back(request, f"/queues/{name}/failed", f"{count} job{'s' if count != 1 else ''} waiting again.",
                 **{"class": job_class, "message": message})
 
 
@@ -84,9 +84,9 @@ async def purge(request: Request) -> Response:
     name = request.path_params["name"]
     queue = d.queue(name)
     if form.get("confirm") != name:
-        return back(f"/queues/{name}/failed/purge", "Type the queue's name to confirm the purge.")
+        return back(request, f"/queues/{name}/failed/purge", "Type the queue's name to confirm the purge.")
     n = await d.call(queue.driver.failed_purge)
-    return back(f"/queues/{name}/failed", f"{n} failed entr{'ies' if n != 1 else 'y'} purged.")
+    return back(request, f"/queues/{name}/failed", f"{n} failed entr{'ies' if n != 1 else 'y'} purged.")
 
 
 routes = [

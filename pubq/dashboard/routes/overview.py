@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..model import Health, QueueRow, ping, queue_row
-from ..throughput import svg_chart
+from pubq.drivers.base import Driver
+from pubq.errors import PubqError
+
+from ..model import Health, QueueRow, ping, queue_row, raw
+from ..throughput import MINUTES, last_hour, svg_chart
 from . import dash
 
 
@@ -17,8 +18,8 @@ async def overview(request: Request) -> Response:
     d = dash(request)
     app = d.app
 
-    def read() -> tuple[list[QueueRow], list[Health]]:
-        rows, health, seen = [], [], {}
+    def read() -> tuple[list[QueueRow], list[Health], dict[str, tuple[list[int], list[int]]]]:
+        rows, health, seen, series = [], [], {}, {}
         for name in app.queue_names():
             qc = app.config.queues[name]
             driver = app.queue(name).driver
@@ -26,18 +27,26 @@ async def overview(request: Request) -> Response:
             if qc.driver != "sync" and qc.url not in seen:
                 seen[qc.url] = True
                 health.append(ping(rows[-1].backend, driver))
-        d.sample()
-        return rows, health
+            series[name] = _last_hour(raw(driver)) if qc.driver != "sync" else last_hour([], 0)
+        return rows, health, series
 
-    rows, health = await d.call(read)
-    now = time.time()
-    charts, since = {}, None
+    rows, health, series = await d.call(read)
+    charts: dict[str, object] = {}
     for row in rows:
-        done, failed, began = d.throughput.buckets(row.name, now)
+        done, failed = series[row.name]
         charts[row.name] = svg_chart(done, failed)
         charts[row.name + ":total"] = sum(done) + sum(failed)
-        since = began if since is None or (began is not None and began < since) else since
-    return d.render(request, "overview.html", rows=rows, health=health, charts=charts, since=since, now=now)
+    return d.render(request, "overview.html", rows=rows, health=health, charts=charts)
+
+
+def _last_hour(driver: Driver) -> tuple[list[int], list[int]]:
+    """The queue's stored per-minute throughput of the last hour (zeros while its backend is down:
+    the row and the health table say so)."""
+    try:
+        now_minute = int(driver.now() // 60)
+        return last_hour(driver.throughput(now_minute - MINUTES + 1), now_minute)
+    except PubqError:
+        return last_hour([], 0)
 
 
 routes = [Route("/", overview, name="overview")]

@@ -86,7 +86,7 @@ async def retry_account(request: Request) -> Response:
         notice = await d.call(act)
     except PubqError as exc:
         notice = str(exc).splitlines()[0]
-    return back(f"/tasks/{ident}", notice)
+    return back(request, f"/tasks/{ident}", notice)
 
 
 routes = [

@@ -67,7 +67,7 @@ async def pause(request: Request) -> Response:
     name = request.path_params["name"]
     queue = d.queue(name)
     await d.call(queue.driver.pause)
-    return back(f"/queues/{name}", f"Queue {name} is paused.")
+    return back(request, f"/queues/{name}", f"Queue {name} is paused.")
 
 
 async def resume(request: Request) -> Response:
@@ -76,7 +76,7 @@ async def resume(request: Request) -> Response:
     name = request.path_params["name"]
     queue = d.queue(name)
     await d.call(queue.driver.resume)
-    return back(f"/queues/{name}", f"Queue {name} is resumed.")
+    return back(request, f"/queues/{name}", f"Queue {name} is resumed.")
 
 
 async def cancel(request: Request) -> Response:
@@ -101,7 +101,7 @@ async def cancel(request: Request) -> Response:
             return f"Job {ident} already finished."
         return f"Job {ident} is not found."
 
-    return back(f"/queues/{name}/jobs/{ident}", await d.call(act))
+    return back(request, f"/queues/{name}/jobs/{ident}", await d.call(act))
 
 
 routes = [

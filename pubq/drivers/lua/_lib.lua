@@ -26,7 +26,7 @@
 --                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
 --  18 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
 --                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
---  (19-22 are given to push_unique.lua, mark.lua, the limit scripts and clear.lua only:
+--  (19-23 are given to push_unique.lua, mark.lua, the limit scripts, throughput.lua and clear.lua only:
 --   the other scripts get 1-18)
 --  19 unique    hash  unique key -> "job id|until|expires_at" (push_unique.lua; released keys are swept)
 --  20 uniquedue zset  unique key, score = when the sweep looks at it next
@@ -34,6 +34,8 @@
 --  22 limits     hash  limit key -> "slots|starts|waiters|booked" (limit_acquire.lua): the per-key
 --                      concurrency slots ("id:token,..."), rate-window start times ("%.6f,...")
 --                      and the ids of jobs waiting for a slot ("id,..."); dropped by clear
+--  23 tput      hash  "<minute>d" / "<minute>f" -> jobs done / failed in that unix minute (throughput.lua:
+--                      added by workers' beats, buckets older than the kept window trimmed, key TTL)
 -- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,
 -- 4 grace, 5 hold, 6 settle_within (seconds); a script's own arguments start at ARGV[7].
 -- Times are Redis TIME (unix seconds, µs); they are stored as "%.6f" strings.
@@ -48,6 +50,7 @@ local K_WORKERS, K_WORKEREXP = KEYS[16], KEYS[17]
 local K_HISTORY = KEYS[18]
 local K_UNIQUE, K_UNIQUEDUE, K_MARKS = KEYS[19], KEYS[20], KEYS[21]
 local K_LIMITS = KEYS[22]
+local K_TPUT = KEYS[23]
 local WAKE_CAP = tonumber(ARGV[1])
 local FAILED_LIMIT = tonumber(ARGV[2])
 local FOLLOW_UP_LIMIT = tonumber(ARGV[3])
