@@ -43,17 +43,7 @@ import peewee as pw
 
 from pubq.drivers import db_sql as sql
 from pubq.drivers import history as attempt_history
-from pubq.drivers.base import (
-    CANCELLED_CODE,
-    DEFAULT_PRIORITY,
-    BaseDriver,
-    FailureInfo,
-    Policy,
-    PushItem,
-    Reclaimed,
-    ReclaimKind,
-    Reservation,
-)
+from pubq.drivers.base import BaseDriver
 from pubq.drivers.db_batch import DbBatch
 from pubq.drivers.db_conn import DbConnection, Tx
 from pubq.drivers.db_inspect import DbInspection
@@ -61,6 +51,16 @@ from pubq.drivers.db_limits import DbLimits
 from pubq.drivers.db_ops import DbOps
 from pubq.drivers.db_rows import failed_job, reservation
 from pubq.drivers.db_unique import DbUniqueOps
+from pubq.drivers.records import (
+    CANCELLED_CODE,
+    DEFAULT_PRIORITY,
+    FailureInfo,
+    Policy,
+    PushItem,
+    Reclaimed,
+    ReclaimKind,
+    Reservation,
+)
 from pubq.errors import ConfigError
 
 #: Blocking reserve: first poll interval and its cap (seconds), and the safety poll while LISTENing.

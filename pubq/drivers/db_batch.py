@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pubq.drivers import db_sql as sql
-from pubq.drivers.base import Policy, Reservation
 from pubq.drivers.db_rows import reservation
+from pubq.drivers.records import Policy, Reservation
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Tx

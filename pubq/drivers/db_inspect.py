@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from pubq.drivers import db_sql as sql
 from pubq.drivers import history as attempt_history
-from pubq.drivers.base import Counts, FailedJob, FollowUpFailure, JobInfo, JobStatus, Policy
 from pubq.drivers.db_rows import failed_job, job_info, job_status
+from pubq.drivers.records import Counts, FailedJob, FollowUpFailure, JobInfo, JobStatus, Policy
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Row, Tx

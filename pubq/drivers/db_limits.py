@@ -19,8 +19,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from pubq.drivers import db_sql as sql
-from pubq.drivers.base import Reservation
 from pubq.drivers.limiter import KeyState, admit, idle, release
+from pubq.drivers.records import Reservation
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Tx

@@ -17,7 +17,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pubq.drivers import db_sql as sql
-from pubq.drivers.base import (
+from pubq.drivers.db_rows import as_bytes, job_info
+from pubq.drivers.ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
+from pubq.drivers.records import (
     CANCELLED_CODE,
     THROUGHPUT_KEEP,
     CancelResult,
@@ -30,8 +32,6 @@ from pubq.drivers.base import (
     ThroughputBucket,
     WorkerInfo,
 )
-from pubq.drivers.db_rows import as_bytes, job_info
-from pubq.drivers.ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Tx

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pubq.drivers.base import JobStatus
+from pubq.drivers.records import JobStatus
 
 
 @dataclass(frozen=True)

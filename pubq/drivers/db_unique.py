@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pubq.drivers import db_sql as sql
-from pubq.drivers.base import DEFAULT_PRIORITY, UniqueSpec
+from pubq.drivers.records import DEFAULT_PRIORITY, UniqueSpec
 from pubq.drivers.unique import (
     DELAYED,
     GONE,
