@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "bench" / ".venv-peers"
-PEERS = ["rq==3.0.0", "dramatiq[redis]==2.2.1", "huey==3.5.4", "arq==0.28.0", "redis==5.3.1", "hiredis",
+PEERS = ["rq==3.0.0", "dramatiq[redis]==2.2.1", "huey==3.5.4", "arq==0.28.0", "saq==0.26.4", "redis==5.3.1", "hiredis",
          "psycopg2-binary"]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 

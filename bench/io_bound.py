@@ -10,8 +10,8 @@ the ideal (concurrency / 20 ms), p99 pickup at half the ideal rate (push → bod
 push while the worker listens), peak RSS, worker CPU per job. Then ``--isolate`` at 1 and 2
 children, unpinned (a child per job; two can only overlap on two CPUs).
 
-Peers (Dramatiq threads, Huey thread workers, arq, saq, RQ) are not driven by this script yet:
-see bench/README.md.
+``--systems pubq,dramatiq,huey,arq,saq,rq`` drives the peers the same way (``bench/io_peers.py``;
+run it with ``bench/.venv-peers/bin/python``, the venv ``bench/compare.py`` builds).
 """
 
 from __future__ import annotations
@@ -19,71 +19,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+if os.environ.get("BENCH_PUBQ_ROOT"):  # measure another checkout's pubq (e.g. main) with this harness
+    sys.path.insert(0, os.environ["BENCH_PUBQ_ROOT"])
 
 import redis  # noqa: E402
 
 from bench.common import CLIENT_CPU, SERVER_CPU, percentile, pinned_redis, taskset_prefix  # noqa: E402
-from pubq import Job  # noqa: E402
-from pubq.config import QueueConfig, RetryPolicy  # noqa: E402
-from pubq.job import JobRegistry  # noqa: E402
-from pubq.queue import Queue  # noqa: E402
+from bench.io_peers import COUNTER, LABELS, STAMPS, STARTS, SYSTEMS, WAIT, Producer, pubq_queue  # noqa: E402
 from tests.helpers import free_port, wait_until  # noqa: E402
-
-WAIT = 0.020
-COUNTER = "bench:io:count"
-STARTS = "bench:io:starts"
-_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
-    return _client
-
-
-@dataclass
-class IoJob(Job):
-    name = "bench.Io"
-    mode: str = "sleep"
-    ts: float = 0.0
-
-    def execute(self, ctx: Any) -> None:
-        started = time.time()
-        if self.mode == "http":
-            import http.client
-
-            conn = http.client.HTTPConnection("127.0.0.1", int(os.environ["BENCH_HTTP_PORT"]), timeout=10)
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            conn.close()
-        else:
-            time.sleep(WAIT)
-        pipe = _redis().pipeline(transaction=False)
-        pipe.incr(COUNTER)
-        if self.ts:
-            pipe.rpush(STARTS, f"{started - self.ts:.6f}")
-        pipe.execute()
-
-
-def make_queue(url: str, channel: str) -> Queue:
-    from pubq.drivers.redis import RedisDriver
-
-    qc = QueueConfig(name="io", driver="redis", channel=channel, url=url, ttr=60, attempts=1,
-                     retry=RetryPolicy(), grace=5)
-    return Queue(qc, RedisDriver(url, channel), JobRegistry([IoJob]))
 
 
 class _Slow(BaseHTTPRequestHandler):
@@ -107,62 +59,92 @@ def serve_http(port: int) -> None:
 
 
 def worker_main(args: argparse.Namespace) -> None:
+    if args.system != "pubq":
+        from bench.io_peers import work
+
+        work(args.system, args.url, args.channel, args.concurrency)
+        return
     from pubq.worker import Worker
 
-    queue = make_queue(args.url, args.channel)
-    w = Worker(queue, isolate=args.isolate, concurrency=args.concurrency, heartbeat=0)
+    w = Worker(pubq_queue(args.url, args.channel), isolate=args.isolate, concurrency=args.concurrency, heartbeat=0)
     w.listen(1)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    Path(args.out).write_text(json.dumps({
-        "cpu": usage.ru_utime + usage.ru_stime + kids.ru_utime + kids.ru_stime,
-        "rss_mib": usage.ru_maxrss / 1024, "jobs": w.jobs,
-    }))
 
 
-def run_one(url: str, mode: str, concurrency: int, n: int, *, isolate: bool, pin: bool,
-            tmp: Path) -> dict[str, Any]:
-    r = redis.Redis.from_url(url)
-    channel = f"io-{mode}-{concurrency}-{int(isolate)}-{time.monotonic_ns()}"
-    queue = make_queue(url, channel)
-    r.delete(COUNTER, STARTS)
-    out = tmp / f"{channel}.json"
-    cmd = [*(taskset_prefix(CLIENT_CPU) if pin else []), sys.executable, __file__, "worker", "--url", url,
-           "--channel", channel, "--concurrency", str(concurrency), "--out", str(out),
-           *(["--isolate"] if isolate else [])]
-    proc = subprocess.Popen(cmd, env=os.environ.copy())
+def _ran(r: redis.Redis, producer: Producer, n: int) -> bool:
+    """The counter reached n; a failed pubq job (it never counts) fails the run at once, with its
+    error, instead of a wait that can only time out."""
+    if int(r.get(COUNTER) or 0) >= n:
+        return True
+    if (failed := producer.failed()) is not None:
+        raise RuntimeError(f"{failed}: the run cannot verify")
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM the worker (SIGKILL after 10 s: some peers wait for their threads); its peak RSS in KiB.
+
+    The peak is the worker's VmHWM, read before the signal: the rusage of a child counts the RSS of
+    the harness's fork before its exec, so it would report the harness."""
+    hwm = 0
     try:
-        # pickup: paced pushes at half the ideal rate while the worker listens
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as fh:
+            hwm = next((int(line.split()[1]) for line in fh if line.startswith("VmHWM:")), 0)
+    except OSError:
+        pass
+    proc.terminate()
+    end = time.monotonic() + 10
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return hwm or usage.ru_maxrss
+        if time.monotonic() > end:
+            proc.kill()
+            end = float("inf")
+        time.sleep(0.05)
+
+
+def run_one(system: str, url: str, mode: str, concurrency: int, n: int, *, isolate: bool, pin: bool) -> dict[str, Any]:
+    """Drain n pre-pushed jobs (rate and CPU per job from the body's stamps), then push at half
+    the ideal rate for ~2 s (pickup), then stop the worker (peak RSS from its rusage)."""
+    r = redis.Redis.from_url(url)
+    channel = f"io-{system}-{mode}-{concurrency}-{int(isolate)}-{time.monotonic_ns()}"
+    producer = Producer(system, url, channel)
+    r.delete(COUNTER, STARTS, STAMPS)
+    producer.push_many(mode, n)
+    cmd = [*(taskset_prefix(CLIENT_CPU) if pin else []), sys.executable, __file__, "worker", "--system", system,
+           "--url", url, "--channel", channel, "--concurrency", str(concurrency), *(["--isolate"] if isolate else [])]
+    proc = subprocess.Popen(cmd, env=os.environ.copy())
+    rss_kib = 0
+    try:
+        wait_until(lambda: _ran(r, producer, n), timeout=900, interval=0.01, message=f"{system} drained {n} jobs")
+        count = int(r.get(COUNTER) or 0)
+        wait_until(lambda: r.hlen(STAMPS) >= 2, timeout=10, message="the first and last job's stamps")
+        first, last = (json.loads(r.hget(STAMPS, str(k))) for k in (1, n))
+        r.delete(COUNTER)
         rate = 0.5 * concurrency / WAIT
         paced = max(20, min(400, int(rate * 2)))
-        time.sleep(1.0)  # the worker starts (imports, first blocking reserve)
         start = time.monotonic()
         for i in range(paced):
             due = start + i / rate
             while (left := due - time.monotonic()) > 0:
                 time.sleep(left)
-            queue.push(IoJob(mode=mode, ts=time.time()))
-        wait_until(lambda: int(r.get(COUNTER) or 0) >= paced, timeout=120, message="paced jobs ran")
+            producer.push(mode, time.time(), 0)
+        wait_until(lambda: _ran(r, producer, paced), timeout=120, message=f"{system}: the paced jobs ran")
         pickups = [float(x) * 1000 for x in r.lrange(STARTS, 0, -1)]
-        # drain: n pre-pushed jobs
-        r.delete(COUNTER)
-        for s in range(0, n, 1000):
-            queue.push_many([IoJob(mode=mode) for _ in range(min(1000, n - s))])
-        t0 = time.monotonic()
-        wait_until(lambda: int(r.get(COUNTER) or 0) >= n, timeout=600, interval=0.005, message="drain")
-        seconds = time.monotonic() - t0
-        count = int(r.get(COUNTER) or 0)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    stats = json.loads(out.read_text())
-    queue.driver.clear()
-    queue.close()
+        rss_kib = _stop(proc)
+        producer.close()
     return {
-        "mode": mode, "concurrency": concurrency, "isolate": isolate, "n": n, "verified": count == n,
-        "jobs_per_s": n / seconds, "ideal_per_s": concurrency / WAIT, "pickup_p50_ms": percentile(pickups, 50),
-        "pickup_p99_ms": percentile(pickups, 99), "rss_mib": stats["rss_mib"],
-        "cpu_us_per_job": stats["cpu"] / (n + paced) * 1e6,
+        "system": system, "label": LABELS[system], "mode": mode, "concurrency": concurrency, "isolate": isolate,
+        "n": n, "verified": count == n, "jobs_per_s": (n - 1) / max(last["t"] - first["t"], 1e-9),
+        "ideal_per_s": concurrency / WAIT, "pickup_p50_ms": percentile(pickups, 50),
+        "pickup_p99_ms": percentile(pickups, 99), "rss_mib": rss_kib / 1024,
+        "cpu_us_per_job": (last["cpu"] - first["cpu"]) / (n - 1) * 1e6, "load_avg": os.getloadavg()[0],
+        "pubq_root": os.environ.get("BENCH_PUBQ_ROOT", str(ROOT)),
     }
 
 
@@ -170,43 +152,59 @@ def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd")
     wp = sub.add_parser("worker")
+    wp.add_argument("--system", default="pubq")
     wp.add_argument("--url")
     wp.add_argument("--channel")
     wp.add_argument("--concurrency", type=int)
     wp.add_argument("--isolate", action="store_true")
-    wp.add_argument("--out")
     p.add_argument("--n-per-slot", type=int, default=60, help="jobs drained per unit of concurrency")
     p.add_argument("--levels", default="1,8,32,128")
     p.add_argument("--modes", default="sleep,http")
+    p.add_argument("--systems", default="pubq", help=f"comma list of {','.join(SYSTEMS)} (peers: in "
+                   "bench/.venv-peers, which bench/compare.py builds); RQ runs at concurrency 1 only")
+    p.add_argument("--rounds", type=int, default=1, help="repeat every row, systems alternated (report medians)")
+    p.add_argument("--no-isolate-rows", action="store_true", help="skip pubq --isolate at 1 and 2 children")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "io-latest.json"))
     args = p.parse_args()
     if args.cmd == "worker":
         worker_main(args)
         return
-    import tempfile
-
     http_port = free_port()
     server = subprocess.Popen([*taskset_prefix(SERVER_CPU), sys.executable, "-c",
                                f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.io_bound import serve_http; "
                                f"serve_http({http_port})"])
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+
+    def one(system: str, mode: str, level: int, n: int, *, isolate: bool = False, pin: bool = True) -> None:
+        try:
+            rows.append(run_one(system, srv.url, mode, level, n, isolate=isolate, pin=pin))
+            print(json.dumps(rows[-1]), flush=True)
+        except Exception as exc:  # noqa: BLE001 - a failing system is reported, never dropped
+            errors.append(f"{system} {mode} c={level}: {exc}")
+            print("ERROR", errors[-1], flush=True)
+
     try:
-        with pinned_redis() as srv, tempfile.TemporaryDirectory() as tmp:
+        with pinned_redis() as srv:
             os.environ["BENCH_REDIS_URL"] = srv.url
             os.environ["BENCH_HTTP_PORT"] = str(http_port)
-            for mode in args.modes.split(","):
-                for level in [int(x) for x in args.levels.split(",")]:
-                    n = max(200, args.n_per_slot * level)
-                    rows.append(run_one(srv.url, mode, level, n, isolate=False, pin=True, tmp=Path(tmp)))
-                    print(json.dumps(rows[-1]), flush=True)
-            for level in (1, 2):
-                rows.append(run_one(srv.url, "sleep", level, 300, isolate=True, pin=False, tmp=Path(tmp)))
-                print(json.dumps(rows[-1]), flush=True)
+            for _ in range(args.rounds):
+                for mode in args.modes.split(","):
+                    for level in [int(x) for x in args.levels.split(",")]:
+                        for system in systems:
+                            if system == "rq" and level != 1:
+                                continue
+                            one(system, mode, level, max(200, args.n_per_slot * level))
+                if not args.no_isolate_rows and "pubq" in systems:
+                    for level in (1, 2):
+                        one("pubq", "sleep", level, 300, isolate=True, pin=False)
     finally:
         server.terminate()
         server.wait(10)
     Path(args.json).write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg": os.getloadavg(), "rows": rows,
+        "errors": errors, "command": " ".join(sys.argv),
     }, indent=1))
 
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pubq.drivers import db_sql as sql
-from pubq.drivers.base import Reservation
+from pubq.drivers import db_sql_keys as keys_sql
 from pubq.drivers.limiter import KeyState, admit, idle, release
+from pubq.drivers.records import Reservation
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Tx
@@ -60,17 +60,17 @@ class DbLimits:
     def sweep_limits(self, batch: int = SWEEP_BATCH) -> int:
         """Delete the idle keys' rows among the next ``batch`` of this channel; returns how many."""
         def fn(tx: Tx) -> int:
-            rows = tx.fetch_all(sql.LIMIT_KEYS_AFTER, (self.channel, self._sweep_after, int(batch)))
+            rows = tx.fetch_all(keys_sql.LIMIT_KEYS_AFTER, (self.channel, self._sweep_after, int(batch)))
             self._sweep_after = str(rows[-1]["lkey"]) if len(rows) >= batch else ""
             states = [(str(row["lkey"]), row["state"], KeyState.loads(row["state"])) for row in rows]
             ids = sorted({s[0] for _, _, st in states for s in st.slots} | {w for _, _, st in states for w in st.waiters})
             jobs = {int(row["id"]): (str(row["state"]), int(row["lease"])) for row in tx.fetch_all(
-                sql.JOBS_STATE_AND_LEASE, (self.channel,), ids)} if ids else {}  # fmt: skip
+                keys_sql.JOBS_STATE_AND_LEASE, (self.channel,), ids)} if ids else {}  # fmt: skip
             deleted = 0
             for key, text, state in states:
                 if idle(state, tx.now, live=lambda i, t: jobs.get(i) == ("reserved", t),
                                 is_delayed=lambda i: jobs.get(i, ("", 0))[0] == "delayed"):
-                    deleted += tx.execute(sql.DELETE_IDLE_LIMIT_KEY, (self.channel, key, text)).rowcount
+                    deleted += tx.execute(keys_sql.DELETE_IDLE_LIMIT_KEY, (self.channel, key, text)).rowcount
             return deleted
 
         return self.conn.transaction(fn)
@@ -81,16 +81,16 @@ class DbLimits:
         One statement while the key has a row (it keeps it between jobs, see ``limit_release``); on
         a key's first use the row is created and the statement asked again."""
         params = (r.job_id, r.token, self.channel, key)
-        row = tx.fetch_one(sql.LOCK_LIMIT_KEY_HELD, params)
+        row = tx.fetch_one(keys_sql.LOCK_LIMIT_KEY_HELD, params)
         if row is None:  # no row yet, or a stale reservation (an empty row is then left to the sweep)
-            tx.execute(sql.ENSURE_LIMIT_KEY[self.conn.kind], (self.channel, key))
-            row = tx.fetch_one(sql.LOCK_LIMIT_KEY_HELD, params)
+            tx.execute(keys_sql.ENSURE_LIMIT_KEY[self.conn.kind], (self.channel, key))
+            row = tx.fetch_one(keys_sql.LOCK_LIMIT_KEY_HELD, params)
             if row is None:
                 return None
         return KeyState.loads(row["state"]), row["cancel_reason"]
 
     def _save_key(self, tx: Tx, key: str, state: KeyState) -> None:
-        tx.defer(sql.SAVE_LIMIT_KEY, (state.dumps(), self.channel, key))  # with the COMMIT on PostgreSQL
+        tx.defer(keys_sql.SAVE_LIMIT_KEY, (state.dumps(), self.channel, key))  # with the COMMIT on PostgreSQL
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
                       jitter: float = 0.0, burst: int = 0) -> float | None:
@@ -104,12 +104,12 @@ class DbLimits:
             state, cancel_reason = found
             ids = sorted({s[0] for s in state.slots if s[0] != r.job_id})
             leases = {int(row["id"]): int(row["lease"]) for row in tx.fetch_all(
-                sql.RESERVED_LEASES, (self.channel,), ids)} if ids else {}  # fmt: skip
+                keys_sql.RESERVED_LEASES, (self.channel,), ids)} if ids else {}  # fmt: skip
             wait = admit(state, job_id=r.job_id, token=r.token, now=tx.now, concurrency=concurrency, rate=rate,
                          per=per, live=lambda job_id, token: leases.get(job_id) == token, burst=burst)
             if wait > 0:
                 wait += max(float(jitter), 0.0)
-                n = tx.execute(sql.DELAY_FOR_LIMIT, (tx.now + wait, r.job_id, self.channel, r.token)).rowcount
+                n = tx.execute(keys_sql.DELAY_FOR_LIMIT, (tx.now + wait, r.job_id, self.channel, r.token)).rowcount
                 if n != 1:
                     return None
                 if cancel_reason is not None:
@@ -131,13 +131,13 @@ class DbLimits:
         The row stays, even when nothing is left in it: the key's next admission then finds it in
         one statement instead of creating it again; the sweep deletes it once the key is idle."""
         def fn(tx: Tx) -> None:
-            row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
+            row = tx.fetch_one(keys_sql.LOCK_LIMIT_KEY, (self.channel, key))
             if row is None:
                 return
             state = KeyState.loads(row["state"])
 
             def wake(job_id: int) -> bool:  # the guarded UPDATE is the check: one statement per waiter
-                return tx.execute(sql.WAKE_DELAYED, (tx.now, job_id, self.channel)).rowcount == 1
+                return tx.execute(keys_sql.WAKE_DELAYED, (tx.now, job_id, self.channel)).rowcount == 1
 
             if release(state, job_id=r.job_id, is_delayed=wake) is not None:
                 tx.count(delayed=-1, waiting=1)
