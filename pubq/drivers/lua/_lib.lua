@@ -241,16 +241,27 @@ end
 -- deadline and the holder. A job whose payload is stored but whose meta is missing or does not
 -- parse is reserved as it is (take_unreadable), with why as a 10th value. Returns {1, id, payload,
 -- attempt, ttr, deadline, token, priority, pushed_at[, why]} or {0, seconds until the next delayed
--- job is due | ''}.
-local function reserve(now, holder)
-  if redis.call('EXISTS', K_PAUSED) == 1 then
-    -- sleepers block until resume feeds the wake list
-    redis.call('DEL', K_WAKE)
-    return {0, ''}
+-- job is due | ''}. `again`: this script already read the pause flag and promoted due jobs in
+-- this call (reserve_many's later takes), so neither is done twice.
+local function reserve(now, holder, again)
+  local moved = 0
+  if not again then
+    if redis.call('EXISTS', K_PAUSED) == 1 then
+      -- sleepers block until resume feeds the wake list
+      redis.call('DEL', K_WAKE)
+      return {0, ''}
+    end
+    moved = promote_due(now)
   end
-  local moved = promote_due(now)
+  local promoted = not again
   while true do
     local top = redis.call('ZPOPMIN', K_WAITING)
+    if top[1] == nil and not promoted then
+      -- a later take found waiting empty: due jobs past the first MOVE_BATCH may be left
+      promoted = true
+      moved = promote_due(now)
+      if moved > 0 then top = redis.call('ZPOPMIN', K_WAITING) end
+    end
     if top[1] == nil then break end
     local id = string.match(top[1], ':(%d+)$')
     local m, raw = meta_get(id)
@@ -307,11 +318,12 @@ end
 
 -- Up to n reserves in one step (a worker's free slots). {next_due_in | '', {reservation...}, ...};
 -- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was promoted but
--- not taken (reserve() does that itself).
+-- not taken (reserve() does that itself). The pause flag is read and due jobs promoted once per call
+-- (one script: nothing changes in between), not once per job taken.
 local function reserve_many(now, n, holder)
   local out = {''}
-  for _ = 1, n do
-    local r = reserve(now, holder)
+  for i = 1, n do
+    local r = reserve(now, holder, i > 1)
     if r[1] ~= 1 then
       if #out == 1 then out[1] = r[2] end
       break
