@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from .config import Config, QueueConfig, make_callable, resolve_reference
 from .drivers import driver_class
-from .drivers.base import Driver, Policy
+from .drivers.base import Driver
+from .drivers.records import Policy
 from .drivers.resilient import OutageBudget, ResilientDriver
 from .errors import ConfigError
 from .events import EventBus

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .drivers.base import Driver, Reservation, WorkerInfo
+from .drivers.base import Driver
+from .drivers.records import Reservation, WorkerInfo
 from .errors import PubqError
 
 if TYPE_CHECKING:  # pragma: no cover

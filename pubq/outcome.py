@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .drivers.base import FailureInfo
+from .drivers.records import FailureInfo
 from .errors import error_code, error_name
 
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from . import bounds
 from . import events as ev
 from .config import QueueConfig
-from .drivers.base import DEFAULT_PRIORITY, Driver, PushItem, UniqueSpec
+from .drivers.base import Driver
+from .drivers.records import DEFAULT_PRIORITY, PushItem, UniqueSpec
 from .errors import PayloadTooLargeError, UsageError
 from .events import EventBus, PushEvent
 from .job import Job, JobRegistry, unique_problem

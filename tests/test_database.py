@@ -1,5 +1,5 @@
-"""pubq.database: the one opener, redactor, error classifier and fork hook of the queue driver and
-publish state.
+"""pubq.database, pubq.db_errors, pubq.db_fork: the one opener, redactor, error classifier and fork
+hook of the queue driver and publish state.
 
 URL parsing needs no server. Every classification is of a real error, produced on real SQLite,
 PostgreSQL and MariaDB/MySQL (the URLs of ``tests/drivers/backends.py``); an unreachable server fails
@@ -24,19 +24,11 @@ import peewee as pw
 import pytest
 
 import pubq.publishing.database as publishing_database
-from pubq import database
+from pubq import database, db_errors
 from pubq.config import resolve_sqlite
-from pubq.database import (
-    MYSQL_INIT_COMMAND,
-    ErrorKind,
-    classify,
-    forget_connection,
-    on_fork_in_child,
-    open_database,
-    parse_url,
-    redact_url,
-    sqlstate,
-)
+from pubq.database import MYSQL_INIT_COMMAND, open_database, parse_url, redact_url
+from pubq.db_errors import ErrorKind, classify, sqlstate
+from pubq.db_fork import forget_connection, on_fork_in_child
 from pubq.drivers.db import DbDriver
 from pubq.errors import ConfigError, DriverError
 from pubq.logs import redact
@@ -360,9 +352,9 @@ def test_a_session_ended_by_the_server_is_lost_and_the_next_use_reconnects(kind)
         old = session_id(victim)
         end_session(killer, old)
         first = error_of(lambda: victim.execute_sql("SELECT 1"))
-        assert classify(first) is ErrorKind.LOST, repr(database.unwrap(first))
+        assert classify(first) is ErrorKind.LOST, repr(db_errors.unwrap(first))
         again = error_of(lambda: victim.execute_sql("SELECT 1"))  # the client now knows it is closed
-        assert classify(again) is ErrorKind.LOST, repr(database.unwrap(again))
+        assert classify(again) is ErrorKind.LOST, repr(db_errors.unwrap(again))
         database.drop_connection(victim)
         assert session_id(victim) != old
     finally:
@@ -381,7 +373,7 @@ def test_a_value_out_of_range_or_bad_input_is_a_data_error(kind, sql, code):
     db = connected(SERVERS[kind])
     try:
         exc = error_of(lambda: db.execute_sql(sql))
-        got = sqlstate(exc) if kind == "postgres" else database.unwrap(exc).args[0]
+        got = sqlstate(exc) if kind == "postgres" else db_errors.unwrap(exc).args[0]
         assert got == code
         assert classify(exc) is ErrorKind.DATA
         assert db.execute_sql("SELECT 1").fetchone()[0] == 1  # the connection is fine
@@ -442,7 +434,7 @@ def test_mysql_nowait_and_deadlock_are_retry_and_a_duplicate_is_other():
         a.execute_sql("BEGIN")
         a.execute_sql(f"SELECT id FROM {table} WHERE id = 1 FOR UPDATE")
         nowait = error_of(lambda: b.execute_sql(f"SELECT id FROM {table} WHERE id = 1 FOR UPDATE NOWAIT"))
-        assert database.unwrap(nowait).args[0] in (1205, 3572)  # MariaDB, MySQL 8
+        assert db_errors.unwrap(nowait).args[0] in (1205, 3572)  # MariaDB, MySQL 8
         assert classify(nowait) is ErrorKind.RETRY
 
         b.execute_sql("BEGIN")
@@ -467,7 +459,7 @@ def test_mysql_nowait_and_deadlock_are_retry_and_a_duplicate_is_other():
         except Exception as exc:  # noqa: BLE001 - collected
             errors.append(exc)
         waiting.join(30)
-        assert [database.unwrap(e).args[0] for e in errors] == [1213]
+        assert [db_errors.unwrap(e).args[0] for e in errors] == [1213]
         assert classify(errors[0]) is ErrorKind.RETRY
     finally:
         closing(a, b, watcher)
@@ -478,7 +470,7 @@ def test_mysql_nowait_and_deadlock_are_retry_and_a_duplicate_is_other():
 def test_an_error_that_is_not_the_database_s_is_other():
     assert classify(ValueError("x")) is ErrorKind.OTHER
     assert classify(pw.InterfaceError("Query must be bound to a database")) is ErrorKind.OTHER
-    assert not database.is_db_error(ValueError("x"))
+    assert not db_errors.is_db_error(ValueError("x"))
 
 
 # -- the publish-state retry loop uses the classifier ------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..drivers.base import CancelState, JobInfo, JobStatus, WorkerInfo
+from ..drivers.records import CancelState, JobInfo, JobStatus, WorkerInfo
 from ..errors import JobFinishedError, JobNotFoundError, PubqError, UsageError
 from .options import color_option, console, current_queue, emit_json, json_option, state
 from .render import first_line, fmt_time

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..drivers.base import Counts
+from ..drivers.records import Counts
 
 INFO_FIELDS = ("waiting", "delayed", "reserved", "done", "failed")
 

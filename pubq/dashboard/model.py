@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..database import redact_url
-from ..drivers.base import Driver, FailedJob, JobInfo, JobStatus, WorkerInfo
+from ..drivers.base import Driver
+from ..drivers.records import FailedJob, JobInfo, JobStatus, WorkerInfo
 from ..errors import PubqError
 
 #: Rows of one page of jobs, failed entries, tasks.

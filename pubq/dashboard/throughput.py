@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pubq.drivers.base import ThroughputBucket
+from pubq.drivers.records import ThroughputBucket
 
 #: Minutes the overview charts.
 MINUTES = 60

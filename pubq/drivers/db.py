@@ -28,8 +28,8 @@ one guarded UPDATE or DELETE; the guard of every settling write is the row's ``l
 the reservation carries, +1 at every reserve and reclaim).
 
 The driver *has* a :class:`~pubq.drivers.db_conn.DbConnection` (``self.conn``: connections,
-transactions, retries, LISTEN); its SQL is the named statements of :mod:`pubq.drivers.db_sql`, and it
-reads rows by column name.
+transactions, retries, LISTEN); its SQL is the named statements of :mod:`pubq.drivers.db_sql` and, for
+PostgreSQL's hot paths, :mod:`pubq.drivers.db_sql_pg`; it reads rows by column name.
 """
 
 from __future__ import annotations
@@ -42,18 +42,9 @@ from typing import Any, NamedTuple
 import peewee as pw
 
 from pubq.drivers import db_sql as sql
+from pubq.drivers import db_sql_pg as pg_sql
 from pubq.drivers import history as attempt_history
-from pubq.drivers.base import (
-    CANCELLED_CODE,
-    DEFAULT_PRIORITY,
-    BaseDriver,
-    FailureInfo,
-    Policy,
-    PushItem,
-    Reclaimed,
-    ReclaimKind,
-    Reservation,
-)
+from pubq.drivers.base import BaseDriver
 from pubq.drivers.db_batch import DbBatch
 from pubq.drivers.db_conn import DbConnection, Tx
 from pubq.drivers.db_inspect import DbInspection
@@ -61,6 +52,16 @@ from pubq.drivers.db_limits import DbLimits
 from pubq.drivers.db_ops import DbOps
 from pubq.drivers.db_rows import failed_job, reservation
 from pubq.drivers.db_unique import DbUniqueOps
+from pubq.drivers.records import (
+    CANCELLED_CODE,
+    DEFAULT_PRIORITY,
+    FailureInfo,
+    Policy,
+    PushItem,
+    Reclaimed,
+    ReclaimKind,
+    Reservation,
+)
 from pubq.errors import ConfigError
 
 #: Blocking reserve: first poll interval and its cap (seconds), and the safety poll while LISTENing.
@@ -144,14 +145,14 @@ class DbDriver(DbBatch, DbInspection, DbOps, DbUniqueOps, DbLimits, BaseDriver):
             return []
         self.conn.cursor()  # connect and detect the dialect before choosing a path
         if self.conn.pg_round_trips and len(jobs) <= PG_PUSH_CHUNK:
-            rows = self.conn.pg_round_trip((sql.PG_NOTIFY, (self._notify_name,)), self._pg_push_call(jobs))
+            rows = self.conn.pg_round_trip((pg_sql.PG_NOTIFY, (self._notify_name,)), self._pg_push_call(jobs))
             return [row["id"] for row in rows]
         return self.conn.transaction(lambda tx: self._push_tx(tx, jobs))
 
     def _pg_push_call(self, jobs: list[NewJob]) -> tuple[sql.PgStatement, list[Any]]:
         delayed = sum(1 for job in jobs if job.delay > 0)
         columns = [list(c) for c in zip(*jobs, strict=True)]
-        return sql.PG_PUSH, [self.channel, self.conn.counter_shard, *columns, len(jobs) - delayed, delayed]
+        return pg_sql.PG_PUSH, [self.channel, self.conn.counter_shard, *columns, len(jobs) - delayed, delayed]
 
     def _push_tx(self, tx: Tx, jobs: list[NewJob]) -> list[int]:
         now, ch = tx.now, self.channel
@@ -226,7 +227,7 @@ class DbDriver(DbBatch, DbInspection, DbOps, DbUniqueOps, DbLimits, BaseDriver):
     def ack(self, r: Reservation) -> bool:
         self.conn.cursor()
         if self.conn.pg_round_trips:
-            call = (sql.PG_ACK, (self.channel, self.conn.counter_shard, r.job_id, r.token))
+            call = (pg_sql.PG_ACK, (self.channel, self.conn.counter_shard, r.job_id, r.token))
             return self.conn.pg_round_trip(call)[0]["acked"] == 1
         return self.conn.transaction(lambda tx: self._ack_tx(tx, r))
 
@@ -243,12 +244,12 @@ class DbDriver(DbBatch, DbInspection, DbOps, DbUniqueOps, DbLimits, BaseDriver):
             ch, shard = self.channel, self.conn.counter_shard
             reserve_args = (ch, shard, grace, holder or None)
             if ack is None:
-                row = self.conn.pg_round_trip((sql.PG_PROMOTE, (ch, shard)), (sql.PG_RESERVE, reserve_args))[0]
+                row = self.conn.pg_round_trip((pg_sql.PG_PROMOTE, (ch, shard)), (pg_sql.PG_RESERVE, reserve_args))[0]
                 acked = False
             else:
-                keep = (sql.PG_ACK_KEEP, (ch, shard, ack.job_id, ack.token))
-                row = self.conn.pg_round_trip(keep, (sql.PG_PROMOTE, (ch, shard)),
-                                              (sql.PG_RESERVE_ACKED, reserve_args))[0]
+                keep = (pg_sql.PG_ACK_KEEP, (ch, shard, ack.job_id, ack.token))
+                row = self.conn.pg_round_trip(keep, (pg_sql.PG_PROMOTE, (ch, shard)),
+                                              (pg_sql.PG_RESERVE_ACKED, reserve_args))[0]
                 acked = bool(row["acked"])
             if row["id"] is None:
                 return acked, None, row["due_in"]

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pubq.drivers import db_sql as sql
-from pubq.drivers.base import Policy, Reservation
+from pubq.drivers import db_sql_pg as pg_sql
 from pubq.drivers.db_rows import reservation
+from pubq.drivers.records import Policy, Reservation
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Tx
@@ -65,8 +65,8 @@ class DbBatch:
         if self.conn.pg_round_trips:
             ch, shard = self.channel, self.conn.counter_shard
             grace = float(self.policy.grace)
-            rows = self.conn.pg_round_trip((sql.PG_PROMOTE, (ch, shard)),
-                                           (sql.PG_RESERVE_MANY, (ch, shard, grace, holder or None, int(n))))
+            rows = self.conn.pg_round_trip((pg_sql.PG_PROMOTE, (ch, shard)),
+                                           (pg_sql.PG_RESERVE_MANY, (ch, shard, grace, holder or None, int(n))))
             return [reservation(row) for row in rows]
         return self.conn.transaction(lambda tx: self._take_tx(tx, n, holder))
 
@@ -85,6 +85,6 @@ class DbBatch:
             return []
         ids = [r.job_id for r in acks]
         tokens = [r.token for r in acks]
-        rows = self.conn.pg_round_trip((sql.PG_ACK_MANY, (self.channel, self.conn.counter_shard, ids, tokens)))
+        rows = self.conn.pg_round_trip((pg_sql.PG_ACK_MANY, (self.channel, self.conn.counter_shard, ids, tokens)))
         acked = {row["id"] for row in rows}
         return [r.job_id in acked for r in acks]

@@ -9,11 +9,11 @@
   :class:`~pubq.errors.DriverError` with the database error as its cause. Reads are retried once on a
   fresh connection (a server restart leaves a stale one); writes are not, since a COMMIT whose answer
   was lost may have happened.
-* A forked child forgets its parent's connections without closing them (``pubq.database``'s fork
+* A forked child forgets its parent's connections without closing them (``pubq.db_fork``'s fork
   hook calls ``forget_connections``).
 
-URLs, session settings, error classification and fork handling are :mod:`pubq.database`'s, shared
-with publish state.
+URLs and session settings are :mod:`pubq.database`'s, error classification :mod:`pubq.db_errors`'s
+and fork handling :mod:`pubq.db_fork`'s, shared with publish state.
 """
 
 from __future__ import annotations
@@ -31,22 +31,9 @@ from typing import Any, TypeVar
 
 import peewee as pw
 
-from pubq.database import (
-    POOLERS,
-    ErrorKind,
-    abandon,
-    classify,
-    drop_connection,
-    forget_connection,
-    is_db_error,
-    on_fork_in_child,
-    open_database,
-    parse_url,
-    prepare_connection,
-    redact_url,
-    sqlstate,
-    unwrap,
-)
+from pubq.database import POOLERS, drop_connection, open_database, parse_url, prepare_connection, redact_url
+from pubq.db_errors import ErrorKind, classify, is_db_error, sqlstate, unwrap
+from pubq.db_fork import abandon, forget_connection, on_fork_in_child
 from pubq.drivers import db_schema
 from pubq.drivers.db_sql import (
     ADD_TO_COUNTERS,

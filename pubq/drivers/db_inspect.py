@@ -1,6 +1,6 @@
 """The ``db`` driver's inspection and maintenance: status, counts, remove, clear, the failed registry
 and follow-up failures. A mixin of :class:`pubq.drivers.db.DbDriver` that runs the statements of
-:mod:`pubq.drivers.db_sql` through the driver's connection (``self.conn``).
+:mod:`pubq.drivers.db_sql_registry` through the driver's connection (``self.conn``).
 
 ``clear`` and ``failed_purge`` delete in short batches of ids that existed when they began, so they
 hold no long lock and never delete a job pushed while they run.
@@ -13,9 +13,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pubq.drivers import db_sql as sql
+from pubq.drivers import db_sql_registry as registry_sql
 from pubq.drivers import history as attempt_history
-from pubq.drivers.base import Counts, FailedJob, FollowUpFailure, JobInfo, JobStatus, Policy
 from pubq.drivers.db_rows import failed_job, job_info, job_status
+from pubq.drivers.records import Counts, FailedJob, FollowUpFailure, JobInfo, JobStatus, Policy
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Row, Tx
@@ -35,11 +36,11 @@ class DbInspection:
     def _notify(self, tx: Tx) -> None: ...  # pragma: no cover
 
     def status(self, job_id: int) -> JobStatus:
-        row = self.conn.read(sql.STATE_OF, (job_id, self.channel))
+        row = self.conn.read(registry_sql.STATE_OF, (job_id, self.channel))
         return JobStatus.DONE if row is None else job_status(row["state"], bool(row["due"]))
 
     def get(self, job_id: int) -> JobInfo | None:
-        row = self.conn.read(sql.JOB, (job_id, self.channel))
+        row = self.conn.read(registry_sql.JOB, (job_id, self.channel))
         return None if row is None else job_info(row)
 
     def counts(self) -> Counts:
@@ -52,7 +53,7 @@ class DbInspection:
 
     def _locked_job(self, tx: Tx, job_id: int) -> Row | None:
         """(state, attempt) of this channel's row, locked for the transaction; None when absent."""
-        return tx.fetch_one(sql.LOCK_JOB, (job_id, self.channel))
+        return tx.fetch_one(registry_sql.LOCK_JOB, (job_id, self.channel))
 
     def remove(self, job_id: int) -> bool:
         if self.conn.no_file_yet():
@@ -62,7 +63,7 @@ class DbInspection:
             row = self._locked_job(tx, job_id)
             if row is None:
                 return False
-            tx.execute(sql.DELETE_JOB, (job_id,))
+            tx.execute(registry_sql.DELETE_JOB, (job_id,))
             tx.count(**{row["state"]: -1})
             return True
 
@@ -76,10 +77,10 @@ class DbInspection:
 
                 def fn(tx: Tx, state: str = state) -> tuple[int, int]:
                     ids = [row["id"] for row in tx.fetch_all(
-                        sql.IDS_IN_STATE, (self.channel, state, max_id, DELETE_BATCH))]  # fmt: skip
+                        registry_sql.IDS_IN_STATE, (self.channel, state, max_id, DELETE_BATCH))]  # fmt: skip
                     if not ids:
                         return 0, 0
-                    gone = tx.execute(sql.DELETE_IDS_IN_STATE, (state,), ids).rowcount
+                    gone = tx.execute(registry_sql.DELETE_IDS_IN_STATE, (state,), ids).rowcount
                     tx.count(**{state: -gone})
                     return len(ids), gone
 
@@ -90,7 +91,7 @@ class DbInspection:
         return total
 
     def _max_id(self) -> int:
-        return int(self.conn.read(sql.MAX_ID)["max_id"])  # type: ignore[index]
+        return int(self.conn.read(registry_sql.MAX_ID)["max_id"])  # type: ignore[index]
 
     def clear(self) -> int:
         """Live jobs and failed entries go in short batches (no long lock); returns the live jobs gone.
@@ -100,16 +101,16 @@ class DbInspection:
         max_id = self._max_id()
         gone = self._delete_states(("waiting", "delayed", "reserved"), max_id)
         self._delete_states(("failed",), max_id)
-        self.conn.transaction(lambda tx: tx.execute(sql.DELETE_FOLLOW_UPS, (self.channel,)))
-        self.conn.transaction(lambda tx: tx.execute(sql.DELETE_LIMIT_KEYS, (self.channel,)))
+        self.conn.transaction(lambda tx: tx.execute(registry_sql.DELETE_FOLLOW_UPS, (self.channel,)))
+        self.conn.transaction(lambda tx: tx.execute(registry_sql.DELETE_LIMIT_KEYS, (self.channel,)))
         return gone
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:
-        rows = self.conn.read_all(sql.FAILED_PAGE, (self.channel, max(int(limit), 0), max(int(offset), 0)))
+        rows = self.conn.read_all(registry_sql.FAILED_PAGE, (self.channel, max(int(limit), 0), max(int(offset), 0)))
         return [failed_job(row) for row in rows]
 
     def failed_get(self, job_id: int) -> FailedJob | None:
-        row = self.conn.read(sql.FAILED_ONE, (job_id, self.channel))
+        row = self.conn.read(registry_sql.FAILED_ONE, (job_id, self.channel))
         if row is None:
             return None
         return replace(failed_job(row), history=attempt_history.attempts(row["history"]))
@@ -124,7 +125,7 @@ class DbInspection:
                 return False
             new_state = "delayed" if delay > 0 else "waiting"
             attempt = 0 if reset_attempts else row["attempt"]
-            tx.execute(sql.REQUEUE_FAILED, (new_state, attempt, tx.now + max(float(delay), 0.0), job_id))
+            tx.execute(registry_sql.REQUEUE_FAILED, (new_state, attempt, tx.now + max(float(delay), 0.0), job_id))
             tx.count(failed=-1, **{new_state: 1})
             self._notify(tx)
             return True
@@ -138,19 +139,19 @@ class DbInspection:
         def fn(tx: Tx) -> None:
             f = failure
             tx.execute(
-                sql.INSERT_FOLLOW_UP,
+                registry_sql.INSERT_FOLLOW_UP,
                 (self.channel, f.job_id, f.attempt, f.event[:32], f.handler[:255], f.error_class[:255],
                  f.message, f.traceback, float(f.at or tx.now)),
             )  # fmt: skip
             tx.count(follow_up_total=1)
-            edge = tx.fetch_one(sql.FOLLOW_UP_EDGE, (self.channel, max(self.policy.follow_up_limit, 0)))
+            edge = tx.fetch_one(registry_sql.FOLLOW_UP_EDGE, (self.channel, max(self.policy.follow_up_limit, 0)))
             if edge is not None:
-                tx.execute(sql.TRIM_FOLLOW_UPS, (self.channel, edge["seq"]))
+                tx.execute(registry_sql.TRIM_FOLLOW_UPS, (self.channel, edge["seq"]))
 
         self.conn.transaction(fn)
 
     def follow_up_list(self, offset: int = 0, limit: int = 50) -> list[FollowUpFailure]:
-        rows = self.conn.read_all(sql.FOLLOW_UP_PAGE, (self.channel, max(int(limit), 0), max(int(offset), 0)))
+        rows = self.conn.read_all(registry_sql.FOLLOW_UP_PAGE, (self.channel, max(int(limit), 0), max(int(offset), 0)))
         return [
             FollowUpFailure(r["job_id"], r["attempt"], r["event"], r["handler"], r["error_class"], r["message"],
                             r["traceback"], float(r["at"]), r["seq"])

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pubq.drivers import db_sql as sql
-from pubq.drivers.base import Reservation
+from pubq.drivers import db_sql_keys as keys_sql
 from pubq.drivers.limiter import KeyState, admit, idle, release
+from pubq.drivers.records import Reservation
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Tx
@@ -55,31 +55,31 @@ class DbLimits:
     def sweep_limits(self, batch: int = SWEEP_BATCH) -> int:
         """Delete the idle keys' rows among the next ``batch`` of this channel; returns how many."""
         def fn(tx: Tx) -> int:
-            rows = tx.fetch_all(sql.LIMIT_KEYS_AFTER, (self.channel, self._sweep_after, int(batch)))
+            rows = tx.fetch_all(keys_sql.LIMIT_KEYS_AFTER, (self.channel, self._sweep_after, int(batch)))
             self._sweep_after = str(rows[-1]["lkey"]) if len(rows) >= batch else ""
             states = [(str(row["lkey"]), row["state"], KeyState.loads(row["state"])) for row in rows]
             ids = sorted({s[0] for _, _, st in states for s in st.slots} | {w for _, _, st in states for w in st.waiters})
             jobs = {int(row["id"]): (str(row["state"]), int(row["lease"])) for row in tx.fetch_all(
-                sql.JOBS_STATE_AND_LEASE, (self.channel,), ids)} if ids else {}  # fmt: skip
+                keys_sql.JOBS_STATE_AND_LEASE, (self.channel,), ids)} if ids else {}  # fmt: skip
             deleted = 0
             for key, text, state in states:
                 if idle(state, tx.now, live=lambda i, t: jobs.get(i) == ("reserved", t),
                                 is_delayed=lambda i: jobs.get(i, ("", 0))[0] == "delayed"):
-                    deleted += tx.execute(sql.DELETE_IDLE_LIMIT_KEY, (self.channel, key, text)).rowcount
+                    deleted += tx.execute(keys_sql.DELETE_IDLE_LIMIT_KEY, (self.channel, key, text)).rowcount
             return deleted
 
         return self.conn.transaction(fn)
 
     def _locked_key(self, tx: Tx, key: str) -> KeyState:
         """The key's state, its row locked for the transaction (created on first use)."""
-        row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
+        row = tx.fetch_one(keys_sql.LOCK_LIMIT_KEY, (self.channel, key))
         if row is None:
-            tx.execute(sql.ENSURE_LIMIT_KEY[self.conn.kind], (self.channel, key))
-            row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
+            tx.execute(keys_sql.ENSURE_LIMIT_KEY[self.conn.kind], (self.channel, key))
+            row = tx.fetch_one(keys_sql.LOCK_LIMIT_KEY, (self.channel, key))
         return KeyState.loads(row["state"] if row is not None else None)
 
     def _save_key(self, tx: Tx, key: str, state: KeyState) -> None:
-        tx.execute(sql.SAVE_LIMIT_KEY, (state.dumps(), self.channel, key))
+        tx.execute(keys_sql.SAVE_LIMIT_KEY, (state.dumps(), self.channel, key))
 
     def limit_acquire(self, r: Reservation, key: str, *, concurrency: int = 0, rate: int = 0, per: float = 1.0,
                       jitter: float = 0.0, burst: int = 0) -> float | None:
@@ -87,18 +87,18 @@ class DbLimits:
 
         def fn(tx: Tx) -> float | None:
             pending.clear()
-            held = tx.fetch_one(sql.HELD_CANCEL_REASON, (r.job_id, self.channel, r.token))
+            held = tx.fetch_one(keys_sql.HELD_CANCEL_REASON, (r.job_id, self.channel, r.token))
             if held is None:
                 return None
             state = self._locked_key(tx, key)
             ids = sorted({s[0] for s in state.slots if s[0] != r.job_id})
             leases = {int(row["id"]): int(row["lease"]) for row in tx.fetch_all(
-                sql.RESERVED_LEASES, (self.channel,), ids)} if ids else {}  # fmt: skip
+                keys_sql.RESERVED_LEASES, (self.channel,), ids)} if ids else {}  # fmt: skip
             wait = admit(state, job_id=r.job_id, token=r.token, now=tx.now, concurrency=concurrency, rate=rate,
                          per=per, live=lambda job_id, token: leases.get(job_id) == token, burst=burst)
             if wait > 0:
                 wait += max(float(jitter), 0.0)
-                n = tx.execute(sql.DELAY_FOR_LIMIT, (tx.now + wait, r.job_id, self.channel, r.token)).rowcount
+                n = tx.execute(keys_sql.DELAY_FOR_LIMIT, (tx.now + wait, r.job_id, self.channel, r.token)).rowcount
                 if n != 1:
                     return None
                 if held["cancel_reason"] is not None:
@@ -116,23 +116,23 @@ class DbLimits:
 
     def limit_release(self, r: Reservation, key: str) -> None:
         def fn(tx: Tx) -> None:
-            row = tx.fetch_one(sql.LOCK_LIMIT_KEY, (self.channel, key))
+            row = tx.fetch_one(keys_sql.LOCK_LIMIT_KEY, (self.channel, key))
             if row is None:
                 return
             state = KeyState.loads(row["state"])
 
             def is_delayed(job_id: int) -> bool:
-                found = tx.fetch_one(sql.JOB_STATE, (job_id, self.channel))
+                found = tx.fetch_one(keys_sql.JOB_STATE, (job_id, self.channel))
                 return found is not None and found["state"] == "delayed"
 
             first = release(state, job_id=r.job_id, is_delayed=is_delayed)
             if first is not None:
-                n = tx.execute(sql.WAKE_DELAYED, (tx.now, first, self.channel)).rowcount
+                n = tx.execute(keys_sql.WAKE_DELAYED, (tx.now, first, self.channel)).rowcount
                 if n == 1:
                     tx.count(delayed=-1, waiting=1)
                     self._notify(tx)
             if state.empty and state.idle_at <= tx.now:  # nothing left to remember (the row is locked)
-                tx.execute(sql.DELETE_LIMIT_KEY, (self.channel, key))
+                tx.execute(keys_sql.DELETE_LIMIT_KEY, (self.channel, key))
             else:
                 self._save_key(tx, key, state)
 

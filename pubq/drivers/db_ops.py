@@ -1,6 +1,6 @@
 """The ``db`` driver's operations API: job listing, pause, cancel, progress and the worker registry.
 
-A mixin of :class:`pubq.drivers.db.DbDriver`: it runs the statements of :mod:`pubq.drivers.db_sql`
+A mixin of :class:`pubq.drivers.db.DbDriver`: it runs the statements of :mod:`pubq.drivers.db_sql_ops`
 through the driver's connection (``self.conn``). Tables and columns are schema version 3 (``db_schema``).
 
 * Listing is a keyset page on the indexes reserve already uses: ``(priority, id)`` for waiting
@@ -16,8 +16,10 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pubq.drivers import db_sql as sql
-from pubq.drivers.base import (
+from pubq.drivers import db_sql_ops as ops_sql
+from pubq.drivers.db_rows import as_bytes, job_info
+from pubq.drivers.ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
+from pubq.drivers.records import (
     CANCELLED_CODE,
     THROUGHPUT_KEEP,
     CancelResult,
@@ -30,8 +32,6 @@ from pubq.drivers.base import (
     ThroughputBucket,
     WorkerInfo,
 )
-from pubq.drivers.db_rows import as_bytes, job_info
-from pubq.drivers.ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
 
 if TYPE_CHECKING:
     from pubq.drivers.db_conn import DbConnection, Tx
@@ -54,18 +54,18 @@ class DbOps:
     # -- listing ----------------------------------------------------------------------------------
 
     def list_jobs(self, state: JobStatus, limit: int = 50, after: int | None = None) -> JobPage:
-        if state not in sql.LIST_ORDER:
+        if state not in ops_sql.LIST_ORDER:
             raise ValueError(f"cannot list jobs in state {state.value}")
         if limit <= 0:
             return JobPage([])
         mark = None
         if after is not None:
-            row = self.conn.read(sql.LIST_MARK[state], (int(after), self.channel))
+            row = self.conn.read(ops_sql.LIST_MARK[state], (int(after), self.channel))
             mark = None if row is None else row["mark"]
         if mark is None:
-            rows = self.conn.read_all(sql.LIST_FIRST[state], (self.channel, state.value, int(limit) + 1))
+            rows = self.conn.read_all(ops_sql.LIST_FIRST[state], (self.channel, state.value, int(limit) + 1))
         else:
-            rows = self.conn.read_all(sql.LIST_AFTER[state],
+            rows = self.conn.read_all(ops_sql.LIST_AFTER[state],
                                       (self.channel, state.value, mark, int(after), int(limit) + 1))  # type: ignore[arg-type]
         jobs = [job_info(row) for row in rows[:limit]]
         if state is JobStatus.DELAYED:  # listed as stored, even when already due
@@ -75,34 +75,34 @@ class DbOps:
     # -- pause ----------------------------------------------------------------------------------
 
     def pause(self) -> None:
-        self.conn.execute(sql.PAUSE[self.conn.kind], (self.channel,))
+        self.conn.execute(ops_sql.PAUSE[self.conn.kind], (self.channel,))
 
     def resume(self) -> None:
         def fn(tx: Tx) -> None:
-            if tx.execute(sql.RESUME, (self.channel,)).rowcount:
+            if tx.execute(ops_sql.RESUME, (self.channel,)).rowcount:
                 self._notify(tx)
 
         self.conn.transaction(fn)
 
     def paused(self) -> bool:
-        row = self.conn.read(sql.PAUSED, (self.channel,))
+        row = self.conn.read(ops_sql.PAUSED, (self.channel,))
         return bool(row and row["paused"])
 
     # -- cancel and progress -------------------------------------------------------------------------
 
     def cancel(self, job_id: int, reason: str = "") -> CancelResult:
         def fn(tx: Tx) -> CancelResult:
-            row = tx.fetch_one(sql.CANCEL_LOOKUP, (job_id, self.channel))
+            row = tx.fetch_one(ops_sql.CANCEL_LOOKUP, (job_id, self.channel))
             if row is None:
                 return CancelResult(CancelState.FINISHED if self._handed_out(tx, job_id) else CancelState.NOT_FOUND)
             state = row["state"]
             if state == "failed":
                 return CancelResult(CancelState.FINISHED)
             if state == "reserved":
-                tx.execute(sql.REQUEST_CANCEL, (reason, job_id))
+                tx.execute(ops_sql.REQUEST_CANCEL, (reason, job_id))
                 return CancelResult(CancelState.REQUESTED)
             settle_by = tx.now + float(self.policy.settle_within)
-            tx.execute(sql.CANCEL_NOW, (tx.now, settle_by, CANCELLED_CLASS, reason, CANCELLED_CODE, job_id))
+            tx.execute(ops_sql.CANCEL_NOW, (tx.now, settle_by, CANCELLED_CLASS, reason, CANCELLED_CODE, job_id))
             tx.count(**{state: -1}, failed=1)
             self._trim_failed(tx)
             r = Reservation(job_id, as_bytes(row["payload"]), row["attempt"], row["ttr"], settle_by,
@@ -113,20 +113,20 @@ class DbOps:
 
     def _handed_out(self, tx: Tx, job_id: int) -> bool:
         """Whether the jobs table's id sequence has passed ``job_id`` and no other queue holds it."""
-        if job_id < 1 or tx.fetch_one(sql.ID_ANYWHERE, (job_id,)) is not None:
+        if job_id < 1 or tx.fetch_one(ops_sql.ID_ANYWHERE, (job_id,)) is not None:
             return False
         jobs_table = f"{self.conn.table_prefix}jobs"
         kind = self.conn.kind
-        row = tx.fetch_one(sql.LAST_ID[kind], (f'"{jobs_table}"' if kind == "postgres" else jobs_table,))
+        row = tx.fetch_one(ops_sql.LAST_ID[kind], (f'"{jobs_table}"' if kind == "postgres" else jobs_table,))
         return bool(row and row["last_id"] is not None and job_id <= int(row["last_id"]))
 
     def cancel_requested(self, r: Reservation) -> str | None:
-        row = self.conn.read(sql.CANCEL_REASON, (r.job_id, self.channel))
+        row = self.conn.read(ops_sql.CANCEL_REASON, (r.job_id, self.channel))
         return None if row is None else row["cancel_reason"]
 
     def progress(self, r: Reservation, fraction: float, message: str = "") -> bool:
         n = self.conn.execute(
-            sql.PROGRESS,
+            ops_sql.PROGRESS,
             (clamp_fraction(fraction), (message or "")[:PROGRESS_MESSAGE_MAX], r.job_id, self.channel, r.token),
         )
         return n == 1
@@ -134,16 +134,16 @@ class DbOps:
     # -- the worker registry ----------------------------------------------------------------------
 
     def heartbeat(self, info: WorkerInfo) -> None:
-        self.conn.execute(sql.HEARTBEAT[self.conn.kind],
+        self.conn.execute(ops_sql.HEARTBEAT[self.conn.kind],
                           (info.worker_id[:255], self.channel, float(info.ttl), info.to_json()))
 
     def unregister_worker(self, worker_id: str) -> None:
-        self.conn.execute(sql.UNREGISTER_WORKER, (worker_id[:255],))
+        self.conn.execute(ops_sql.UNREGISTER_WORKER, (worker_id[:255],))
 
     def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
         if sweep:
-            self.conn.execute(sql.SWEEP_WORKERS, (self.channel,))
-        rows = self.conn.read_all(sql.WORKERS, (self.channel,))
+            self.conn.execute(ops_sql.SWEEP_WORKERS, (self.channel,))
+        rows = self.conn.read_all(ops_sql.WORKERS, (self.channel,))
         out = [info for row in rows
                if (info := WorkerInfo.from_json(row["info"], float(row["last_seen"]), float(row["db_now"])))
                is not None]
@@ -154,15 +154,15 @@ class DbOps:
     def record_throughput(self, done: int, failed: int, minute: int | None = None) -> None:
         """One upsert; once a minute per handle, also one delete of the buckets past the window."""
         kind = self.conn.kind
-        self.conn.execute(sql.RECORD_THROUGHPUT[kind],
+        self.conn.execute(ops_sql.RECORD_THROUGHPUT[kind],
                           (self.channel, None if minute is None else int(minute), int(done), int(failed)))
         local_minute = int(time.time() // 60)
         if self._tput_trimmed != local_minute:
-            self.conn.execute(sql.TRIM_THROUGHPUT[kind], (self.channel, THROUGHPUT_KEEP))
+            self.conn.execute(ops_sql.TRIM_THROUGHPUT[kind], (self.channel, THROUGHPUT_KEEP))
             self._tput_trimmed = local_minute
 
     def throughput(self, since: int) -> list[ThroughputBucket]:
-        rows = self.conn.read_all(sql.THROUGHPUT, (self.channel, int(since)))
+        rows = self.conn.read_all(ops_sql.THROUGHPUT, (self.channel, int(since)))
         return [ThroughputBucket(int(r["bucket"]), int(r["done"]), int(r["failed"])) for r in rows]
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from pubq.drivers.base import FailedJob, JobInfo, JobStatus, Reservation
+from pubq.drivers.records import FailedJob, JobInfo, JobStatus, Reservation
 
 
 def job_status(state: str, due: bool) -> JobStatus:

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pubq.drivers import db_sql as sql
-from pubq.drivers.base import DEFAULT_PRIORITY, UniqueSpec
+from pubq.drivers import db_sql_keys as keys_sql
+from pubq.drivers.records import DEFAULT_PRIORITY, UniqueSpec
 from pubq.drivers.unique import (
     DELAYED,
     GONE,
@@ -53,8 +54,8 @@ class DbUniqueOps:
         self.conn.cursor()  # connect and detect the dialect before choosing the SQL
         job = (bytes(payload), int(ttr), float(delay), int(priority))
         for _ in range(10):
-            if self.conn.read(sql.UNIQUE_ROW_EXISTS, (self.channel, unique.key)) is None:
-                self.conn.execute(sql.ENSURE_UNIQUE_ROW[self.conn.kind], (self.channel, unique.key))
+            if self.conn.read(keys_sql.UNIQUE_ROW_EXISTS, (self.channel, unique.key)) is None:
+                self.conn.execute(keys_sql.ENSURE_UNIQUE_ROW[self.conn.kind], (self.channel, unique.key))
             result = self.conn.transaction(lambda tx: self._push_unique_tx(tx, job, unique))
             if result is not None:
                 break
@@ -68,14 +69,14 @@ class DbUniqueOps:
     def _push_unique_tx(self, tx: Tx, job: tuple[bytes, int, float, int],
                         unique: UniqueSpec) -> tuple[int, bool] | None:
         ch, now = self.channel, tx.now
-        found = tx.fetch_one(sql.LOCK_UNIQUE_ROW, (ch, unique.key))
+        found = tx.fetch_one(keys_sql.LOCK_UNIQUE_ROW, (ch, unique.key))
         if found is None:
             return None  # swept between the two steps: make it again
         if int(found["job_id"]) != 0:
             expires_at = found["expires_at"]
             record = UniqueRecord(int(found["job_id"]), str(found["mode"]),
                                   None if expires_at is None else float(expires_at))
-            holder = tx.fetch_one(sql.UNIQUE_HOLDER, (record.job_id, ch))
+            holder = tx.fetch_one(keys_sql.UNIQUE_HOLDER, (record.job_id, ch))
             if holds(record, *_state(holder), now):
                 return record.job_id, False
         payload, ttr, delay, priority = job
@@ -83,12 +84,12 @@ class DbUniqueOps:
         values = (ch, state, payload, ttr, priority, 0, now, now + delay)
         dialect = self.conn.dialect
         if dialect is not None and dialect.insert_returning:
-            job_id = int(tx.fetch_one(sql.INSERT_JOB_RETURNING, values)["id"])  # type: ignore[index]
+            job_id = int(tx.fetch_one(keys_sql.INSERT_JOB_RETURNING, values)["id"])  # type: ignore[index]
         else:
             job_id = int(tx.execute(sql.INSERT_JOB, values).lastrowid)
         tx.count(**{state: 1})
         record = UniqueRecord(job_id, unique.until, expiry(unique, now))
-        tx.execute(sql.HOLD_UNIQUE_KEY,
+        tx.execute(keys_sql.HOLD_UNIQUE_KEY,
                    (job_id, record.until, record.expires_at, next_check(record, now), ch, unique.key))
         self._notify(tx)
         return job_id, True
@@ -97,17 +98,17 @@ class DbUniqueOps:
         """Drop released records due for a look; look at the held ones again later. Best effort."""
         now = float(self.conn.read(sql.NOW)["db_now"])  # type: ignore[index]
         ch = self.channel
-        self.conn.execute(sql.SWEEP_UNIQUE, (ch, now, now, ch))
-        self.conn.execute(sql.RECHECK_UNIQUE, (now + RECHECK, now + RECHECK, ch, now))
+        self.conn.execute(keys_sql.SWEEP_UNIQUE, (ch, now, now, ch))
+        self.conn.execute(keys_sql.RECHECK_UNIQUE, (now + RECHECK, now + RECHECK, ch, now))
 
     def mark_get(self, name: str) -> float | None:
-        row = self.conn.read(sql.MARK, (self.channel, name))
+        row = self.conn.read(keys_sql.MARK, (self.channel, name))
         return None if row is None else float(row["value"])
 
     def mark_advance(self, name: str, value: float) -> float:
         def fn(tx: Tx) -> float:
-            tx.execute(sql.ADVANCE_MARK[self.conn.kind], (self.channel, name, float(value)))
-            return float(tx.fetch_one(sql.MARK, (self.channel, name))["value"])  # type: ignore[index]
+            tx.execute(keys_sql.ADVANCE_MARK[self.conn.kind], (self.channel, name, float(value)))
+            return float(tx.fetch_one(keys_sql.MARK, (self.channel, name))["value"])  # type: ignore[index]
 
         return self.conn.transaction(fn)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import Attempt, FailureInfo
+from .records import Attempt, FailureInfo
 
 
 def items(raw: Any) -> list[dict[str, Any]]:

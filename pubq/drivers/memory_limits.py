@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import JobStatus, Reservation
 from .limiter import KeyState, admit, release
+from .records import JobStatus, Reservation
 
 
 class MemoryLimits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import THROUGHPUT_KEEP, ThroughputBucket
+from .records import THROUGHPUT_KEEP, ThroughputBucket
 
 
 class MemoryThroughput:

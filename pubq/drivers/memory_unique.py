@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import DEFAULT_PRIORITY, JobStatus, PushItem, UniqueSpec
+from .records import DEFAULT_PRIORITY, JobStatus, PushItem, UniqueSpec
 from .unique import (
     DELAYED,
     GONE,

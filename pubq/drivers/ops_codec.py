@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .base import CANCELLED_CODE
+from .records import CANCELLED_CODE
 
 #: Longest progress message kept (characters); longer ones are cut.
 PROGRESS_MESSAGE_MAX = 200

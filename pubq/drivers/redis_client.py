@@ -121,22 +121,28 @@ def run_durable(client: Client, script: Any, keys: tuple[str, ...], args: tuple[
                 durability: Durability) -> tuple[Any, int]:
     """Run ``script`` then ``WAIT`` on the same connection (one round trip): (reply, replicas that
     confirmed). WAIT covers every write made before it on that connection, which the pipeline
-    guarantees; on a Cluster the pipeline goes to the node holding the queue's slot."""
+    guarantees; on a Cluster the pipeline goes to the node holding the queue's slot.
+
+    A script that answered has run, whatever WAIT says after it: a WAIT cut short (``UNBLOCKED``
+    when a ``CLUSTER FAILOVER`` demotes the node while it waits) gives the script's reply with 0
+    confirmations, never an error: an error would have the caller retry a reserve that already
+    reserved a job, and that job would sit reserved by nobody until its TTR ran out (#15)."""
     for _ in range(3):
         target = node_client(client, keys[0])
         pipe = target.pipeline(transaction=False)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
-        try:
-            reply, confirmed = pipe.execute()
-        except NoScriptError:
+        reply, confirmed = pipe.execute(raise_on_error=False)
+        if isinstance(reply, NoScriptError):
             target.script_load(script.script)
             continue
-        except (MovedError, AskError):
+        if isinstance(reply, (MovedError, AskError)):
             # the slot moved (a Cluster failover): learn the new layout, try its owner
             client.nodes_manager.initialize()  # type: ignore[union-attr]
             continue
-        return reply, int(confirmed)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply, 0 if isinstance(confirmed, Exception) else int(confirmed)
     raise redis.ConnectionError("the queue's slot kept moving while writing")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import UNIQUE_UNTIL, UniqueSpec
+from .records import UNIQUE_UNTIL, UniqueSpec
 
 #: Seconds between two looks of the sweep at a key whose holder is still running.
 RECHECK = 300.0

@@ -16,7 +16,9 @@ from typing import TypeVar
 
 import peewee as pw
 
-from ..database import ErrorKind, classify, drop_connection, forget_connection, open_database, redact_url
+from ..database import drop_connection, open_database, redact_url
+from ..db_errors import ErrorKind, classify
+from ..db_fork import forget_connection
 from ..errors import DriverError
 
 __all__ = ["forget_connection", "open_database", "redact_url", "run_in_transaction"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import peewee as pw
 
-from ..database import on_fork_in_child
+from ..db_fork import on_fork_in_child
 from ..errors import ConfigError
 from .channels import ChannelRegistry
 from .models import Models

@@ -21,7 +21,8 @@ import pytest
 from pubq.drivers import db_schema
 from pubq.drivers.base import Counts, PushItem
 from pubq.drivers.db import DbDriver
-from pubq.drivers.db_sql import COUNTS, DUE_IDS, FIRST_WAITING, PG_PROMOTE, PG_RESERVE
+from pubq.drivers.db_sql import COUNTS, DUE_IDS, FIRST_WAITING
+from pubq.drivers.db_sql_pg import PG_PROMOTE, PG_RESERVE
 from pubq.errors import ConfigError, DriverError
 from tests.drivers.backends import (
     DB_TABLE_PREFIX,
@@ -458,9 +459,9 @@ def test_sqlite_writers_queue_on_the_lock_file_and_a_forked_child_has_its_own(tm
 
 
 def test_every_statement_is_named_with_its_guarantee_and_renders_on_every_dialect():
-    from pubq.drivers import db_sql
+    from pubq.drivers import db_sql_catalog
 
-    statements = db_sql.all_statements()
+    statements = db_sql_catalog.all_statements()
     assert {"ACK", "FIRST_WAITING", "PG_RESERVE", "HEARTBEAT[mysql]", "LIST_AFTER[failed]"} <= set(statements)
     tokens = {"J": "j", "C": "c", "F": "f", "Q": "q", "W": "w", "U": "u", "M": "m", "L": "l", "T": "t",
               "NOW": "now()", "LOCK": "", "SKIP": "", "IDS": "?"}

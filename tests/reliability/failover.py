@@ -10,7 +10,11 @@ appends its tag to a file when it runs. At the end:
   never ran and are not in the queue;
 * ``twice``: jobs that ran more than once (an ack lost in the failover makes a job run again);
 * ``not_durable``: pushes that raised NotDurableError (not acknowledged: never counted as lost);
-* ``pause_s``: from the failover to the first job run on the new master.
+* ``pause_s``: from the failover to the first job run on the new master;
+* ``unrun``: for each acknowledged job that never ran, what the queue holds of it (state, attempt,
+  holder, deadline or failure), read twice: when the drain stalls (``at='stall'``, the queue still
+  holding jobs none of the workers is running) and at the end (``at='end'``), so a failure says
+  whether a job is gone from Redis or stranded (e.g. reserved by a reply lost in the failover).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,7 @@ class FailoverResult:
     pause_s: float
     drain_s: float
     workers_alive: bool
+    unrun: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -74,12 +79,14 @@ def drain_through_failover(tmp_path: Path, topology: SentinelSet | RedisClusterS
     app = App(load_config(cli.path, env=cli.env))
     queue = app.queue("work")
     acked: set[str] = set()
+    ids: dict[str, int] = {}
     refused: set[str] = set()
     batch = 10
 
     def push(tags: list[str]) -> None:
         try:
-            queue.push_many([RecordJob(path=ran, tag=t) for t in tags])
+            pushed = queue.push_many([RecordJob(path=ran, tag=t) for t in tags])
+            ids.update((t, i) for t, i in zip(tags, pushed, strict=True) if i is not None)
             acked.update(tags)
         except NotDurableError:
             refused.update(tags)
@@ -106,8 +113,15 @@ def drain_through_failover(tmp_path: Path, topology: SentinelSet | RedisClusterS
                    message="jobs to run again after the failover")
         pause = time.monotonic() - failed_at
         producer.join(timeout=timeout)
-        wait_until(lambda: acked <= set(_ran_tags(ran)) or _queue_empty(queue), timeout=timeout, interval=0.1,
-                   message="the acknowledged jobs to run")
+        stall: list[dict[str, Any]] = []
+
+        def settled() -> bool:
+            if acked <= set(_ran_tags(ran)) or _queue_empty(queue):
+                return True
+            stall.extend(_stalled(queue, ids, acked - set(_ran_tags(ran))))
+            return bool(stall)
+
+        wait_until(settled, timeout=timeout, interval=0.1, message="the acknowledged jobs to run")
         wait_until(lambda: _queue_empty(queue), timeout=timeout, interval=0.1, message="the queue to empty")
         drain = time.monotonic() - began
         alive = all(p.poll() is None for p in procs)
@@ -122,11 +136,45 @@ def drain_through_failover(tmp_path: Path, topology: SentinelSet | RedisClusterS
                 p.kill()
         app.close()
     runs = _ran_tags(ran)
+    unrun = stall + _states(queue, ids, acked - set(runs), "end")
     return FailoverResult(
         event=event, durability=durability, jobs=jobs, acknowledged=len(acked), not_durable=len(refused),
         ran=len(runs), lost=len(acked - set(runs)), twice=sum(1 for n in runs.values() if n > 1),
         pause_s=round(pause, 2), drain_s=round(drain, 2), workers_alive=alive,
+        unrun=unrun,
     )
+
+
+#: A reservation held this long by a job that appends one line is stranded, not running.
+STRANDED_S = 8.0
+#: Unrun jobs described in a result at most (each moment).
+DESCRIBED = 20
+
+
+def _states(queue: Any, ids: dict[str, int], tags: set[str], at: str) -> list[dict[str, Any]]:
+    """What the queue holds of each job in ``tags`` (None: nothing, the job is gone from Redis)."""
+    out: list[dict[str, Any]] = []
+    for tag in sorted(tags)[:DESCRIBED]:
+        info = queue.driver.get(ids[tag]) if tag in ids else None
+        state: dict[str, Any] = {"at": at, "tag": tag, "id": ids.get(tag), "state": None}
+        if info is not None:
+            state.update(state=info.status.value, attempt=info.attempt, holder=info.holder,
+                         started_at=info.started_at, error=f"{info.error_class}: {info.message}".strip(": "))
+        out.append(state)
+    return out
+
+
+def _stalled(queue: Any, ids: dict[str, int], unrun: set[str]) -> list[dict[str, Any]]:
+    """The unrun jobs' states once nothing is left to pick up and every unrun job sits in a
+    reservation older than :data:`STRANDED_S` (or failed): empty while the drain still moves."""
+    c = queue.driver.counts()
+    if c.waiting + c.delayed > 0:
+        return []
+    states = _states(queue, ids, unrun, "stall")
+    now = queue.driver.now()
+    stranded = [s for s in states if s["state"] == "reserved" and now - (s["started_at"] or now) > STRANDED_S]
+    done = [s for s in states if s["state"] in (None, "failed", "done")]
+    return states if len(stranded) + len(done) == len(states) else []
 
 
 def _queue_empty(queue: Any) -> bool:

@@ -8,8 +8,17 @@ The full 5,000-job runs are ``python -m bench.scale.failover`` (numbers in docs/
 
 from __future__ import annotations
 
-import pytest
+import threading
+import uuid
+from typing import Any
 
+import pytest
+import redis
+
+from pubq.drivers.base import JobStatus, PushItem
+from pubq.drivers.redis import RedisDriver
+from pubq.drivers.redis_client import Durability
+from tests.helpers import PrivateRedis, free_port, wait_until
 from tests.reliability.failover import drain_through_failover
 from tests.topology import RedisClusterSet, SentinelSet
 
@@ -51,3 +60,49 @@ def test_a_cluster_failover_mid_drain_loses_nothing_acknowledged(tmp_path):
         cluster.cleanup()
     print(result.as_dict())
     assert result.workers_alive and result.lost == 0, result
+
+
+def test_an_ack_and_reserve_whose_wait_a_demotion_cuts_short_keeps_the_job_it_reserved():
+    """The cause of the rare loss above (#15): ``CLUSTER FAILOVER`` demotes the old master while a
+    worker's durable ack-and-reserve sits in WAIT; the server answers WAIT with ``UNBLOCKED``. The
+    script had run (the next job reserved under this worker); an error there made the worker retry
+    and reserve another job, and the first stayed reserved by nobody until its TTR ran out, then
+    failed as TtrExceededError without ever running. The reply must come back, with 0 confirmations."""
+    with PrivateRedis() as server:
+        channel = f"cut-{uuid.uuid4().hex[:8]}"
+        plain = RedisDriver(server.url, channel)
+        # no replica: WAIT blocks for its whole timeout unless something cuts it short
+        durable = RedisDriver(server.url, channel, durability=Durability(replicas=1, timeout_ms=60_000))
+        admin = redis.Redis(port=server.port)
+        try:
+            plain.push_many([PushItem(b"a", ttr=30), PushItem(b"b", ttr=30), PushItem(b"c", ttr=30)])
+            # one quick durable ack-and-reserve first loads the script (a NOSCRIPT would be retried)
+            quick = RedisDriver(server.url, channel, durability=Durability(replicas=1, timeout_ms=10))
+            _, first = quick.ack_and_reserve(plain.reserve(0, holder="w1"), holder="w1")
+            quick.close()
+            assert first is not None
+            out: dict[str, Any] = {}
+
+            def ack_and_reserve() -> None:
+                try:
+                    out["reply"] = durable.ack_and_reserve(first, holder="w1")
+                except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+                    out["error"] = exc
+
+            worker = threading.Thread(target=ack_and_reserve)
+            worker.start()
+            wait_until(lambda: admin.info("clients")["blocked_clients"] >= 1, timeout=20,
+                       message="the ack-and-reserve to block in WAIT")
+            admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))  # demoted: WAIT gets UNBLOCKED
+            worker.join(timeout=30)
+            admin.execute_command("REPLICAOF", "NO", "ONE")
+            assert "error" not in out, f"the reply of a script that ran was dropped: {out.get('error')!r}"
+            acked, second = out["reply"]
+            assert acked and second is not None and second.job_id != first.job_id
+            info = plain.get(second.job_id)
+            assert info is not None and info.status is JobStatus.RESERVED and info.holder == "w1"
+            assert plain.status(first.job_id) is JobStatus.DONE
+        finally:
+            admin.close()
+            durable.close()
+            plain.close()

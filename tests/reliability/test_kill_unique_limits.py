@@ -59,7 +59,9 @@ def test_a_unique_key_is_held_until_the_reclaimer_ends_the_killed_job(tmp_path, 
 
 
 def test_a_limit_slot_of_a_killed_worker_is_freed_by_reclaim(tmp_path, backend) -> None:
-    cli = Cli.create(tmp_path, backend, ttr=4, attempts=1, limits={"key": "{path}", "concurrency": 1})
+    # TTR 10 s: the kill, the push and the first run (three Python start-ups) must end inside it even
+    # on a loaded machine, or that run's reclaim sweep already frees the slot.
+    cli = Cli.create(tmp_path, backend, ttr=10, attempts=1, limits={"key": "{path}", "concurrency": 1})
     runs = str(tmp_path / "runs")
     lost = cli("work", "push", "tests.Sleep", "--args", json.dumps({"seconds": 60, "path": runs})).stdout.strip()
     _started_then_killed(cli, runs)

@@ -74,7 +74,7 @@ def test_with_verbose_a_second_signal_says_the_job_is_put_back_and_why_the_worke
     proc.send_signal(signal.SIGINT)
     wait_until(lambda: signal_handled(proc.pid, signal.SIGINT), message="the first SIGINT to be handled")
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    out, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (0, "")
     tail = [line.split(" - ", 1)[1] for line in out.splitlines()[-3:]]
     assert tail[:2] == ["Put back (second stop signal)", "Worker stops: second SIGINT received"]

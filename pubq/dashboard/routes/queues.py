@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...drivers.base import LISTABLE_STATES, CancelState, JobStatus
+from ...drivers.records import LISTABLE_STATES, CancelState, JobStatus
 from ..model import job_view, list_jobs, raw, redact
 from ..security import check_csrf
 from . import back, dash, int_param, path_id
