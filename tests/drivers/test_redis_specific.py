@@ -26,6 +26,7 @@ from pubq.drivers.base import FailureInfo, FollowUpFailure, JobStatus, PushItem
 from pubq.drivers.redis import KEY_NAMES, RedisDriver
 from pubq.errors import BackendUnavailableError, DriverError
 from tests.drivers.backends import REDIS_URL, open_redis, unique_channel
+from tests.helpers import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,3 +225,51 @@ def test_a_redis_error_reply_is_a_driver_error(make):
     with pytest.raises(DriverError) as err:
         driver.push(b"x", ttr=1)
     assert isinstance(err.value.__cause__, redis.ResponseError)
+
+
+def test_a_reservations_holder_progress_and_cancel_live_in_one_hash_dropped_by_the_ack(make):
+    """One HDEL on ack drops all three (they were three hashes, three HDELs per job); nothing is
+    left behind for an acked job, and the old per-kind hashes are no longer written."""
+    driver = make()
+    jid = driver.push(b"x", ttr=60)
+    r = driver.reserve(holder="w-1")
+    assert r is not None and r.job_id == jid
+    assert driver.progress(r, 0.5, "half")
+    assert driver.cancel(jid, "stop it").state.value == "requested"
+    live = f"{{{driver.channel}}}:holder"
+    assert driver.client.hgetall(live) == {str(jid).encode(): b"w-1", f"{jid}:p".encode(): b"0.5000|half",
+                                           f"{jid}:c".encode(): b"stop it"}
+    assert driver.cancel_requested(r) == "stop it"
+    info = driver.get(jid)
+    assert info is not None and info.holder == "w-1" and info.progress == 0.5 and info.cancel_reason == "stop it"
+    assert driver.ack(r)
+    assert driver.client.exists(live, f"{{{driver.channel}}}:progress", f"{{{driver.channel}}}:cancel") == 0
+
+
+def test_a_drained_job_costs_seventeen_redis_commands():
+    """The count the bench reports (bench/README.md, issue 17): EVALSHA plus the commands the
+    ack_reserve script runs for one acked and one reserved job. A change that adds a command to the
+    hot path shows up here first; lower it when the count goes down."""
+    # a server of our own: commandstats counts every client's commands
+    with PrivateRedis() as server:
+        driver = RedisDriver(server.url, unique_channel("cmds"))
+        try:
+            count_drained_job(driver)
+        finally:
+            driver.close()
+
+
+def count_drained_job(driver: RedisDriver) -> None:
+    for _ in range(3):
+        driver.push(b"x", ttr=60)
+    r = driver.reserve(holder="w-1")
+    assert r is not None
+    ok, r2 = driver.ack_and_reserve(r, holder="w-1")  # warm: the script is loaded
+    assert ok and r2 is not None
+    before = {k: v["calls"] for k, v in driver.client.info("commandstats").items()}
+    ok, r3 = driver.ack_and_reserve(r2, holder="w-1")
+    assert ok and r3 is not None
+    after = {k: v["calls"] for k, v in driver.client.info("commandstats").items()}
+    spent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    spent.pop("cmdstat_info", None)
+    assert sum(spent.values()) == 17, spent

@@ -18,9 +18,11 @@
 --  10 followups  list  "<seq>|<json>", newest first, capped at follow_up_limit
 --  11 wake       list  wake-up tokens for BLPOP, capped at wake_cap (a lost token loses no job)
 --  12 paused     string set while the queue is paused (read by reserve itself); value: since when
---  13 holder     hash  id -> worker id of the reserved job's holder
---  14 progress   hash  id -> "fraction|message" of a reserved job
---  15 cancel     hash  id -> reason of a cancel requested for a reserved job
+--  13 live       hash  what a reservation carries besides its meta, one hash so an ack drops it
+--                      with one HDEL: id -> worker id of the holder, id..':p' -> "fraction|message"
+--                      (progress), id..':c' -> reason of a cancel requested (see live_* below)
+--  14 progress   (no longer written: folded into 13; kept in the list so clear drops old data)
+--  15 cancel     (no longer written: folded into 13; kept in the list so clear drops old data)
 --  16 workers    hash  worker id -> "last_seen|json" (the worker registry)
 --  17 workerexp  zset  worker id, score = when its entry expires (swept by beats and readers;
 --                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
@@ -45,7 +47,7 @@ if redis.replicate_commands then redis.replicate_commands() end
 local K_STATS, K_PAYLOAD, K_META, K_WAITING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_UNSETTLED, K_FOLLOWUPS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
-local K_PAUSED, K_HOLDER, K_PROGRESS, K_CANCEL = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local K_PAUSED, K_LIVE, K_OLDPROGRESS, K_OLDCANCEL = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local K_WORKERS, K_WORKEREXP = KEYS[16], KEYS[17]
 local K_HISTORY = KEYS[18]
 local K_UNIQUE, K_UNIQUEDUE, K_MARKS = KEYS[19], KEYS[20], KEYS[21]
@@ -131,11 +133,13 @@ local function reschedule(id, m, delay)
   end
 end
 
--- Forget what a reservation carried besides its meta: holder, progress, cancel request.
+-- The fields of the live hash (K_LIVE) of one reservation: holder, progress, cancel request.
+local function live_progress(id) return id .. ':p' end
+local function live_cancel(id) return id .. ':c' end
+
+-- Forget what a reservation carried besides its meta: holder, progress, cancel request (one HDEL).
 local function drop_live(id)
-  redis.call('HDEL', K_HOLDER, id)
-  redis.call('HDEL', K_PROGRESS, id)
-  redis.call('HDEL', K_CANCEL, id)
+  redis.call('HDEL', K_LIVE, id, id .. ':p', id .. ':c')
 end
 
 -- Take a job out of whatever structure holds it (its payload and meta stay).
@@ -237,16 +241,27 @@ end
 -- deadline and the holder. A job whose payload is stored but whose meta is missing or does not
 -- parse is reserved as it is (take_unreadable), with why as a 10th value. Returns {1, id, payload,
 -- attempt, ttr, deadline, token, priority, pushed_at[, why]} or {0, seconds until the next delayed
--- job is due | ''}.
-local function reserve(now, holder)
-  if redis.call('EXISTS', K_PAUSED) == 1 then
-    -- sleepers block until resume feeds the wake list
-    redis.call('DEL', K_WAKE)
-    return {0, ''}
+-- job is due | ''}. `again`: this script already read the pause flag and promoted due jobs in
+-- this call (reserve_many's later takes), so neither is done twice.
+local function reserve(now, holder, again)
+  local moved = 0
+  if not again then
+    if redis.call('EXISTS', K_PAUSED) == 1 then
+      -- sleepers block until resume feeds the wake list
+      redis.call('DEL', K_WAKE)
+      return {0, ''}
+    end
+    moved = promote_due(now)
   end
-  local moved = promote_due(now)
+  local promoted = not again
   while true do
     local top = redis.call('ZPOPMIN', K_WAITING)
+    if top[1] == nil and not promoted then
+      -- a later take found waiting empty: due jobs past the first MOVE_BATCH may be left
+      promoted = true
+      moved = promote_due(now)
+      if moved > 0 then top = redis.call('ZPOPMIN', K_WAITING) end
+    end
     if top[1] == nil then break end
     local id = string.match(top[1], ':(%d+)$')
     local m, raw = meta_get(id)
@@ -254,7 +269,7 @@ local function reserve(now, holder)
     local why = unreadable_why(m, raw, payload)
     if why then
       local u = take_unreadable(id, member_seq(top[1]), now)
-      if holder and holder ~= '' then redis.call('HSET', K_HOLDER, id, holder) end
+      if holder and holder ~= '' then redis.call('HSET', K_LIVE, id, holder) end
       if moved > 1 then wake(moved - 1) end
       return {1, tonumber(id), payload, u.attempt, u.ttr, u.deadline, u.lease, u.prio, u.pushed, why}
     end
@@ -266,7 +281,7 @@ local function reserve(now, holder)
       m.deadline = f6(deadline)
       meta_put(id, m)
       redis.call('ZADD', K_RESERVED, f6(deadline + GRACE), id)
-      if holder and holder ~= '' then redis.call('HSET', K_HOLDER, id, holder) end
+      if holder and holder ~= '' then redis.call('HSET', K_LIVE, id, holder) end
       -- other sleepers may take the rest of what was just promoted
       if moved > 1 then wake(moved - 1) end
       return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.lease, m.prio, m.pushed}
@@ -303,11 +318,12 @@ end
 
 -- Up to n reserves in one step (a worker's free slots). {next_due_in | '', {reservation...}, ...};
 -- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was promoted but
--- not taken (reserve() does that itself).
+-- not taken (reserve() does that itself). The pause flag is read and due jobs promoted once per call
+-- (one script: nothing changes in between), not once per job taken.
 local function reserve_many(now, n, holder)
   local out = {''}
-  for _ = 1, n do
-    local r = reserve(now, holder)
+  for i = 1, n do
+    local r = reserve(now, holder, i > 1)
     if r[1] ~= 1 then
       if #out == 1 then out[1] = r[2] end
       break

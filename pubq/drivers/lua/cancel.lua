@@ -14,7 +14,7 @@ if not m then
 end
 if m.state == 'f' then return {'finished'} end
 if m.state == 'r' then
-  redis.call('HSET', K_CANCEL, id, ARGV[8])
+  redis.call('HSET', K_LIVE, live_cancel(id), ARGV[8])
   return {'requested'}
 end
 detach(id, m)

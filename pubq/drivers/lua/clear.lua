@@ -7,5 +7,5 @@
 -- Returns how many live jobs (waiting, delayed, reserved) went; failed entries are not counted.
 local n = redis.call('HLEN', K_META) - redis.call('ZCARD', K_FAILED)
 redis.call('DEL', K_PAYLOAD, K_META, K_WAITING, K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO,
-           K_UNSETTLED, K_FOLLOWUPS, K_WAKE, K_HOLDER, K_PROGRESS, K_CANCEL, K_HISTORY, K_LIMITS)
+           K_UNSETTLED, K_FOLLOWUPS, K_WAKE, K_LIVE, K_OLDPROGRESS, K_OLDCANCEL, K_HISTORY, K_LIMITS)
 return n

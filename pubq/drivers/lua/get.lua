@@ -16,7 +16,7 @@ elseif m.state == 'f' then
   record = redis.call('HGET', K_FAILINFO, id) or '{}'
   pending = redis.call('ZSCORE', K_UNSETTLED, id) and 1 or 0
 end
-local cancel = redis.call('HGET', K_CANCEL, id)
+local cancel = redis.call('HGET', K_LIVE, live_cancel(id))
 return {redis.call('HGET', K_META, id), redis.call('HGET', K_PAYLOAD, id) or '', when or '', record, pending,
-        f6(clock()), redis.call('HGET', K_HOLDER, id) or '', redis.call('HGET', K_PROGRESS, id) or '',
+        f6(clock()), redis.call('HGET', K_LIVE, id) or '', redis.call('HGET', K_LIVE, live_progress(id)) or '',
         cancel and 1 or 0, cancel or ''}

@@ -111,7 +111,7 @@ if wait > 0 then
   local jitter = tonumber(ARGV[13])
   if jitter > 0 then wait = wait + jitter end
   redis.call('ZREM', K_RESERVED, id)
-  local pending = redis.call('HGET', K_CANCEL, id)
+  local pending = redis.call('HGET', K_LIVE, live_cancel(id))
   drop_live(id)
   m.attempt = m.attempt - 1  -- the job never started: not an attempt
   next_seq(m)

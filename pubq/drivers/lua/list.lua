@@ -40,9 +40,9 @@ for i = 1, #rows, 2 do
     break
   end
   local id = string.match(rows[i], '(%d+)$')
-  local cancel = redis.call('HGET', K_CANCEL, id)
+  local cancel = redis.call('HGET', K_LIVE, live_cancel(id))
   out[#out + 1] = {tonumber(id), redis.call('HGET', K_META, id) or '', redis.call('HGET', K_PAYLOAD, id) or '',
-                   rows[i + 1], redis.call('HGET', K_HOLDER, id) or '', redis.call('HGET', K_PROGRESS, id) or '',
+                   rows[i + 1], redis.call('HGET', K_LIVE, id) or '', redis.call('HGET', K_LIVE, live_progress(id)) or '',
                    cancel and 1 or 0, cancel or '', redis.call('HGET', K_FAILINFO, id) or '{}',
                    redis.call('ZSCORE', K_UNSETTLED, id) and 1 or 0}
 end

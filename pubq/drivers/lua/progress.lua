@@ -4,5 +4,5 @@
 -- Returns 1, or 0 when this lease no longer holds the job.
 local id = ARGV[7]
 if not held(meta_get(id), tonumber(ARGV[8])) then return 0 end
-redis.call('HSET', K_PROGRESS, id, ARGV[9])
+redis.call('HSET', K_LIVE, live_progress(id), ARGV[9])
 return 1

@@ -30,7 +30,7 @@ for _, id in ipairs(lost) do
     m.deadline = until_
     meta_put(id, m)
     redis.call('ZADD', K_RESERVED, until_, id)
-    local cancel = redis.call('HGET', K_CANCEL, id)
+    local cancel = redis.call('HGET', K_LIVE, live_cancel(id))
     out[#out + 1] = {'lost', tonumber(id), payload, m.attempt, m.ttr, until_, m.lease, m.prio, m.pushed,
                      f6(overdue), cancel and 1 or 0, cancel or ''}
   else
