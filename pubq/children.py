@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import JobCrashedError, TtrExceededError
-from .isolate import _BAD, _LEN, _close, _execute_and_report, _fork, _kill, _standby_main, _write_all
+from .isolate import (
+    FRAME,
+    UNPICKLABLE,
+    close_fd,
+    execute_and_report,
+    fork_child,
+    fork_standby,
+    kill_child,
+    write_all,
+)
 from .outcome import Outcome
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,8 +99,8 @@ class Children:
                 if standby is None:
                     standby = self._fork_standby()
                 try:
-                    _write_all(standby.job_fd, message)
-                    _close(standby.job_fd)
+                    write_all(standby.job_fd, message)
+                    close_fd(standby.job_fd)
                     return standby.pid, standby.report_fd
                 except OSError:  # the standby died while it waited: fork directly instead
                     self._discard(standby)
@@ -99,34 +108,27 @@ class Children:
         if standby is not None:
             self._discard(standby)
         read_fd, write_fd = os.pipe()
-        pid = _fork([read_fd, *self.by_fd])
+        pid = fork_child([read_fd, *self.by_fd])
         if pid == 0:  # pragma: no cover - child
-            _execute_and_report(self.runner, event, write_fd)
+            execute_and_report(self.runner, event, write_fd)
         os.close(write_fd)
         return pid, read_fd
 
     def _fork_standby(self) -> _Standby:
-        job_r, job_w = os.pipe()
-        report_r, report_w = os.pipe()
-        pid = _fork([job_w, report_r, *self.by_fd])
-        if pid == 0:  # pragma: no cover - child
-            _standby_main(self.runner, job_r, report_w)
-        os.close(job_r)
-        os.close(report_w)
-        return _Standby(pid, report_r, job_w)
+        return _Standby(*fork_standby(self.runner, list(self.by_fd)))
 
     def _discard(self, standby: _Standby) -> None:
         """A standby not used: EOF on its job pipe makes it exit on its own (killed, if it is stuck)."""
-        _close(standby.job_fd)
-        _close(standby.report_fd)
-        _kill(standby.pid)
+        close_fd(standby.job_fd)
+        close_fd(standby.report_fd)
+        kill_child(standby.pid)
         self.exiting.append(standby.pid)
 
     def kill(self, job_id: int) -> None:
         """SIGKILL the child of ``job_id`` (a cancel; safe from the heartbeat thread)."""
         for child in list(self.by_fd.values()):
             if child.key[0] == job_id:
-                _kill(child.pid)
+                kill_child(child.pid)
 
     def wait(self, timeout: float) -> list[tuple[Key, Outcome]]:
         self._reap(block=False)
@@ -149,21 +151,21 @@ class Children:
     def _frames(self, child: _Child, data: bytes) -> Outcome | None:
         child.buf += data
         buf = child.buf
-        while len(buf) >= _LEN.size:
-            need = _LEN.size + _LEN.unpack_from(buf)[0]
+        while len(buf) >= FRAME.size:
+            need = FRAME.size + FRAME.unpack_from(buf)[0]
             if len(buf) < need:
                 return None
             try:
-                message = pickle.loads(bytes(buf[_LEN.size:need]))
+                message = pickle.loads(bytes(buf[FRAME.size:need]))
             except Exception:  # noqa: BLE001 - an unreadable report is a crash
-                message = _BAD
+                message = UNPICKLABLE
             del buf[:need]
             if isinstance(message, tuple) and message and message[0] == "progress":
                 if self.presence is not None:
                     self.presence.report_progress_for(child.key[0], message[1], message[2])
                 continue
-            if message is _BAD or not isinstance(message, Outcome):
-                _kill(child.pid)
+            if message is UNPICKLABLE or not isinstance(message, Outcome):
+                kill_child(child.pid)
                 return Outcome(ok=False, error=JobCrashedError("isolated job process sent an unreadable report"),
                                duration=time.perf_counter() - child.started)
             return message
@@ -171,7 +173,7 @@ class Children:
 
     def _end(self, child: _Child, outcome: Outcome | None) -> Outcome:
         del self.by_fd[child.fd]
-        _close(child.fd)
+        close_fd(child.fd)
         if outcome is not None:
             self.exiting.append(child.pid)
             return outcome
@@ -182,9 +184,9 @@ class Children:
                        duration=time.perf_counter() - child.started)
 
     def _overdue(self, child: _Child) -> tuple[Key, Outcome]:
-        _kill(child.pid)
+        kill_child(child.pid)
         del self.by_fd[child.fd]
-        _close(child.fd)
+        close_fd(child.fd)
         os.waitpid(child.pid, 0)
         return child.key, Outcome(ok=False, duration=time.perf_counter() - child.started,
                                   error=TtrExceededError(f"job exceeded its TTR of {child.ttr} s and was killed"))
@@ -194,8 +196,8 @@ class Children:
             standby, self.standby = self.standby, None
             self._discard(standby)
         for child in list(self.by_fd.values()):
-            _kill(child.pid)
-            _close(child.fd)
+            kill_child(child.pid)
+            close_fd(child.fd)
             self.exiting.append(child.pid)
         self.by_fd.clear()
         self._reap(block=True)

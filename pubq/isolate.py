@@ -44,9 +44,9 @@ EXIT_ERROR = 1
 #: Signals a worker stops on; children ignore them so Ctrl-C on the terminal's process group
 #: does not kill the job under the parent, which decides (finish, or kill on a second signal).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
-_LEN = struct.Struct("!Q")
+FRAME = struct.Struct("!Q")
 #: ``Isolator._frames``: the report pipe carried something that is not a report.
-_BAD = object()
+UNPICKLABLE = object()
 
 
 class Interrupted(BaseException):
@@ -66,7 +66,7 @@ class _Child:
     job_fd: int = -1
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -79,14 +79,14 @@ def _read_to_eof(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _close(fd: int) -> None:
+def close_fd(fd: int) -> None:
     try:
         os.close(fd)
     except OSError:
         pass
 
 
-def _kill(pid: int) -> None:
+def kill_child(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -107,7 +107,7 @@ def _prctl() -> Callable[..., int] | None:
         return None
 
 
-def _fork(close_in_child: list[int]) -> int:
+def fork_child(close_in_child: list[int]) -> int:
     """fork() with stop signals blocked across it, so none is handled by the worker's handler in the child.
 
     The child dies with the worker (SIGKILL on parent death, Linux): a job whose worker was killed
@@ -127,7 +127,7 @@ def _fork(close_in_child: list[int]) -> int:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
             for fd in close_in_child:
-                _close(fd)
+                close_fd(fd)
         return pid
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
@@ -171,13 +171,13 @@ class _PipeReporter:
             body = pickle.dumps(("progress", *self.pending))
             self.pending = None
             self.last = time.monotonic()
-            _write_all(self.fd, _LEN.pack(len(body)) + body)
+            write_all(self.fd, FRAME.pack(len(body)) + body)
 
     def cancel_reason(self, job_id: int) -> str | None:
         return None
 
 
-def _execute_and_report(runner: JobRunner, event: ExecEvent, report_fd: int) -> None:
+def execute_and_report(runner: JobRunner, event: ExecEvent, report_fd: int) -> None:
     """Child side: run the job (its progress frames go on the pipe as it runs), send a length-prefixed
     pickled outcome, exit. Never returns."""
     code = EXIT_ERROR
@@ -192,7 +192,7 @@ def _execute_and_report(runner: JobRunner, event: ExecEvent, report_fd: int) -> 
             code = EXIT_RETRY
         reporter.flush()
         body = _dumps(outcome)
-        _write_all(report_fd, _LEN.pack(len(body)) + body)
+        write_all(report_fd, FRAME.pack(len(body)) + body)
     except BaseException:  # noqa: BLE001 - the child must always exit, never return into the worker
         try:
             os.write(2, tb.format_exc().encode(errors="replace"))
@@ -213,7 +213,7 @@ def _flush_stdio() -> None:
             pass
 
 
-def _standby_main(runner: JobRunner, job_fd: int, report_fd: int) -> None:
+def standby_main(runner: JobRunner, job_fd: int, report_fd: int) -> None:
     """Standby child: wait for one job on the pipe (EOF without one: the worker is gone), run it."""
     from .events import ExecEvent
 
@@ -225,7 +225,21 @@ def _standby_main(runner: JobRunner, job_fd: int, report_fd: int) -> None:
         event = ExecEvent(queue=runner.queue, id=job_id, job=job, ttr=ttr, attempt=attempt)
     except BaseException:  # noqa: BLE001
         os._exit(EXIT_ERROR)
-    _execute_and_report(runner, event, report_fd)
+    execute_and_report(runner, event, report_fd)
+
+
+def fork_standby(runner: JobRunner, inherited: list[int]) -> tuple[int, int, int]:
+    """Fork a child that waits for one job (:func:`standby_main`): ``(pid, report_fd, job_fd)``, the
+    parent's ends of its report and job pipes. ``inherited`` are the parent's descriptors the child
+    closes (besides these pipes' parent ends), so no other child's pipe stays open in it."""
+    job_r, job_w = os.pipe()
+    report_r, report_w = os.pipe()
+    pid = fork_child([job_w, report_r, *inherited])
+    if pid == 0:  # pragma: no cover - child
+        standby_main(runner, job_r, report_w)
+    os.close(job_r)
+    os.close(report_w)
+    return pid, report_r, job_w
 
 
 def _dumps(outcome: Outcome) -> bytes:
@@ -294,8 +308,8 @@ class Isolator:
             return self._collect(child, ttr, started)
         except HardStop:
             if child is not None:
-                _kill(child.pid)
-                _close(child.report_fd)
+                kill_child(child.pid)
+                close_fd(child.report_fd)
                 os.waitpid(child.pid, 0)
             raise
         finally:
@@ -306,14 +320,14 @@ class Isolator:
         attempt then ends as a crash, which the runner records as the cancel it was."""
         child = self._running
         if child is not None:
-            _kill(child.pid)
+            kill_child(child.pid)
 
     def close(self) -> None:
         """Stop the standby child and reap every child (they have all reported, or been killed)."""
         if self._standby is not None:
             standby, self._standby = self._standby, None
-            _close(standby.job_fd)  # EOF: the standby exits on its own
-            _close(standby.report_fd)
+            close_fd(standby.job_fd)  # EOF: the standby exits on its own
+            close_fd(standby.report_fd)
             self._exiting.append(standby.pid)
         self._reap(block=True)
 
@@ -331,8 +345,8 @@ class Isolator:
                 if standby is None:
                     standby = self._fork_standby(busy=None)
                 try:
-                    _write_all(standby.job_fd, message)
-                    _close(standby.job_fd)
+                    write_all(standby.job_fd, message)
+                    close_fd(standby.job_fd)
                     standby.job_fd = -1
                     return standby
                 except OSError:  # the standby died while waiting: fork directly instead
@@ -344,27 +358,20 @@ class Isolator:
 
     def _fork_direct(self, event: ExecEvent) -> _Child:
         read_fd, write_fd = os.pipe()
-        pid = _fork([read_fd])
+        pid = fork_child([read_fd])
         if pid == 0:  # pragma: no cover - child
-            _execute_and_report(self.runner, event, write_fd)
+            execute_and_report(self.runner, event, write_fd)
         os.close(write_fd)
         return _Child(pid, read_fd)
 
     def _fork_standby(self, busy: _Child | None) -> _Child:
-        job_r, job_w = os.pipe()
-        report_r, report_w = os.pipe()
-        inherited = [job_w, report_r] + ([busy.report_fd] if busy is not None else [])
-        pid = _fork(inherited)
-        if pid == 0:  # pragma: no cover - child
-            _standby_main(self.runner, job_r, report_w)
-        os.close(job_r)
-        os.close(report_w)
-        return _Child(pid, report_r, job_w)
+        pid, report_fd, job_fd = fork_standby(self.runner, [busy.report_fd] if busy is not None else [])
+        return _Child(pid, report_fd, job_fd)
 
     def _discard(self, child: _Child) -> None:
-        _kill(child.pid)
-        _close(child.job_fd)
-        _close(child.report_fd)
+        kill_child(child.pid)
+        close_fd(child.job_fd)
+        close_fd(child.report_fd)
         self._exiting.append(child.pid)
 
     def _collect(self, child: _Child, ttr: int, started: float) -> Outcome:
@@ -377,7 +384,7 @@ class Isolator:
             while outcome is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    _kill(child.pid)
+                    kill_child(child.pid)
                     os.waitpid(child.pid, 0)
                     return Outcome(ok=False, duration=time.perf_counter() - started,
                                    error=TtrExceededError(f"job exceeded its TTR of {ttr} s and was killed"))
@@ -389,11 +396,11 @@ class Isolator:
                     break
                 buf += data
                 frame = self._frames(buf)
-                if frame is _BAD:
+                if frame is UNPICKLABLE:
                     break
                 outcome = frame  # type: ignore[assignment]
         finally:
-            _close(child.report_fd)
+            close_fd(child.report_fd)
         if outcome is not None:
             self._exiting.append(child.pid)
             return outcome
@@ -405,15 +412,15 @@ class Isolator:
 
     def _frames(self, buf: bytearray) -> object:
         """Consume the complete frames in ``buf``: progress goes to ``on_progress``; returns the
-        outcome once it is there, ``_BAD`` for an unreadable frame (a crash), else None."""
-        while len(buf) >= _LEN.size:
-            need = _LEN.size + _LEN.unpack_from(buf)[0]
+        outcome once it is there, ``UNPICKLABLE`` for an unreadable frame (a crash), else None."""
+        while len(buf) >= FRAME.size:
+            need = FRAME.size + FRAME.unpack_from(buf)[0]
             if len(buf) < need:
                 return None
             try:
-                message = pickle.loads(bytes(buf[_LEN.size:need]))
+                message = pickle.loads(bytes(buf[FRAME.size:need]))
             except Exception:  # noqa: BLE001 - an unreadable report is a crash
-                return _BAD
+                return UNPICKLABLE
             del buf[:need]
             if isinstance(message, tuple) and message and message[0] == "progress":
                 if self.on_progress is not None:
