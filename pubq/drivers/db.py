@@ -70,8 +70,11 @@ from pubq.errors import ConfigError
 POLL_MIN = 0.01
 POLL_MAX = 0.2
 LISTEN_POLL = 1.0
-#: How long a draining reserve keeps trying for a waiting row that ``SKIP LOCKED`` hid from it.
-HIDDEN_ROW_PATIENCE = 1.0
+#: How long a draining reserve keeps trying for a waiting row that ``SKIP LOCKED`` hid from it. The
+#: sibling holding the row ends its transaction in milliseconds, unless its process is descheduled: on a
+#: loaded 2-CPU machine 1 s was once not enough (a draining worker left 2 jobs waiting). An empty queue
+#: never waits here; only a visible but locked row does.
+HIDDEN_ROW_PATIENCE = 5.0
 #: Rows per INSERT statement of push_many (SQLite/MySQL), per statement on PostgreSQL.
 INSERT_CHUNK = 500
 PG_PUSH_CHUNK = 5000
