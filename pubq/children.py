@@ -28,6 +28,7 @@ from .isolate import (
     fork_child,
     fork_standby,
     kill_child,
+    reap,
     write_all,
 )
 from .outcome import Outcome
@@ -203,12 +204,4 @@ class Children:
         self._reap(block=True)
 
     def _reap(self, *, block: bool) -> None:
-        still = []
-        for pid in self.exiting:
-            try:
-                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                continue
-            if not done:
-                still.append(pid)
-        self.exiting = still
+        self.exiting = reap(self.exiting, block=block)

@@ -228,6 +228,19 @@ def standby_main(runner: JobRunner, job_fd: int, report_fd: int) -> None:
     execute_and_report(runner, event, report_fd)
 
 
+def reap(pids: list[int], *, block: bool) -> list[int]:
+    """Wait for exiting children (at once unless ``block``); returns the ones still running."""
+    still = []
+    for pid in pids:
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if not done:
+            still.append(pid)
+    return still
+
+
 def fork_standby(runner: JobRunner, inherited: list[int]) -> tuple[int, int, int]:
     """Fork a child that waits for one job (:func:`standby_main`): ``(pid, report_fd, job_fd)``, the
     parent's ends of its report and job pipes. ``inherited`` are the parent's descriptors the child
@@ -430,12 +443,4 @@ class Isolator:
         return None
 
     def _reap(self, *, block: bool) -> None:
-        still = []
-        for pid in self._exiting:
-            try:
-                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                continue
-            if not done:
-                still.append(pid)
-        self._exiting = still
+        self._exiting = reap(self._exiting, block=block)

@@ -254,12 +254,12 @@ def test_a_drained_job_costs_seventeen_redis_commands():
     with PrivateRedis() as server:
         driver = RedisDriver(server.url, unique_channel("cmds"))
         try:
-            count_drained_job(driver)
+            assert_drained_job_costs_seventeen(driver)
         finally:
             driver.close()
 
 
-def count_drained_job(driver: RedisDriver) -> None:
+def assert_drained_job_costs_seventeen(driver: RedisDriver) -> None:
     for _ in range(3):
         driver.push(b"x", ttr=60)
     r = driver.reserve(holder="w-1")

@@ -53,7 +53,7 @@ def accepted(doc: Any, settings: PublishingSettings) -> bool:
     return True
 
 
-def agree(doc: Any, settings: PublishingSettings) -> None:
+def assert_agree(doc: Any, settings: PublishingSettings) -> None:
     by_schema = VALIDATOR.is_valid(doc)
     assert by_schema == accepted(doc, settings), (
         f"schema says {'valid' if by_schema else 'invalid'}, validator disagrees: {doc!r}")
@@ -102,7 +102,7 @@ def test_a_field_is_required_by_the_schema_exactly_when_the_validator_requires_i
     doc = valid()
     del doc[field]
     assert accepted(doc, settings) == (field not in SCHEMA["required"])
-    agree(doc, settings)
+    assert_agree(doc, settings)
 
 
 @pytest.mark.parametrize("field, values", MUTATIONS, ids=[m[0] for m in MUTATIONS])
@@ -110,7 +110,7 @@ def test_types_patterns_and_limits_of_each_field_agree(settings, field, values):
     for value in values:
         doc = valid()
         doc[field] = value
-        agree(doc, settings)
+        assert_agree(doc, settings)
 
 
 @pytest.mark.parametrize("field, values", ASSET_MUTATIONS, ids=[m[0] for m in ASSET_MUTATIONS])
@@ -118,20 +118,20 @@ def test_types_and_enums_of_each_asset_field_agree(settings, field, values):
     for value in values:
         doc = valid()
         doc["assets"][0][field] = value
-        agree(doc, settings)
+        assert_agree(doc, settings)
         del doc["assets"][0][field]
-        agree(doc, settings)
+        assert_agree(doc, settings)
 
 
 def test_unknown_fields_are_refused_by_both(settings):
     doc = valid()
     doc["priority"] = 1
-    agree(doc, settings)
+    assert_agree(doc, settings)
     doc = valid()
     doc["assets"][0]["size"] = 1
-    agree(doc, settings)
-    agree([valid()], settings)
-    agree("uuid: u-1", settings)
+    assert_agree(doc, settings)
+    assert_agree([valid()], settings)
+    assert_agree("uuid: u-1", settings)
 
 
 def test_the_asset_type_enum_is_the_validators():
