@@ -7,7 +7,9 @@ Key layout (``{channel}`` is a Redis Cluster hash tag, so one queue lives in one
     {ch}:waiting    zset  priority, "%016x(seq):id"    {ch}:delayed  zset  id by due time
     {ch}:reserved   zset  id by deadline + grace       {ch}:failed   zset  id by failed_at
     {ch}:failinfo   hash  id -> failure JSON           {ch}:unsettled zset id by settle deadline
-    {ch}:followups  list  capped, newest first         {ch}:wake     list  capped wake-up tokens
+    {ch}:followups  list  capped, newest first         {ch}:wake     (no longer written; clear drops it)
+    {ch}:inbox      list  plain pushes "id|ttr|priority|pushed|payload" and "~" wake markers
+    {ch}:stage      list  entries an idle worker's BLMOVE took from the inbox, not yet ingested
     {ch}:paused     string set while paused
     {ch}:holder     hash  a reservation's live data, dropped by one HDEL on ack: id -> holder worker id,
                     "id:p" -> "fraction|message" (progress), "id:c" -> cancel reason
@@ -26,9 +28,22 @@ the lowest priority, ties in submit order (equal scores sort by member), in O(lo
 need a sum or a drift-prone counter), and the key list fixed, so every script declares all its
 keys and ``clear`` deletes a known list (no KEYS/SCAN, no dynamic key names).
 
-Blocking wait: ``reserve(timeout)`` runs the non-blocking reserve script, and only
-when nothing is due BLPOPs ``{ch}:wake`` (fed by every push/requeue, capped at ``wake_cap``) for at
-most the time to the next delayed job. A worker killed while blocked holds no job; it loses a token.
+The inbox (issue 17): a plain push (no delay, queue without ``durability``) is one
+``LPUSH {ch}:inbox`` of ``id|ttr|priority|pushed|payload``, no script: its id comes from the
+driver's id block (:mod:`.redis_inbox`), ``pushed`` is the *producer's* clock. Every script that
+reserves, or reads waiting jobs or the counts, first ingests the inbox (``ingest()`` in
+lua/_lib.lua: bounded, oldest first, stored exactly as push.lua stores a waiting job); counts add
+what is left, and get/status/remove/cancel of an id not found call again while entries are left.
+Delayed, unique, durable pushes and ``push_many`` stay one script (it ingests first, so they
+queue behind the plain pushes before them). Needs Redis >= 6.2 (BLMOVE, RPOP with a count); an
+older server is refused with a :class:`~pubq.errors.ConfigError` naming the version.
+
+Blocking wait: ``reserve(timeout)`` runs the non-blocking reserve script, and only when nothing is
+due blocks in ``BLMOVE {ch}:inbox {ch}:stage RIGHT LEFT`` for at most the time to the next delayed
+job: one push wakes exactly one worker, and the entry is never only in a client's hands (a worker
+killed after its BLMOVE left it in stage, which the next ingest takes first). Every other wake
+source (requeue, release, due delayed jobs, resume ...) LPUSHes ``~`` markers, at most
+``wake_cap`` pending; ingest drops them.
 
 The guard of every settling write is the lease token, a per-job counter kept in the meta hash:
 every reserve and reclaim takes the next value, and a write carrying an older one changes nothing.
@@ -49,7 +64,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
-from ..errors import BackendDataError, BackendUnavailableError, DriverError, NotDurableError
+from ..errors import BackendDataError, BackendUnavailableError, ConfigError, DriverError, NotDurableError
 from . import history as attempt_history
 from . import limiter
 from .base import (
@@ -75,6 +90,7 @@ from .base import (
     WorkerInfo,
 )
 from .ops_codec import cancel_failure, parse_progress, progress_value
+from .redis_inbox import Inbox
 from .redis_client import (
     Client,
     ClientRef,
@@ -90,7 +106,7 @@ log = logging.getLogger("pubq.driver")
 #: Order of the KEYS every script receives (see lua/_lib.lua).
 KEY_NAMES = (
     "stats", "payload", "meta", "waiting", "delayed", "reserved",
-    "failed", "failinfo", "unsettled", "followups", "wake",
+    "failed", "failinfo", "unsettled", "followups", "wake", "inbox", "stage",
     "paused", "holder", "progress", "cancel", "workers", "workerexp", "history",
     "unique", "uniquedue", "marks", "limits", "tput",
 )
@@ -104,15 +120,15 @@ SCRIPT_NAMES = (
 #: Keys every script gets; the last five (unique keys, their sweep, marks, limits, throughput) only
 #: push_unique, mark, the limit scripts, throughput and clear.
 CORE_KEYS = len(KEY_NAMES) - 5
-#: push (single or a push_many chunk) touches keys 1-11 only (stats ... wake): it gets those, so
-#: the hottest producer call packs and parses 7 keys fewer.
-PUSH_KEYS = KEY_NAMES.index("wake") + 1
+#: push (an id block refill or a push_many chunk) touches keys 1-13 only (stats ... stage): it gets
+#: those, so a producer's script call packs and parses 7 keys fewer.
+PUSH_KEYS = KEY_NAMES.index("stage") + 1
 _UNIQUE_SCRIPTS = frozenset({"push_unique", "mark", "limit_acquire", "limit_release", "throughput", "clear"})
 #: Jobs per push script call in push_many (bounded script time, bounded argument list) ...
 PUSH_CHUNK = 1000
 #: ... and payload bytes per call, so big payloads do not build one huge command.
 PUSH_CHUNK_BYTES = 4 * 1024 * 1024
-#: Shortest BLPOP wait (s): below this the reserve script is simply called again.
+#: Shortest BLMOVE wait (s): below this the reserve script is simply called again.
 MIN_WAIT = 0.001
 
 _LUA_DIR = Path(__file__).with_name("lua")
@@ -132,6 +148,8 @@ _VALUE_REFUSED = re.compile(
 
 
 _ERRORS = (redis.RedisError, RedisClusterException)
+#: Replies of a server older than 6.2 (no BLMOVE, no RPOP count): refused, never retried.
+_TOO_OLD = re.compile(r"unknown command .?blmove|wrong number of arguments for .?rpop", re.IGNORECASE)
 #: Replies of a server that cannot take the write *now* (a failover in progress): an outage.
 _FAILING_OVER = re.compile(r"^(READONLY|UNBLOCKED|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|MOVED|ASK)\b")
 
@@ -144,6 +162,9 @@ def _wrap(exc: Exception, channel: str) -> DriverError:
             _FAILING_OVER.match(str(exc)) or isinstance(exc, (redis.exceptions.ClusterError,
                                                                redis.exceptions.ReadOnlyError))):
         return BackendUnavailableError(f"redis: {exc}")
+    if isinstance(exc, redis.ResponseError) and _TOO_OLD.search(str(exc)):
+        raise ConfigError("the redis driver needs Redis >= 6.2 (BLMOVE, RPOP with a count); this server "
+                          f"answered: {str(exc).splitlines()[0]}") from exc
     if isinstance(exc, redis.ResponseError) and _VALUE_REFUSED.search(str(exc)):
         return BackendDataError(f"redis refused a value: {str(exc).splitlines()[0]}")
     return DriverError(f"redis: {exc}")
@@ -233,7 +254,10 @@ class RedisDriver(BaseDriver):
         self._core_keys = self.keys[:CORE_KEYS]
         self._push_keys = self.keys[:PUSH_KEYS]
         self._meta_key = self.keys[KEY_NAMES.index("meta")]
-        self._wake_key = self.keys[KEY_NAMES.index("wake")]
+        self._inbox_key = self.keys[KEY_NAMES.index("inbox")]
+        self._stage_key = self.keys[KEY_NAMES.index("stage")]
+        #: The id block of plain pushes and the entry of a push whose reply was lost.
+        self._inbox = Inbox()
         self._followups_key = self.keys[KEY_NAMES.index("followups")]
         self._paused_key = self.keys[KEY_NAMES.index("paused")]
         #: The live hash: holder, progress ("id:p") and cancel request ("id:c") of each reservation.
@@ -242,7 +266,7 @@ class RedisDriver(BaseDriver):
         self._head = (self.wake_cap, int(policy.failed_limit), int(policy.follow_up_limit),
                       float(policy.grace), float(policy.hold), float(policy.settle_within))
         self._scripts: dict[str, Any] = {}
-        #: Longest single BLPOP: under the client's socket timeout, if it has one.
+        #: Longest single BLMOVE: under the client's socket timeout, if it has one.
         self._max_wait: float | None = None
         if not self._ref.owned:
             self.client  # noqa: B018 - a client handed in is checked now
@@ -266,7 +290,7 @@ class RedisDriver(BaseDriver):
 
     def _keys(self, name: str) -> tuple[str, ...]:
         # only the scripts of unique keys, marks, limits and throughput get the last five keys, and push
-        # only the first eleven: the hot path's calls stay as small
+        # only the first thirteen: the producer's calls stay as small
         if name == "push":
             return self._push_keys
         return self.keys if name in _UNIQUE_SCRIPTS else self._core_keys
@@ -306,8 +330,25 @@ class RedisDriver(BaseDriver):
     # -- producing ----------------------------------------------------------------------
 
     def push(self, payload: bytes, *, ttr: int, delay: float = 0, priority: int = DEFAULT_PRIORITY) -> int:
-        """One script: id, payload, meta and waiting/delayed entry, plus a wake-up token."""
-        return int(self._run_durable("push", "push", *self._item(payload, ttr, delay, priority)))
+        """A plain push (no delay, no durability): one ``LPUSH`` of an inbox entry, or, when the id
+        block is empty, one script that refills it and queues the entry. Else one script: id,
+        payload, meta and waiting/delayed entry, plus a wake marker."""
+        if delay or self.durability is not None:
+            return int(self._run_durable("push", "push", "", *self._item(payload, ttr, delay, priority)))
+        taken = self._inbox.entry(payload, ttr, priority)
+        if taken is None:
+            extra = self._inbox.extra()
+            first = int(self._run("push", extra, bytes(payload), int(ttr), f"{time.time():.6f}", int(priority)))
+            self._inbox.refill(first, extra)
+            return first
+        job_id, entry = taken
+        client = self.client
+        try:
+            client.lpush(self._inbox_key, entry)
+        except _ERRORS as exc:
+            self._inbox.lost(payload, ttr, priority, job_id, entry)
+            raise _wrap(exc, self.channel) from exc
+        return job_id
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         """One script call per chunk (:data:`PUSH_CHUNK` jobs or :data:`PUSH_CHUNK_BYTES`); ids in order."""
@@ -319,7 +360,7 @@ class RedisDriver(BaseDriver):
             while end < len(rows) and end - start < PUSH_CHUNK and (size < PUSH_CHUNK_BYTES or end == start):
                 size += len(rows[end][0])
                 end += 1
-            first = int(self._run_durable("push", "push", *(value for row in rows[start:end] for value in row)))
+            first = int(self._run_durable("push", "push", "", *(value for row in rows[start:end] for value in row)))
             ids.extend(range(first, first + end - start))
             start = end
         return ids
@@ -352,7 +393,7 @@ class RedisDriver(BaseDriver):
     # -- consuming ----------------------------------------------------------------------
 
     def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
-        """Non-blocking reserve script; while nothing is due, BLPOP the wake list and try again."""
+        """Non-blocking reserve script; while nothing is due, block in BLMOVE and try again."""
         found, next_due = self._reserved(self._run("reserve", holder))
         if found is not None or timeout <= 0:
             return found
@@ -365,13 +406,18 @@ class RedisDriver(BaseDriver):
                 wait = left if next_due is None else min(left, next_due)
                 if self._max_wait is not None:
                     wait = min(wait, self._max_wait)
-                try:
-                    self.client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
-                except _ERRORS as exc:
-                    raise _wrap(exc, self.channel) from exc
+                self._block(wait)
             found, next_due = self._reserved(self._run("reserve", holder))
             if found is not None:
                 return found
+
+    def _block(self, wait: float) -> None:
+        """Wait for an inbox entry (a push or a wake marker), moving it to the stage: the reserve
+        that follows ingests it, or the next ingest of anyone if this worker dies first."""
+        try:
+            self.client.blmove(self._inbox_key, self._stage_key, max(wait, MIN_WAIT), "RIGHT", "LEFT")
+        except _ERRORS as exc:
+            raise _wrap(exc, self.channel) from exc
 
     @staticmethod
     def _reserved(reply: Sequence[Any]) -> tuple[Reservation | None, float | None]:
@@ -388,7 +434,7 @@ class RedisDriver(BaseDriver):
         return reply[0] == 1, self._reserved(reply[1:])[0]
 
     def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
-        """One script for up to ``n`` jobs; while nothing is due, BLPOP the wake list and try again."""
+        """One script for up to ``n`` jobs; while nothing is due, block in BLMOVE and try again."""
         if n < 1:
             return []
         found, next_due = self._many(self._run("reserve_many", int(n), holder))
@@ -403,10 +449,7 @@ class RedisDriver(BaseDriver):
                 wait = left if next_due is None else min(left, next_due)
                 if self._max_wait is not None:
                     wait = min(wait, self._max_wait)
-                try:
-                    self.client.blpop([self._wake_key], timeout=max(wait, MIN_WAIT))
-                except _ERRORS as exc:
-                    raise _wrap(exc, self.channel) from exc
+                self._block(wait)
             found, next_due = self._many(self._run("reserve_many", int(n), holder))
             if found:
                 return found
@@ -467,16 +510,25 @@ class RedisDriver(BaseDriver):
     # -- inspection and maintenance ------------------------------------------------------
 
     def status(self, job_id: int) -> JobStatus:
-        """One HGET of the packed meta; unknown ids are DONE (ids are not kept after ack)."""
-        try:
-            raw = self.client.hget(self._meta_key, int(job_id))
-        except _ERRORS as exc:
-            raise _wrap(exc, self.channel) from exc
+        """The packed meta (get.lua, ingesting the inbox when the id is not stored yet); unknown
+        ids are DONE (ids are not kept after ack)."""
+        reply = self._found("get", int(job_id), "status")
         # a meta that does not parse belongs to a job still stored: reserve hands it out (as invalid)
-        return JobStatus.DONE if raw is None else _STATES.get(raw[:1], JobStatus.WAITING)
+        return _STATES.get(reply[0][:1], JobStatus.WAITING) if reply else JobStatus.DONE
+
+    def _found(self, name: str, *args: Any) -> Any:
+        """Run a script that looks one id up, again while it answers "not found, entries left"
+        (each call ingests a bounded part of the inbox, so the job may be further down)."""
+        while True:
+            reply = self._run(name, *args)
+            if isinstance(reply, list) and len(reply) == 1 and isinstance(reply[0], int):
+                continue  # get: {left}
+            if reply == -1 or reply == [b"again"]:  # remove, cancel
+                continue
+            return reply
 
     def get(self, job_id: int) -> JobInfo | None:
-        reply = self._run("get", int(job_id))
+        reply = self._found("get", int(job_id), "")
         if not reply:
             return None
         meta, payload, when, record, unsettled, now, *live = reply
@@ -515,7 +567,7 @@ class RedisDriver(BaseDriver):
         return Counts(*(int(v) for v in self._run("counts")))
 
     def remove(self, job_id: int) -> bool:
-        return self._run("remove", int(job_id)) == 1
+        return self._found("remove", int(job_id)) == 1
 
     def clear(self) -> int:
         return int(self._run("clear"))
@@ -596,11 +648,13 @@ class RedisDriver(BaseDriver):
 
     def _listed(self, state: JobStatus, row: Sequence[Any]) -> JobInfo:
         job_id, meta, payload, score, holder, progress, cancel, reason, record, unsettled = row
-        fields = _meta(meta) if meta else [b"", b"0", b"0", b"0", b"0", b"0", b"", b"0"]
-        info = JobInfo(job_id=int(job_id), status=state, payload=payload, attempt=int(fields[1]),
-                       ttr=int(fields[2]), priority=int(fields[3]), pushed_at=float(fields[4] or 0))
+        attempt, ttr, priority, pushed_at = _meta_numbers(meta)  # an unreadable meta lists as zeros (#11)
+        info = JobInfo(job_id=int(job_id), status=state, payload=payload, attempt=attempt, ttr=ttr,
+                       priority=priority, pushed_at=pushed_at)
         if state is JobStatus.RESERVED:
-            return replace(info, deadline=float(fields[6] or 0), **_live(holder, progress, cancel, reason))
+            fields = _meta(meta)
+            deadline = fields[6] if len(fields) == 8 else b""
+            return replace(info, deadline=float(deadline or 0), **_live(holder, progress, cancel, reason))
         if state is JobStatus.FAILED:
             failure = json.loads(record)
             return replace(info, failed_at=float(score), error_class=failure.get("error_class", ""),
@@ -623,7 +677,7 @@ class RedisDriver(BaseDriver):
             raise _wrap(exc, self.channel) from exc
 
     def cancel(self, job_id: int, reason: str = "") -> CancelResult:
-        reply = self._run("cancel", int(job_id), reason, cancel_failure(reason))
+        reply = self._found("cancel", int(job_id), reason, cancel_failure(reason))
         state = CancelState(reply[0].decode())
         if state is CancelState.CANCELLED:
             return CancelResult(state, _reservation(reply[1:9]))

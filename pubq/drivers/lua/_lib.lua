@@ -16,27 +16,35 @@
 --   8 failinfo   hash  id -> failure JSON (error_class, message, traceback, code)
 --   9 unsettled  zset  id, score = settle deadline (failed attempts whose handlers are unconfirmed)
 --  10 followups  list  "<seq>|<json>", newest first, capped at follow_up_limit
---  11 wake       list  wake-up tokens for BLPOP, capped at wake_cap (a lost token loses no job)
---  12 paused     string set while the queue is paused (read by reserve itself); value: since when
---  13 live       hash  what a reservation carries besides its meta, one hash so an ack drops it
+--  11 wake       (no longer written: waking is the inbox's job; kept so clear drops an older
+--                      version's tokens)
+--  12 inbox      list  plain pushes and wake markers, newest at the left: "id|ttr|priority|pushed|"
+--                      .. payload (pushed = the producer's clock, "%.6f"; the id from the driver's id
+--                      block, reserved in stats `id`), or "~", a wake marker (count in stats
+--                      `markers`, at most wake_cap). An idle worker blocks in BLMOVE inbox -> stage;
+--                      ingest() (below) moves entries into the structures, oldest first
+--  13 stage      list  entries an idle worker's BLMOVE took from the inbox (its reserve ingests
+--                      them, or the next ingest of anyone: stage before inbox, oldest first)
+--  14 paused     string set while the queue is paused (read by reserve itself); value: since when
+--  15 live       hash  what a reservation carries besides its meta, one hash so an ack drops it
 --                      with one HDEL: id -> worker id of the holder, id..':p' -> "fraction|message"
 --                      (progress), id..':c' -> reason of a cancel requested (see live_* below)
---  14 progress   (no longer written: folded into 13; kept in the list so clear drops old data)
---  15 cancel     (no longer written: folded into 13; kept in the list so clear drops old data)
---  16 workers    hash  worker id -> "last_seen|json" (the worker registry)
---  17 workerexp  zset  worker id, score = when its entry expires (swept by beats and readers;
+--  16 progress   (no longer written: folded into 15; kept in the list so clear drops old data)
+--  17 cancel     (no longer written: folded into 15; kept in the list so clear drops old data)
+--  18 workers    hash  worker id -> "last_seen|json" (the worker registry)
+--  19 workerexp  zset  worker id, score = when its entry expires (swept by beats and readers;
 --                      both worker keys also carry a key TTL, so an abandoned registry vanishes)
---  18 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
+--  20 history    hash  id -> JSON list of the job's failed attempts, oldest first, capped (each
 --                      {attempt, error_class, message, traceback, code, failed_at}); dropped with the job
---  (19-23 are given to push_unique.lua, mark.lua, the limit scripts, throughput.lua and clear.lua only:
---   the other scripts get 1-18)
---  19 unique    hash  unique key -> "job id|until|expires_at" (push_unique.lua; released keys are swept)
---  20 uniquedue zset  unique key, score = when the sweep looks at it next
---  21 marks     hash  name -> "%.6f" time (a scheduler's last tick; mark.lua)
---  22 limits     hash  limit key -> "slots|starts|waiters|booked" (limit_acquire.lua): the per-key
+--  (21-25 are given to push_unique.lua, mark.lua, the limit scripts, throughput.lua and clear.lua only:
+--   the other scripts get 1-20)
+--  21 unique    hash  unique key -> "job id|until|expires_at" (push_unique.lua; released keys are swept)
+--  22 uniquedue zset  unique key, score = when the sweep looks at it next
+--  23 marks     hash  name -> "%.6f" time (a scheduler's last tick; mark.lua)
+--  24 limits     hash  limit key -> "slots|starts|waiters|booked" (limit_acquire.lua): the per-key
 --                      concurrency slots ("id:token,..."), rate-window start times ("%.6f,...")
 --                      and the ids of jobs waiting for a slot ("id,..."); dropped by clear
---  23 tput      hash  "<minute>d" / "<minute>f" -> jobs done / failed in that unix minute (throughput.lua:
+--  25 tput      hash  "<minute>d" / "<minute>f" -> jobs done / failed in that unix minute (throughput.lua:
 --                      added by workers' beats, buckets older than the kept window trimmed, key TTL)
 -- ARGV head (every script, the driver's policy): 1 wake_cap, 2 failed_limit, 3 follow_up_limit,
 -- 4 grace, 5 hold, 6 settle_within (seconds); a script's own arguments start at ARGV[7].
@@ -47,12 +55,13 @@ if redis.replicate_commands then redis.replicate_commands() end
 local K_STATS, K_PAYLOAD, K_META, K_WAITING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_DELAYED, K_RESERVED, K_FAILED, K_FAILINFO = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_UNSETTLED, K_FOLLOWUPS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
-local K_PAUSED, K_LIVE, K_OLDPROGRESS, K_OLDCANCEL = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
-local K_WORKERS, K_WORKEREXP = KEYS[16], KEYS[17]
-local K_HISTORY = KEYS[18]
-local K_UNIQUE, K_UNIQUEDUE, K_MARKS = KEYS[19], KEYS[20], KEYS[21]
-local K_LIMITS = KEYS[22]
-local K_TPUT = KEYS[23]
+local K_INBOX, K_STAGE = KEYS[12], KEYS[13]
+local K_PAUSED, K_LIVE, K_OLDPROGRESS, K_OLDCANCEL = KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local K_WORKERS, K_WORKEREXP = KEYS[18], KEYS[19]
+local K_HISTORY = KEYS[20]
+local K_UNIQUE, K_UNIQUEDUE, K_MARKS = KEYS[21], KEYS[22], KEYS[23]
+local K_LIMITS = KEYS[24]
+local K_TPUT = KEYS[25]
 local WAKE_CAP = tonumber(ARGV[1])
 local FAILED_LIMIT = tonumber(ARGV[2])
 local FOLLOW_UP_LIMIT = tonumber(ARGV[3])
@@ -90,16 +99,141 @@ end
 
 local function wmember(seq, id) return string.format('%016x', seq) .. ':' .. id end
 
--- Add up to n wake-up tokens, never past WAKE_CAP (LLEN is O(1)); LPUSHes of <= 1000 values.
+-- Wake up to n idle workers: "~" markers into the inbox (each served to one worker blocked in
+-- BLMOVE, or dropped by the next ingest), never more than WAKE_CAP pending (count in stats).
 local function wake(n)
-  local room = WAKE_CAP - redis.call('LLEN', K_WAKE)
+  if n <= 0 then return end
+  local room = WAKE_CAP - tonumber(redis.call('HGET', K_STATS, 'markers') or 0)
   if n > room then n = room end
+  if n <= 0 then return end
+  redis.call('HINCRBY', K_STATS, 'markers', n)
   while n > 0 do
     local t = {}
-    for i = 1, math.min(n, 1000) do t[i] = '1' end
-    redis.call('LPUSH', K_WAKE, unpack(t))
+    for i = 1, math.min(n, 1000) do t[i] = '~' end
+    redis.call('LPUSH', K_INBOX, unpack(t))
     n = n - #t
   end
+end
+
+-- Entries one ingest() moves at most: a reserve or a push takes INGEST_RESERVE, a read (get, counts,
+-- list, remove, cancel) INGEST_READ, so one call never holds Redis for long; counts adds the rest.
+local INGEST_RESERVE = 1000
+local INGEST_READ = 10000
+-- The meta stored for an inbox entry that does not parse: no meta_get match, so reserve hands the
+-- job out as an unreadable one and the worker fails it as an invalid job (#11).
+local BAD_ENTRY = '?|an inbox entry that does not parse'
+
+-- Inbox and stage entries not ingested yet, wake markers not counted.
+local function backlog()
+  local n = redis.call('LLEN', K_INBOX) + redis.call('LLEN', K_STAGE) -
+    tonumber(redis.call('HGET', K_STATS, 'markers') or 0)
+  if n < 0 then return 0 end
+  return n
+end
+
+-- One entry as {id, ttr, priority, pushed, payload}, or nil when it does not parse or names an id
+-- this queue never reserved (`top`: the highest one).
+local function parse_entry(e, top)
+  local _, stop, id, ttr, prio, pushed = string.find(e, '^(%d+)|(%d+)|(%d+)|(%d+%.?%d*)|')
+  if not id or #id > 15 or #ttr > 9 or #prio > 9 or #pushed > 20 then return nil end
+  local n = tonumber(id)
+  if n < 1 or n > top then return nil end
+  return {id, ttr, prio, pushed, string.sub(e, stop + 1)}
+end
+
+-- Move up to `limit` entries into the structures: the stage first, then the inbox, each from its
+-- right end (oldest first), each stored as push.lua stores a waiting job (a fresh seq, so FIFO
+-- holds across both lists). An entry whose id already has a meta is skipped (a push retried after
+-- a lost reply is stored once); one that does not parse is stored under a fresh id with the raw
+-- entry as payload and BAD_ENTRY as meta, never dropped (#11); markers are dropped. Returns the
+-- number of jobs stored (the caller wakes sleepers for those it does not take).
+local function ingest(limit)
+  if redis.call('EXISTS', K_INBOX, K_STAGE) == 0 then return 0 end
+  local top = tonumber(redis.call('HGET', K_STATS, 'id') or 0)
+  local seen, stored, markers = {}, 0, 0
+  for _, key in ipairs({K_STAGE, K_INBOX}) do
+    while limit > 0 do
+      local entries = redis.call('RPOP', key, math.min(limit, 500))
+      if not entries then break end
+      limit = limit - #entries
+      local jobs, ids, bad = {}, {}, 0
+      for _, e in ipairs(entries) do
+        if e == '~' then
+          markers = markers + 1
+        else
+          local job = parse_entry(e, top)
+          if job and not seen[job[1]] then
+            seen[job[1]] = true
+            jobs[#jobs + 1] = job
+            ids[#ids + 1] = job[1]
+          elseif not job then
+            bad = bad + 1
+            jobs[#jobs + 1] = {false, e}
+          end
+        end
+      end
+      -- one HMGET per batch: an id stored already (by an earlier ingest) is a repeat
+      local known = #ids > 0 and redis.call('HMGET', K_META, unpack(ids)) or {}
+      local k, keep = 0, {}
+      for _, job in ipairs(jobs) do
+        if job[1] then
+          k = k + 1
+          if not known[k] then keep[#keep + 1] = job end
+        else
+          keep[#keep + 1] = job
+        end
+      end
+      if #keep > 0 then
+        local seq = redis.call('HINCRBY', K_STATS, 'seq', #keep) - #keep
+        local fresh = bad > 0 and redis.call('HINCRBY', K_STATS, 'id', bad) - bad or 0
+        local payloads, metas, members = {}, {}, {}
+        for _, job in ipairs(keep) do
+          seq = seq + 1
+          local id, meta, prio = job[1], BAD_ENTRY, 0
+          if id then
+            meta = 'w|0|' .. job[2] .. '|' .. job[3] .. '|' .. job[4] .. '|' .. int(seq) .. '||0'
+            prio = job[3]
+          else
+            fresh = fresh + 1
+            id = int(fresh)
+          end
+          payloads[#payloads + 1] = id
+          payloads[#payloads + 1] = job[5] or job[2]
+          metas[#metas + 1] = id
+          metas[#metas + 1] = meta
+          members[#members + 1] = prio
+          members[#members + 1] = wmember(seq, id)
+        end
+        redis.call('HSET', K_PAYLOAD, unpack(payloads))
+        redis.call('HSET', K_META, unpack(metas))
+        redis.call('ZADD', K_WAITING, unpack(members))
+        stored = stored + #keep
+      end
+      if #entries < 500 then break end
+    end
+  end
+  if markers > 0 and redis.call('HINCRBY', K_STATS, 'markers', -markers) < 0 then
+    redis.call('HSET', K_STATS, 'markers', 0)
+  end
+  return stored
+end
+
+-- Before a read of waiting jobs or of the counts: ingest a read's worth, and wake sleepers for what
+-- it stored (a worker may have gone to sleep between its reserve and its BLMOVE).
+local function ingest_read() wake(ingest(INGEST_READ)) end
+
+-- meta_get's answers for `id`, ingesting first when it is not stored but may still be in the inbox;
+-- a third answer > 0: not found yet, and that many entries are left (the driver calls again).
+local function find(id)
+  local m, raw = meta_get(id)
+  if m or raw then return m, raw, 0 end
+  local n = tonumber(id)
+  if not n or n < 1 or n > tonumber(redis.call('HGET', K_STATS, 'id') or 0) then return nil, nil, 0 end
+  if redis.call('EXISTS', K_INBOX, K_STAGE) == 0 then return nil, nil, 0 end
+  ingest_read()
+  m, raw = meta_get(id)
+  if m or raw then return m, raw, 0 end
+  return nil, nil, backlog()
 end
 
 -- A new order number: the job goes behind its priority's peers (push, retry, requeue, promotion).
@@ -217,6 +351,7 @@ end
 -- run or keep: its structures are cleaned up as before.)
 local function unreadable_why(m, raw, payload)
   if m or not payload then return nil end
+  if raw == BAD_ENTRY then return string.sub(BAD_ENTRY, 3) .. ': ' .. string.sub(payload, 1, 200) end
   if raw then return 'unreadable meta ' .. string.sub(raw, 1, 200) end
   return 'no meta'
 end
@@ -236,22 +371,27 @@ local function member_seq(member)
   return tonumber(string.match(member, '^(%x+):'), 16) or 0
 end
 
--- The reserve step: nothing while paused; promote due jobs, pop the lowest (priority, seq), skip
--- stale members and jobs whose payload is gone, count the attempt, take a new lease, record the
--- deadline and the holder. A job whose payload is stored but whose meta is missing or does not
--- parse is reserved as it is (take_unreadable), with why as a 10th value. Returns {1, id, payload,
--- attempt, ttr, deadline, token, priority, pushed_at[, why]} or {0, seconds until the next delayed
--- job is due | ''}. `again`: this script already read the pause flag and promoted due jobs in
--- this call (reserve_many's later takes), so neither is done twice.
+-- Jobs the current script made waiting (ingested or promoted) and has not taken: wake_unclaimed()
+-- wakes that many sleepers once the script's takes are done.
+local unclaimed = 0
+
+-- The reserve step: ingest the inbox (up to INGEST_RESERVE entries); nothing while paused; promote
+-- due jobs, pop the lowest (priority, seq), skip stale members and jobs whose payload is gone, count
+-- the attempt, take a new lease, record the deadline and the holder. A job whose payload is stored
+-- but whose meta is missing or does not parse is reserved as it is (take_unreadable), with why as a
+-- 10th value. Returns {1, id, payload, attempt, ttr, deadline, token, priority, pushed_at[, why]}
+-- or {0, seconds until the next delayed job is due | ''}. `again`: this script already ingested,
+-- read the pause flag and promoted due jobs in this call (reserve_many's later takes), so none of
+-- it is done twice. The caller calls wake_unclaimed() after its last take.
 local function reserve(now, holder, again)
-  local moved = 0
   if not again then
+    unclaimed = ingest(INGEST_RESERVE)
     if redis.call('EXISTS', K_PAUSED) == 1 then
-      -- sleepers block until resume feeds the wake list
-      redis.call('DEL', K_WAKE)
+      -- the ingest dropped the markers: sleepers block until a push or resume wakes them
+      unclaimed = 0
       return {0, ''}
     end
-    moved = promote_due(now)
+    unclaimed = unclaimed + promote_due(now)
   end
   local promoted = not again
   while true do
@@ -259,7 +399,8 @@ local function reserve(now, holder, again)
     if top[1] == nil and not promoted then
       -- a later take found waiting empty: due jobs past the first MOVE_BATCH may be left
       promoted = true
-      moved = promote_due(now)
+      local moved = promote_due(now)
+      unclaimed = unclaimed + moved
       if moved > 0 then top = redis.call('ZPOPMIN', K_WAITING) end
     end
     if top[1] == nil then break end
@@ -270,7 +411,7 @@ local function reserve(now, holder, again)
     if why then
       local u = take_unreadable(id, member_seq(top[1]), now)
       if holder and holder ~= '' then redis.call('HSET', K_LIVE, id, holder) end
-      if moved > 1 then wake(moved - 1) end
+      unclaimed = unclaimed - 1
       return {1, tonumber(id), payload, u.attempt, u.ttr, u.deadline, u.lease, u.prio, u.pushed, why}
     end
     if m and payload and m.state == 'w' then
@@ -282,18 +423,21 @@ local function reserve(now, holder, again)
       meta_put(id, m)
       redis.call('ZADD', K_RESERVED, f6(deadline + GRACE), id)
       if holder and holder ~= '' then redis.call('HSET', K_LIVE, id, holder) end
-      -- other sleepers may take the rest of what was just promoted
-      if moved > 1 then wake(moved - 1) end
+      unclaimed = unclaimed - 1
       return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.lease, m.prio, m.pushed}
     end
     -- else a stale member (the job moved on), or a job whose payload is gone: skip it
     if m and not payload then redis.call('HDEL', K_META, id) end
   end
-  -- nothing due: drop stale tokens in the same step, so sleepers block until a new push
-  redis.call('DEL', K_WAKE)
   local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
   if first[2] == nil then return {0, ''} end
   return {0, f6(tonumber(first[2]) - now)}
+end
+
+-- Other sleepers may take the rest of what this script made waiting.
+local function wake_unclaimed()
+  wake(unclaimed)
+  unclaimed = 0
 end
 
 -- The guard of every write that settles a reservation: the job is reserved under this lease token.
@@ -317,8 +461,8 @@ local function ack(id, token)
 end
 
 -- Up to n reserves in one step (a worker's free slots). {next_due_in | '', {reservation...}, ...};
--- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was promoted but
--- not taken (reserve() does that itself). The pause flag is read and due jobs promoted once per call
+-- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was ingested or
+-- promoted but not taken. The inbox is ingested, the pause flag is read and due jobs promoted once per call
 -- (one script: nothing changes in between), not once per job taken.
 local function reserve_many(now, n, holder)
   local out = {''}
@@ -331,5 +475,6 @@ local function reserve_many(now, n, holder)
     table.remove(r, 1)
     out[#out + 1] = r
   end
+  wake_unclaimed()
   return out
 end

@@ -4,5 +4,6 @@
 -- Returns {acked 1|0, <reserve.lua reply...>}.
 local ok = ack(ARGV[7], tonumber(ARGV[8]))
 local r = reserve(clock(), ARGV[9])
+wake_unclaimed()
 table.insert(r, 1, ok)
 return r

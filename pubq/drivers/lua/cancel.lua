@@ -4,9 +4,11 @@
 -- KEYS: the fixed list in _lib.lua.
 -- ARGV: head (1-6), 7 id, 8 reason, 9 failure JSON (JobCancelledError, final).
 -- Returns {'cancelled', id, payload, attempt, ttr, settle deadline, token, priority, pushed_at},
--- {'requested'}, {'finished'} (done or failed: an id this queue handed out) or {'not_found'}.
+-- {'requested'}, {'finished'} (done or failed: an id this queue handed out), {'not_found'}, or
+-- {'again'} (not found while inbox entries are left: the driver calls again).
 local id = ARGV[7]
-local m = meta_get(id)
+local m, _, left = find(id)
+if left > 0 then return {'again'} end
 if not m then
   local n = tonumber(id)
   if n and n >= 1 and n <= tonumber(redis.call('HGET', K_STATS, 'id') or 0) then return {'finished'} end

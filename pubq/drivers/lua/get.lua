@@ -1,12 +1,18 @@
--- get.lua: what is stored for one id (read only).
+-- get.lua: what is stored for one id (ingesting the inbox first when the id is not stored yet).
 -- KEYS: the fixed list in _lib.lua.
--- ARGV: head (1-6), 7 id.
--- Returns {} when unknown, else {meta, payload, when, failure JSON, unsettled 1|0, now, holder,
--- progress, cancel requested 1|0, cancel reason}: when = due
+-- ARGV: head (1-6), 7 id, 8 'status' for the packed meta alone (status()), else ''.
+-- Returns {} when unknown; {left} when not found while `left` inbox entries were not ingested yet
+-- (the driver calls again); {meta} for 'status'; else {meta, payload, when, failure JSON,
+-- unsettled 1|0, now, holder, progress, cancel requested 1|0, cancel reason}: when = due
 -- time (delayed), failed_at (failed) or ''; failure and unsettled only mean something for failed
 -- entries; now = the server clock (a delayed job already due is reported as waiting).
 local id = ARGV[7]
-local m = meta_get(id)
+local m, raw, left = find(id)
+if left > 0 then return {left} end
+if ARGV[8] == 'status' then
+  if raw then return {raw} end
+  return m and {redis.call('HGET', K_META, id)} or {}
+end
 if not m then return {} end
 local when, record, pending = false, '{}', 0
 if m.state == 'd' then

@@ -1,5 +1,5 @@
--- list.lua: one page of the jobs in one state, in that state's order, after a keyset cursor (read
--- only). Orders: waiting (priority, seq), delayed (due, seq), reserved (deadline + grace), failed
+-- list.lua: one page of the jobs in one state, in that state's order, after a keyset cursor (a
+-- page of waiting jobs ingests the inbox first, bounded). Orders: waiting (priority, seq), delayed (due, seq), reserved (deadline + grace), failed
 -- (failed_at); a page costs O(log n + limit) however deep it is.
 -- KEYS: the fixed list in _lib.lua.
 -- ARGV: head (1-6), 7 state (w | d | r | f), 8 limit, 9 after (the previous page's last id, or '').
@@ -7,6 +7,7 @@
 -- cancel reason, failure JSON, unsettled 1|0}.
 local state, limit, after = ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local key = ({w = K_WAITING, d = K_DELAYED, r = K_RESERVED, f = K_FAILED})[state]
+if state == 'w' then ingest_read() end
 local start = 0
 if after ~= '' then
   local m = meta_get(after)

@@ -7,6 +7,8 @@
 -- Release is read, not written: a record holds its key while its job is in a state its `until`
 -- names (see pubq/drivers/unique.py, the same rules).
 local key, mode, ttl = ARGV[7], ARGV[8], ARGV[9]
+-- plain pushes queued before this one keep their place ahead of it
+wake(ingest(INGEST_RESERVE))
 local sweep_n, recheck = tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = clock()
 

@@ -1,9 +1,11 @@
 -- remove.lua: delete a job from whatever state it is in (failed registry included).
 -- KEYS: the fixed list in _lib.lua.
 -- ARGV: head (1-6), 7 id.
--- Returns 1, or 0 when the id is unknown (done, removed, never pushed).
+-- Returns 1, or 0 when the id is unknown (done, removed, never pushed), or -1 when it is not found
+-- while inbox entries are left (the driver calls again).
 local id = ARGV[7]
-local m, raw = meta_get(id)
+local m, raw, left = find(id)
+if left > 0 then return -1 end
 if not m then
   local gone = redis.call('HDEL', K_PAYLOAD, id)
   if raw then

@@ -1,5 +1,6 @@
 -- reserve_many.lua: take up to n due jobs under new leases in one step (a concurrent worker's free
--- slots), each exactly as reserve.lua takes one. Non-blocking; the driver BLPOPs the wake list.
+-- slots), each exactly as reserve.lua takes one. Non-blocking; the driver blocks in BLMOVE
+-- inbox -> stage in between.
 -- KEYS: the fixed list in _lib.lua.
 -- ARGV: head (1-6), 7 n, 8 holder (worker id, may be '').
 -- Returns {next_due_in | '', {id, payload, attempt, ttr, deadline, token, priority, pushed_at[, why]}, ...};
