@@ -334,6 +334,7 @@ class RedisDriver(BaseDriver):
         block is empty, one script that refills it and queues the entry. Else one script: id,
         payload, meta and waiting/delayed entry, plus a wake marker."""
         if delay or self.durability is not None:
+            self._inbox.drop()
             return int(self._run_durable("push", "push", "", *self._item(payload, ttr, delay, priority)))
         taken = self._inbox.entry(payload, ttr, priority)
         if taken is None:
@@ -354,6 +355,7 @@ class RedisDriver(BaseDriver):
         """One script call per chunk (:data:`PUSH_CHUNK` jobs or :data:`PUSH_CHUNK_BYTES`); ids in order."""
         rows = [self._item(i.payload, i.ttr, i.delay, i.priority) for i in items]  # a bad item stores nothing
         ids: list[int] = []
+        self._inbox.drop()
         start = 0
         while start < len(rows):
             end, size = start, 0
@@ -370,6 +372,7 @@ class RedisDriver(BaseDriver):
     ) -> tuple[int, bool]:
         """One script: sweep a few released keys, read the key's holder, push only when it is free."""
         check_spec(unique)
+        self._inbox.drop()
         ttl = "" if unique.ttl is None else repr(float(unique.ttl))
         created, job_id = self._run_durable("push_unique", "push", unique.key, unique.until, ttl, SWEEP, RECHECK,
                                             *self._item(payload, ttr, delay, priority))
@@ -570,6 +573,7 @@ class RedisDriver(BaseDriver):
         return self._found("remove", int(job_id)) == 1
 
     def clear(self) -> int:
+        self._inbox.drop()
         return int(self._run("clear"))
 
     def failed_list(self, offset: int = 0, limit: int = 50) -> list[FailedJob]:

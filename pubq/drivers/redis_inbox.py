@@ -5,8 +5,9 @@ queue's push rate (issue 17): ``LPUSH {ch}:inbox <entry>``, no script. Its id ca
 server in that command, so each driver reserves ids ahead in blocks (push.lua's ``extra``): the
 first refill reserves none beyond the job's own (a one-shot CLI push wastes no id), then 1, 3, 7 ...
 up to :data:`MAX_EXTRA`, so a busy producer pays one script call per 256 pushes. Ids stay unique
-(every block comes from the queue's ``id`` counter) but are no longer dense nor in push order
-across producers; order is the seq the ingest gives (lua/_lib.lua).
+(every block comes from the queue's ``id`` counter) and increasing per producer (a script push or
+a clear drops the rest of the block), but no longer dense nor in push order across producers;
+the order jobs run in is the seq the ingest gives (lua/_lib.lua).
 
 A forked child must never reuse its parent's ids: the block is dropped when ``os.getpid()``
 changes. A push whose reply was lost is retried with the same entry (same id), and the ingest
@@ -74,6 +75,12 @@ class Inbox:
             extra = self._extra
             self._extra = min(2 * extra + 1, MAX_EXTRA)
         return extra
+
+    def drop(self) -> None:
+        """Forget the block (and start growing again from 0): the driver's script pushes and clear
+        take ids from the counter itself, past the block, so this producer's ids stay increasing."""
+        with self._lock:
+            self._next, self._last, self._extra = 1, 0, 0
 
     def refill(self, first: int, extra: int) -> None:
         """push.lua reserved ids ``first`` .. ``first + extra`` and used ``first``."""

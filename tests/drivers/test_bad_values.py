@@ -124,6 +124,7 @@ def store(driver: Any, kind: str, job_id: int, **fields: int) -> None:
         if kind == "redis-sharded":  # the sub-queue that holds it, under its local id
             driver, job_id = driver._route(job_id)
         names = ("state", "attempt", "ttr", "priority", "pushed_at", "seq", "deadline", "lease")
+        driver.status(job_id)  # a plain push waits in the inbox until a script ingests it
         meta = driver.client.hget(driver.keys[2], job_id).split(b"|")
         for name, value in fields.items():
             meta[names.index(name)] = str(value).encode()

@@ -20,6 +20,7 @@ from pubq.drivers.base import (
     ReclaimKind,
     WorkerInfo,
 )
+from pubq.drivers.redis import KEY_NAMES
 from tests.drivers.test_contract import INFO, push, take, wait_backend_past, wait_for
 
 W, D, R, F = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED, JobStatus.FAILED
@@ -318,9 +319,9 @@ def _stored_workers(driver, kind: str) -> int:
         return len(driver._workers)
     if kind == "redis-sharded":  # the worker registry lives on shard 0
         first = driver._drivers[0]
-        return first.client.hlen(first.keys[15])
+        return first.client.hlen(first.keys[KEY_NAMES.index("workers")])
     if kind.startswith("redis"):
-        return driver.client.hlen(driver.keys[15])
+        return driver.client.hlen(driver.keys[KEY_NAMES.index("workers")])
     return driver.conn.read("SELECT COUNT(*) AS n FROM {W} WHERE channel = ?", (driver.channel,))["n"]
 
 

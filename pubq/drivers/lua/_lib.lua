@@ -119,8 +119,9 @@ end
 -- list, remove, cancel) INGEST_READ, so one call never holds Redis for long; counts adds the rest.
 local INGEST_RESERVE = 1000
 local INGEST_READ = 10000
--- The meta stored for an inbox entry that does not parse: no meta_get match, so reserve hands the
--- job out as an unreadable one and the worker fails it as an invalid job (#11).
+-- The meta stored for an inbox entry that does not parse (the raw entry is its payload), or, with
+-- ': <head>' after it, for one whose numbers are out of range: no meta_get match, so reserve hands
+-- the job out as an unreadable one (why: the meta after '?|') and the worker fails it as invalid (#11).
 local BAD_ENTRY = '?|an inbox entry that does not parse'
 
 -- Inbox and stage entries not ingested yet, wake markers not counted.
@@ -131,13 +132,18 @@ local function backlog()
   return n
 end
 
--- One entry as {id, ttr, priority, pushed, payload}, or nil when it does not parse or names an id
--- this queue never reserved (`top`: the highest one).
+-- One entry as {id, ttr, priority, pushed, payload}; nil when it does not parse or names an id this
+-- queue never reserved (`top`: the highest one); {id, false, meta, payload} when its numbers are out
+-- of any range (stored under its id as an unreadable job, so the producer's id finds its failure).
 local function parse_entry(e, top)
-  local _, stop, id, ttr, prio, pushed = string.find(e, '^(%d+)|(%d+)|(%d+)|(%d+%.?%d*)|')
-  if not id or #id > 15 or #ttr > 9 or #prio > 9 or #pushed > 20 then return nil end
+  local _, stop, id, ttr, prio, pushed = string.find(e, '^(%d+)|(-?%d+)|(-?%d+)|([^|]*)|')
+  if not id or #id > 15 then return nil end
   local n = tonumber(id)
   if n < 1 or n > top then return nil end
+  if #ttr > 15 or #prio > 15 or #pushed > 24 or string.find(ttr .. prio, '-', 1, true) or
+      not string.find(pushed, '^%d+%.?%d*$') then
+    return {id, false, BAD_ENTRY .. ': ' .. string.sub(e, 1, math.min(stop, 120)), string.sub(e, stop + 1)}
+  end
   return {id, ttr, prio, pushed, string.sub(e, stop + 1)}
 end
 
@@ -189,16 +195,16 @@ local function ingest(limit)
         local payloads, metas, members = {}, {}, {}
         for _, job in ipairs(keep) do
           seq = seq + 1
-          local id, meta, prio = job[1], BAD_ENTRY, 0
-          if id then
-            meta = 'w|0|' .. job[2] .. '|' .. job[3] .. '|' .. job[4] .. '|' .. int(seq) .. '||0'
-            prio = job[3]
-          else
+          local id, meta, prio, payload = job[1], job[3], 0, job[4]
+          if not id then
             fresh = fresh + 1
-            id = int(fresh)
+            id, meta, payload = int(fresh), BAD_ENTRY, job[2]
+          elseif job[2] then
+            meta = 'w|0|' .. job[2] .. '|' .. job[3] .. '|' .. job[4] .. '|' .. int(seq) .. '||0'
+            prio, payload = job[3], job[5]
           end
           payloads[#payloads + 1] = id
-          payloads[#payloads + 1] = job[5] or job[2]
+          payloads[#payloads + 1] = payload
           metas[#metas + 1] = id
           metas[#metas + 1] = meta
           members[#members + 1] = prio
@@ -351,7 +357,7 @@ end
 -- run or keep: its structures are cleaned up as before.)
 local function unreadable_why(m, raw, payload)
   if m or not payload then return nil end
-  if raw == BAD_ENTRY then return string.sub(BAD_ENTRY, 3) .. ': ' .. string.sub(payload, 1, 200) end
+  if string.sub(raw or '', 1, 2) == '?|' then return string.sub(raw, 3) end
   if raw then return 'unreadable meta ' .. string.sub(raw, 1, 200) end
   return 'no meta'
 end

@@ -1,0 +1,322 @@
+"""The Redis inbox (issue 17): a plain push is one LPUSH; scripts ingest it; idle workers BLMOVE it.
+
+Real Redis at ``PUBQ_TEST_REDIS_URL`` (a private one where a test needs a lost reply); keys of
+channels the tests create only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from pubq.drivers.base import CancelState, FailureInfo, JobStatus, PushItem
+from pubq.drivers.redis import RedisDriver
+from pubq.drivers.redis_inbox import MAX_EXTRA, pack
+from pubq.worker import Worker
+from tests.drivers.backends import REDIS_URL, open_redis
+from tests.drivers.test_redis_specific import wait_for
+from tests.helpers import PrivateRedis, make_queue
+
+
+NOOP = b'{"job": "tests.Noop", "args": {}}'
+
+
+@pytest.fixture
+def make(tmp_path) -> Iterator[Callable[..., RedisDriver]]:
+    cleanups: list[Callable[[], None]] = []
+
+    def make(**opts: Any) -> RedisDriver:
+        driver, cleanup = open_redis(tmp_path, **opts)
+        cleanups.append(cleanup)
+        return driver
+
+    yield make
+    for cleanup in reversed(cleanups):
+        cleanup()
+
+
+def key(driver: RedisDriver, name: str) -> str:
+    return f"{{{driver.channel}}}:{name}"
+
+
+def inbox(driver: RedisDriver) -> list[bytes]:
+    return driver.client.lrange(key(driver, "inbox"), 0, -1)
+
+
+def entries(driver: RedisDriver) -> list[bytes]:
+    """The inbox without its wake markers (a read that ingested jobs leaves some for sleepers)."""
+    return [e for e in inbox(driver) if e != b"~"]
+
+
+def named_waiter(driver: RedisDriver) -> tuple[RedisDriver, str]:
+    name = f"pubq-test-{uuid.uuid4().hex[:10]}"
+    return RedisDriver(redis.Redis.from_url(REDIS_URL, client_name=name), driver.channel), name
+
+
+def blocked_in_blmove(driver: RedisDriver, *names: str) -> bool:
+    cmds = {c.get("name"): c.get("cmd") for c in driver.client.client_list()}
+    return all(cmds.get(n) == "blmove" for n in names)
+
+
+def test_a_plain_push_is_one_inbox_entry_and_ids_come_from_growing_blocks(make):
+    driver = make()
+    ids = [driver.push(b"p%d" % i, ttr=60, priority=7) for i in range(12)]
+    assert ids == list(range(1, 13))
+    entries = inbox(driver)[::-1]  # oldest first
+    assert [e.split(b"|")[:3] for e in entries] == [[b"%d" % i, b"60", b"7"] for i in ids]
+    assert all(e.endswith(b"|p%d" % n) for n, e in enumerate(entries))
+    # refills at the 1st, 2nd, 4th, 8th push took 1, 2, 4, 8 ids: 15 reserved, 12 used
+    assert int(driver.client.hget(key(driver, "stats"), "id")) == 15
+    assert driver.counts().waiting == 12
+    assert [driver.reserve().job_id for _ in ids] == ids  # type: ignore[union-attr]
+
+
+def test_the_id_block_stops_growing_at_its_cap(make):
+    driver = make()
+    for _ in range(600):
+        driver.push(b"x", ttr=60)
+    reserved = int(driver.client.hget(key(driver, "stats"), "id"))
+    # 1 + 2 + 4 + ... + 256 = 511 ids for the first 511 pushes, then blocks of 256
+    assert reserved == 511 + (MAX_EXTRA + 1)
+
+
+def test_fifo_holds_across_stage_and_inbox(make):
+    """Entries a worker's BLMOVE left in stage (it died, or has not ingested yet) run before the
+    inbox's, each list oldest first."""
+    driver = make()
+    ids = [driver.push(b"%d" % i, ttr=60) for i in range(5)]
+    for _ in range(2):  # what two idle workers' BLMOVEs do: the two oldest, into stage
+        driver.client.lmove(key(driver, "inbox"), key(driver, "stage"), "RIGHT", "LEFT")
+    taken = []
+    while (r := driver.reserve()) is not None:
+        taken.append(r.job_id)
+    assert taken == ids
+
+
+def test_two_blocked_workers_take_the_two_oldest_jobs(make):
+    producer = make()
+    waiters = [named_waiter(producer) for _ in range(2)]
+    found: list[Any] = []
+    threads = [threading.Thread(target=lambda w=w: found.append(w.reserve(timeout=20))) for w, _ in waiters]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: blocked_in_blmove(producer, *(n for _, n in waiters)), what="both reserves to block")
+        ids = [producer.push(b"%d" % i, ttr=60) for i in range(3)]
+    finally:
+        for t in threads:
+            t.join(25)
+    assert sorted(r.job_id for r in found) == ids[:2]
+    last = producer.reserve()
+    assert last is not None and last.job_id == ids[2]
+    for w, _ in waiters:
+        w.client.close()
+
+
+@pytest.mark.parametrize("wake", ["release", "requeue_failed"])
+def test_a_blocked_worker_wakes_on_a_marker(make, wake):
+    driver = make()
+    driver.push(b"x", ttr=60)
+    r = driver.reserve()
+    assert r is not None
+    waiter, name = named_waiter(driver)
+    found: list[Any] = []
+    thread = threading.Thread(target=lambda: found.append(waiter.reserve(timeout=20)))
+    thread.start()
+    try:
+        wait_for(lambda: blocked_in_blmove(driver, name), what="the reserve to block")
+        if wake == "release":
+            assert driver.release(r)
+        else:
+            assert driver.fail(r, FailureInfo("E", "m"))
+            assert driver.requeue_failed(r.job_id)
+    finally:
+        thread.join(25)
+    assert found and found[0] is not None and found[0].job_id == r.job_id
+    assert inbox(driver) == [] and driver.client.llen(key(driver, "stage")) == 0  # the marker was dropped
+    waiter.client.close()
+
+
+def test_get_status_remove_and_cancel_see_a_job_still_in_the_inbox(make):
+    driver = make()
+    first = driver.push(b"a", ttr=60)
+    assert len(entries(driver)) == 1
+    info = driver.get(first)
+    assert info is not None and (info.status, info.payload, info.ttr) == (JobStatus.WAITING, b"a", 60)
+
+    second = driver.push(b"b", ttr=60)
+    assert len(entries(driver)) == 1
+    assert driver.status(second) is JobStatus.WAITING
+
+    third = driver.push(b"c", ttr=60)
+    assert len(entries(driver)) == 1
+    assert driver.remove(third)
+    assert driver.status(third) is JobStatus.DONE
+
+    fourth = driver.push(b"d", ttr=60)
+    assert len(entries(driver)) == 1
+    assert driver.cancel(fourth, "no").state is CancelState.CANCELLED
+    assert driver.status(fourth) is JobStatus.FAILED
+    assert [r.job_id for r in iter(driver.reserve, None)] == [first, second]
+
+
+def test_counts_include_inbox_entries_but_not_wake_markers(make):
+    driver = make()
+    driver.push_many([PushItem(b"s", 60) for _ in range(3)])  # stored by the script, 3 markers
+    driver.push(b"i1", ttr=60)
+    driver.push(b"i2", ttr=60)
+    assert inbox(driver).count(b"~") == 3 and len(inbox(driver)) == 5
+    assert driver.counts().waiting == 5
+    # the read ingested the two pushes and dropped the markers; it left markers for sleepers instead
+    assert driver.counts().waiting == 5
+    assert int(driver.client.hget(key(driver, "stats"), "markers") or 0) == inbox(driver).count(b"~")
+
+
+def deep_inbox(driver: RedisDriver, n: int) -> list[int]:
+    """``n`` entries in the inbox, as n plain pushes would leave them (ids reserved first)."""
+    last = int(driver.client.hincrby(key(driver, "stats"), "id", n))
+    ids = list(range(last - n + 1, last + 1))
+    pipe = driver.client.pipeline(transaction=False)
+    for start in range(0, n, 1000):
+        pipe.lpush(key(driver, "inbox"), *(pack(i, 60, 5, b"j%d" % i, 1.0) for i in ids[start:start + 1000]))
+    pipe.execute()
+    return ids
+
+
+def test_an_inbox_deeper_than_one_ingest_is_counted_and_found(make):
+    driver = make()
+    ids = deep_inbox(driver, 10_500)  # a read ingests 10,000 per call
+    assert driver.counts().waiting == 10_500
+    assert driver.client.llen(key(driver, "inbox")) > 0, "one read must not ingest it all"
+    info = driver.get(ids[-1])  # the newest: past what one call ingests
+    assert info is not None and info.payload == b"j%d" % ids[-1]
+    assert driver.counts().waiting == 10_500
+    r = driver.reserve()
+    assert r is not None and r.job_id == ids[0]
+
+
+def test_the_same_entry_twice_is_stored_and_run_once(make):
+    driver = make()
+    job_id = driver.push(b"once", ttr=60)
+    (entry,) = inbox(driver)
+    driver.client.lpush(key(driver, "inbox"), entry)
+    assert driver.counts().waiting == 1
+    driver.client.lpush(key(driver, "inbox"), entry)  # after it was stored: still once
+    r = driver.reserve()
+    assert r is not None and r.job_id == job_id
+    assert driver.reserve() is None and driver.counts().waiting == 0
+
+
+def test_an_unparseable_entry_becomes_a_failed_invalid_job_not_lost(make):
+    driver = make()
+    ok = driver.push(NOOP, ttr=60)
+    driver.client.lpush(key(driver, "inbox"), b"not an entry")
+    driver.client.lpush(key(driver, "inbox"), pack(999_999, 60, 5, b"an id never reserved", 1.0))
+    assert driver.counts().waiting == 3
+    assert Worker(make_queue(driver), isolate=False, install_signals=False).run() == 0
+    failed = {f.payload: f for f in driver.failed_list()}
+    assert set(failed) >= {b"not an entry", pack(999_999, 60, 5, b"an id never reserved", 1.0)}
+    for entry in (b"not an entry", pack(999_999, 60, 5, b"an id never reserved", 1.0)):
+        f = failed[entry]
+        assert f.error_class == "InvalidJobError" and "inbox entry that does not parse" in f.message
+        assert f.job_id not in (ok, 999_999)
+    assert driver.counts().waiting == 0 and driver.status(ok) is JobStatus.DONE
+
+
+def test_a_forked_child_never_reuses_its_parents_ids(make):
+    driver = make()
+    driver.push(b"p", ttr=60)
+    driver.push(b"p", ttr=60)  # this refill reserved one more id: the block holds it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.write(write, b"%d" % driver.push(b"child", ttr=60))
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    child = int(os.read(read, 64))
+    os.close(read)
+    parent = driver.push(b"parent", ttr=60)
+    assert status == 0 and child != parent
+    assert driver.counts().waiting == 4
+    assert sorted(driver.get(i).payload for i in (child, parent)) == [b"child", b"parent"]  # type: ignore[union-attr]
+
+
+def test_a_paused_queue_starts_nothing_pushed_to_its_inbox(make):
+    driver = make()
+    driver.pause()
+    job_id = driver.push(b"x", ttr=60)
+    assert driver.reserve(timeout=0.3) is None
+    assert driver.status(job_id) is JobStatus.WAITING
+    driver.resume()
+    r = driver.reserve(timeout=5)
+    assert r is not None and r.job_id == job_id
+
+
+class DropOneReply:
+    """A TCP proxy to a Redis that, once armed, forwards the next command and drops its reply (and
+    the connection): a push that landed but whose client never heard so."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.armed = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        with client, server:
+            while data := client.recv(65536):
+                drop = self.armed.is_set()
+                self.armed.clear()
+                server.sendall(data)
+                reply = server.recv(65536)
+                if drop:
+                    return  # the command ran; its reply is lost with the connection
+                client.sendall(reply)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_push_whose_reply_was_lost_is_retried_and_stored_once(tmp_path):
+    from pubq.drivers.resilient import OutageBudget, ResilientDriver
+
+    with PrivateRedis() as server:
+        proxy = DropOneReply(server.port)
+        through = RedisDriver(redis.Redis(port=proxy.port, retry_on_timeout=False, retry=None),
+                              "pubq-test:lost")
+        direct = RedisDriver(server.url, "pubq-test:lost")
+        try:
+            resilient = ResilientDriver(through, budget=OutageBudget(give_up_after=30), sleep=lambda s: None)
+            resilient.push(b"a", ttr=60)
+            resilient.push(b"b", ttr=60)  # the refill kept one id: the next push is a plain LPUSH
+            proxy.armed.set()
+            job_id = resilient.push(b"lost reply", ttr=60)
+            assert not proxy.armed.is_set(), "the proxy dropped nothing"
+            entries = direct.client.lrange(key(direct, "inbox"), 0, -1)
+            assert entries[0] == entries[1] and entries[0].startswith(b"%d|" % job_id)  # sent twice
+            taken = [r.job_id for r in iter(direct.reserve, None)]
+            assert taken == [1, 2, job_id]
+        finally:
+            proxy.close()
+            through.client.close()
+            direct.close()
