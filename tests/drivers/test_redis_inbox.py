@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pubq.drivers.base import CancelState, FailureInfo, JobStatus, PushItem
 from pubq.drivers.redis import RedisDriver
@@ -302,8 +304,8 @@ def test_a_push_whose_reply_was_lost_is_retried_and_stored_once(tmp_path):
 
     with PrivateRedis() as server:
         proxy = DropOneReply(server.port)
-        through = RedisDriver(redis.Redis(port=proxy.port, retry_on_timeout=False, retry=None),
-                              "pubq-test:lost")
+        # redis-py does not retry by itself: the retry is ResilientDriver's, which resends the entry
+        through = RedisDriver(redis.Redis(port=proxy.port, retry=Retry(NoBackoff(), 0)), "pubq-test:lost")
         direct = RedisDriver(server.url, "pubq-test:lost")
         try:
             resilient = ResilientDriver(through, budget=OutageBudget(give_up_after=30), sleep=lambda s: None)
