@@ -26,7 +26,6 @@ from tests.drivers.backends import REDIS_URL, open_redis
 from tests.drivers.test_redis_specific import wait_for
 from tests.helpers import PrivateRedis, make_queue
 
-
 NOOP = b'{"job": "tests.Noop", "args": {}}'
 
 
