@@ -20,7 +20,9 @@
 --  12 paused     string set while the queue is paused (read by reserve itself); value: since when
 --  13 live       hash  what a reservation carries besides its meta, one hash so an ack drops it
 --                      with one HDEL: id -> worker id of the holder, id..':p' -> "fraction|message"
---                      (progress), id..':c' -> reason of a cancel requested (see live_* below)
+--                      (progress), id..':c' -> reason of a cancel requested (see live_* below),
+--                      id..':a' -> '1' while the job is held ahead of its start by a prefetching
+--                      worker (reclaim puts such a job back uncounted instead of failing it)
 --  14 progress   (no longer written: folded into 13; kept in the list so clear drops old data)
 --  15 cancel     (no longer written: folded into 13; kept in the list so clear drops old data)
 --  16 workers    hash  worker id -> "last_seen|json" (the worker registry)
@@ -139,7 +141,7 @@ local function live_cancel(id) return id .. ':c' end
 
 -- Forget what a reservation carried besides its meta: holder, progress, cancel request (one HDEL).
 local function drop_live(id)
-  redis.call('HDEL', K_LIVE, id, id .. ':p', id .. ':c')
+  redis.call('HDEL', K_LIVE, id, id .. ':p', id .. ':c', id .. ':a')
 end
 
 -- Take a job out of whatever structure holds it (its payload and meta stay).
@@ -243,7 +245,7 @@ end
 -- attempt, ttr, deadline, token, priority, pushed_at[, why]} or {0, seconds until the next delayed
 -- job is due | ''}. `again`: this script already read the pause flag and promoted due jobs in
 -- this call (reserve_many's later takes), so neither is done twice.
-local function reserve(now, holder, again)
+local function reserve(now, holder, again, ahead)
   local moved = 0
   if not again then
     if redis.call('EXISTS', K_PAUSED) == 1 then
@@ -281,7 +283,14 @@ local function reserve(now, holder, again)
       m.deadline = f6(deadline)
       meta_put(id, m)
       redis.call('ZADD', K_RESERVED, f6(deadline + GRACE), id)
-      if holder and holder ~= '' then redis.call('HSET', K_LIVE, id, holder) end
+      if ahead and holder and holder ~= '' then
+        -- held ahead of its start by a prefetching worker: a reclaim puts it back uncounted
+        redis.call('HSET', K_LIVE, id, holder, id .. ':a', '1')
+      elseif ahead then
+        redis.call('HSET', K_LIVE, id .. ':a', '1')
+      elseif holder and holder ~= '' then
+        redis.call('HSET', K_LIVE, id, holder)
+      end
       -- other sleepers may take the rest of what was just promoted
       if moved > 1 then wake(moved - 1) end
       return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.lease, m.prio, m.pushed}
@@ -317,13 +326,15 @@ local function ack(id, token)
 end
 
 -- Up to n reserves in one step (a worker's free slots). {next_due_in | '', {reservation...}, ...};
+-- the last `ahead` of the n are held ahead of their start (a prefetching worker's buffer: flag
+-- id..':a' in the live hash, dropped with the rest of the live data when the job is settled);
 -- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was promoted but
 -- not taken (reserve() does that itself). The pause flag is read and due jobs promoted once per call
 -- (one script: nothing changes in between), not once per job taken.
-local function reserve_many(now, n, holder)
+local function reserve_many(now, n, holder, ahead)
   local out = {''}
   for i = 1, n do
-    local r = reserve(now, holder, i > 1)
+    local r = reserve(now, holder, i > 1, i > n - (ahead or 0))
     if r[1] ~= 1 then
       if #out == 1 then out[1] = r[2] end
       break
