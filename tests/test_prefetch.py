@@ -213,3 +213,24 @@ def test_a_drain_takes_and_acks_its_jobs_in_batches(make):
     assert (counts.done, counts.reserved, counts.waiting) == (n, 0, 0)
     assert sum(a for a, _ in calls) == n  # every ack written, each once
     assert len(calls) <= n // MAX_BATCH + 3  # one round trip per batch, not per job
+
+
+def test_a_concurrent_worker_holds_jobs_ahead_and_a_limit_leaves_none_held(make):
+    driver = make()
+    q = make_queue(driver)
+    q.push_many([NoopJob() for _ in range(200)])
+    aheads: list[int] = []
+    fused = driver.ack_and_reserve_many
+
+    def counted(acks, k, **kw):
+        aheads.append(kw.get("ahead", 0))
+        return fused(acks, k, **kw)
+
+    driver.ack_and_reserve_many = counted  # type: ignore[method-assign]
+    worker = Worker(q, isolate=False, install_signals=False, heartbeat=0, concurrency=4, max_jobs=120)
+    assert worker.run() == 0 and worker.jobs == 120
+    assert max(aheads) >= 1  # short jobs: some were held ahead of a free slot
+    counts = driver.counts()
+    assert (counts.done, counts.reserved, counts.waiting) == (120, 0, 80)
+    waiting = driver.list_jobs(JobStatus.WAITING, limit=100).jobs
+    assert len(waiting) == 80 and {j.attempt for j in waiting} == {0}  # nothing held is left counted
