@@ -20,12 +20,18 @@ its reserver thread (``--no-isolate``: see :class:`_Reserver`) and for its jobs'
 whichever comes first; an isolating one selects on its children's pipes and looks at the queue
 every ``POLL`` seconds.
 
-Every guarantee holds per job: each reservation has its own lease and TTR clock (a slot is filled
-only when it is free, so no job waits in the worker while its clock runs), a cancel kills only its
+Every guarantee holds per job: each reservation has its own lease and TTR clock, a cancel kills only its
 own child (or sets only its own ``ctx.cancelled``), a first stop signal finishes everything in
 flight while reserving nothing more, a second puts every job in flight back uncounted.
 ``--max-jobs`` counts finished jobs (no more are reserved than it allows); ``--memory-limit`` and
 ``--max-seconds`` stop the reserving and let the jobs in flight end.
+
+Held ahead (``--no-isolate``, a driver that prefetches: Redis): short jobs would leave a slot empty
+for a round trip each time one ends, so the worker also holds the jobs its slots finish in
+:data:`AHEAD_WINDOW` (at most half the slots), reserved with the driver's ``ahead`` flag: a finished
+slot starts one at once, and the ack and refill follow in one call. A held job whose lease aged past
+:data:`~pubq.prefetch.STALE` is renewed before it starts; one whose worker died goes back uncounted;
+a stop releases them uncounted. Slow jobs hold none (nothing waits behind a long job).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import queue as queue_mod
 import threading
 import time
 import traceback as tb
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +52,7 @@ from .children import Children, Key
 from .errors import BackendUnavailableError, JobCrashedError
 from .isolate import Interrupted, standby_pays_off
 from .outcome import Outcome
+from .prefetch import STALE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .drivers.base import Reservation
@@ -63,6 +71,10 @@ POLL = 0.02
 SLICE = 0.1
 #: Longest blocking reserve of the reserver thread: a stopping worker waits at most this long for it.
 REARM = 0.5
+#: Jobs held ahead of a free slot (``--no-isolate`` on a driver that prefetches): as many as the
+#: slots finish within this many seconds at the recent job time, at most half the slots. A finished
+#: slot then starts its next job at once; the ack and the refill follow in one call.
+AHEAD_WINDOW = 0.05
 
 #: What the main thread waits on: ``(key, outcome)`` of a finished job, or ``(None, reply)`` of the
 #: reserver thread (``(held_since, reservations)``, or the exception its reserve raised).
@@ -224,6 +236,11 @@ class ConcurrentLoop:
         self._asking = 0
         self._acks: list[Reservation] = []
         self._worker_event: ev.WorkerEvent | None = None
+        #: Jobs reserved ahead of a free slot, with since when each is held (the driver's ``ahead``).
+        self._held: deque[tuple[Reservation, float]] = deque()
+        self._can_hold = not isolate and bool(getattr(runner.driver, "prefetch", False))
+        #: Running average of a job's time (what AHEAD_WINDOW is turned into a count with).
+        self._avg: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -245,14 +262,17 @@ class ConcurrentLoop:
                     self._hard_stop()
                     return
                 w._maybe_reclaim()
+                self._start_held(worker_event)
                 free = max(self._free(worker_event) - self._asking, 0)
+                extra = self._ahead_wanted(free)
                 held_since = w.clock()
-                new = self._settle_and_reserve(free, listen, timeout)
+                new = self._settle_and_reserve(free, listen, timeout, extra)
                 short = len(new) < free
-                self._begin_all(new, held_since)
+                self._begin_all(new[:free], held_since)
+                self._hold(new[free:], held_since)
                 if self._acks:  # a skipped or invalid job: written with the next step, not after a wait
                     continue
-                if not self.inflight and not self._asking:
+                if not self.inflight and not self._asking and not self._held:
                     if new:
                         continue
                     if self._should_end(free, listen, worker_event):
@@ -274,6 +294,43 @@ class ConcurrentLoop:
             if self._acks and w.signals < 2:
                 self._flush_acks()
             self._close()
+
+    def _ahead_wanted(self, free: int) -> int:
+        """How many more jobs to hold ahead: what the slots finish in AHEAD_WINDOW, at most half the
+        slots, never past ``--max-jobs``; none until a job time is known, none while stopping."""
+        w = self.worker
+        if not self._can_hold or self._avg is None or w.stopping or w.stop_reason is not None:
+            return 0
+        target = min(self.size // 2, int(self.size * AHEAD_WINDOW / max(self._avg, 1e-6)))
+        if w.max_jobs is not None:
+            target = min(target, w.max_jobs - self.started - free)
+        return max(target - len(self._held), 0)
+
+    def _hold(self, found: list[Reservation], held_since: float) -> None:
+        w = self.worker
+        if found and (w.stopping or (self._worker_event is not None and self._worker_event.exit_code is not None)):
+            for r in found:
+                self.runner.release(r)
+            return
+        self._held.extend((r, held_since) for r in found)
+
+    def _start_held(self, worker_event: ev.WorkerEvent) -> None:
+        """Fill free slots from the held jobs; one whose lease aged is renewed first (its whole TTR)."""
+        w = self.worker
+        while self._held and self._free(worker_event) - self._asking > 0:
+            r, since = self._held.popleft()
+            if w.clock() - since > STALE:
+                grace = float(getattr(w.queue.config, "grace", 0) or 0)
+                if not self.runner.driver.extend(r, r.ttr + grace):
+                    log.info("[%s] held job's lease was taken before it started (reclaimed); skipped", r.job_id)
+                    continue
+                since = w.clock()
+            self._start(r, since)
+
+    def _release_held(self) -> None:
+        held, self._held = list(self._held), deque()
+        for r, _ in held:
+            self.runner.release(r)
 
     def _begin_all(self, new: list[Reservation], held_since: float) -> None:
         """Start what was reserved, or put it back when a stop landed during the reserve."""
@@ -340,21 +397,23 @@ class ConcurrentLoop:
         w._queue_paused(listen)
         return False
 
-    def _settle_and_reserve(self, free: int, listen: bool, timeout: int) -> list[Reservation]:
-        """Write the acks of what finished and fill ``free`` slots: one driver step when possible.
-        An idle worker (nothing in flight) blocks in the driver for up to the listen timeout."""
+    def _settle_and_reserve(self, free: int, listen: bool, timeout: int, extra: int = 0) -> list[Reservation]:
+        """Write the acks of what finished and fill ``free`` slots (plus ``extra`` held ahead): one
+        driver step when possible. An idle worker (nothing in flight) blocks in the driver for up to
+        the listen timeout."""
         w = self.worker
         if self._acks:
-            return self._flush_acks(free)
-        if free <= 0:
+            return self._flush_acks(free, extra)
+        if free + extra <= 0:
             return []
-        block = listen and not self.inflight and not self._asking
+        block = listen and not self.inflight and not self._asking and not self._held
+        ahead = {"ahead": extra} if extra else {}
         try:
             if block:
                 w._state = "idle"  # a stop signal leaves the wait at once
                 if w.stopping:
                     return []
-            found = self.runner.driver.reserve_many(free, w._wait_for(timeout) if block else 0)
+            found = self.runner.driver.reserve_many(free + extra, w._wait_for(timeout) if block else 0, **ahead)
         except BackendUnavailableError:
             if w._should_abort():
                 return []
@@ -367,9 +426,10 @@ class ConcurrentLoop:
             w.paused = False
         return found
 
-    def _flush_acks(self, free: int = 0) -> list[Reservation]:
+    def _flush_acks(self, free: int = 0, extra: int = 0) -> list[Reservation]:
         acks, self._acks = self._acks, []
-        flags, found = self.runner.driver.ack_and_reserve_many(acks, max(free, 0))
+        ahead = {"ahead": extra} if extra else {}
+        flags, found = self.runner.driver.ack_and_reserve_many(acks, max(free, 0) + extra, **ahead)
         for r, ok in zip(acks, flags, strict=True):
             self.runner.acked(r, ok)
         return found
@@ -426,6 +486,8 @@ class ConcurrentLoop:
         if self._threads is not None and not is_async_job(slot.event.job) and not self.isolate:
             self._threads.finished()
         self.worker.jobs += 1
+        if outcome.duration is not None:
+            self._avg = outcome.duration if self._avg is None else self._avg + 0.2 * (outcome.duration - self._avg)
         r, event, runner = slot.r, slot.event, self.runner
         if not outcome.ok:
             runner.failed(r, event, outcome.error, outcome.traceback, outcome=outcome)  # type: ignore[arg-type]
@@ -446,6 +508,7 @@ class ConcurrentLoop:
         w = self.worker
         if self._acks:
             self._flush_acks()
+        self._release_held()
         if self._children is not None:
             self._children.kill_all()
         slots, self.inflight = list(self.inflight.values()), {}
@@ -458,6 +521,7 @@ class ConcurrentLoop:
         w._stop_by_signal()
 
     def _close(self) -> None:
+        self._release_held()
         if self._reserver is not None:
             self._take_back()
             self._reserver.close()

@@ -308,13 +308,21 @@ class JobRunner:
 
     def acked(self, r: Reservation, ok: bool) -> None:
         """After an ack was written (alone or in a batch): tell the hooks, warn when it was refused."""
+        self.done(r)
+        if not ok:
+            self.ack_refused(r)
+
+    def done(self, r: Reservation) -> None:
+        """The job succeeded (its ack written now or in a later batch): free its slot, tell the hooks."""
         if self._slots:
             self.free_slot(r)
         if self.hooks is not None:
             self.hooks.job_finished(r, True)
-        if not ok:
-            log.warning("[%s] late ack refused: the job's lease was taken after its TTR; it is not counted twice",
-                        r.job_id)
+
+    @staticmethod
+    def ack_refused(r: Reservation) -> None:
+        log.warning("[%s] late ack refused: the job's lease was taken after its TTR; it is not counted twice",
+                    r.job_id)
 
     # -- failure ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from .drivers.resilient import OutageBudget, ResilientDriver
 from .errors import BackendUnavailableError, DriverError
 from .heartbeat import DEFAULT_HEARTBEAT, Presence, new_worker_id
 from .isolate import STOP_SIGNALS, HardStop, Interrupted, Isolator, standby_pays_off
+from .prefetch import Prefetch
 from .runner import JobRunner
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,6 +96,8 @@ class Worker:
         self._last_reclaim = float("-inf")
         self._previous_handlers: dict[int, Any] = {}
         self._isolator: Isolator | None = None
+        #: Jobs held ahead and acks written in batches (one job at a time, no isolate, a driver that can).
+        self._prefetch: Prefetch | None = None
         self._listening = False
         self._runner: JobRunner | None = None
         self.exit_code = 0
@@ -155,6 +158,9 @@ class Worker:
         elif self.isolate:
             ahead = self._more_jobs_expected if standby_pays_off() else None
             self._isolator = Isolator(self._runner, keep_ahead=ahead, on_progress=self._relay_progress)
+        elif getattr(self._runner.driver, "prefetch", False):
+            self._prefetch = Prefetch(self._runner.driver, grace=float(getattr(queue.config, "grace", 0) or 0),
+                                      on_refused=self._runner.ack_refused, clock=self.clock)
         self._start_presence()
         try:
             queue.bus.trigger(ev.WORKER_START, worker_event)
@@ -183,6 +189,7 @@ class Worker:
             if self._isolator is not None:
                 self._isolator.close()
                 self._isolator = None
+            self._prefetch = None
             if self.install_signals:
                 self._restore()
 
@@ -205,6 +212,8 @@ class Worker:
             if r is None:
                 held_since = self.clock()
                 r = self._reserve(self._wait_for(timeout) if listen else 0)
+                if self._prefetch is not None:
+                    held_since = self._prefetch.held_since
                 if r is None and not self.stopping and self._queue_paused(listen) and not listen:
                     self.stop_reason = "paused"
                     break
@@ -227,6 +236,8 @@ class Worker:
             # is held but will not run. Put it back now, uncounted, instead of leaving it reserved
             # until its TTR passes.
             runner.release(r)
+        if self._prefetch is not None:
+            self._prefetch.close(runner.release)  # acks written, held jobs back uncounted
 
     # -- presence and pause (pubq.heartbeat) ---------------------------------------------------
 
@@ -312,7 +323,19 @@ class Worker:
         try:
             if self.stopping:
                 return None
-            r = self._runner.driver.reserve(timeout)
+            pf = self._prefetch
+            if pf is None:
+                r = self._runner.driver.reserve(timeout)
+            else:
+                room = None if self.max_jobs is None else max(1, self.max_jobs - self.jobs)
+                self._state = "busy"  # the pending acks are written in this call: never cut it short
+                r = pf.next(room)
+                self._state = "idle"
+                if r is not None and self.stopping:  # a stop landed in that call: this job will not run
+                    pf.put_back(r)
+                    return None
+                if r is None and timeout > 0 and not self.stopping:
+                    r = pf.wait(timeout, room)
             if r is not None:
                 self.paused = False
             return r
@@ -369,6 +392,10 @@ class Worker:
             return None, held_since
         if event.handled:  # a beforeExec handler skipped it
             before = self.clock()
+            if self._prefetch is not None:
+                runner.done(r)
+                self._prefetch.ack_later(r)
+                return None, before
             return runner.ack(r, reserve_next=not self._limit_reached())[1], before
         self._state = "job"
         try:
@@ -391,6 +418,11 @@ class Worker:
             return None, held_since
         # The next job (when the ack is fused with its reserve) is held from no later than now.
         before = self.clock()
+        if self._prefetch is not None:
+            if runner.confirm_success(r, event, outcome, held_since=held_since):
+                runner.done(r)
+                self._prefetch.ack_later(r)
+            return None, before
         _, nxt = runner.succeeded(r, event, outcome, held_since=held_since, reserve_next=not self._limit_reached())
         return nxt, before
 

@@ -185,13 +185,20 @@ def test_a_stop_landing_during_the_fused_ack_and_reserve_puts_the_next_job_back_
     q.push(NoopJob())
     second = q.push(NoopJob())
     worker = Worker(q, isolate=False, install_signals=False)
-    fused = q.driver.ack_and_reserve
+    # one job at a time the worker fuses the ack with the next reserve: for one job, or for a batch
+    # when the driver prefetches
+    fused, fused_many = q.driver.ack_and_reserve, q.driver.ack_and_reserve_many
 
     def stop_during(r, **kw):
         worker.stopping = True  # what the signal handler does, mid round trip
         return fused(r, **kw)
 
+    def stop_during_many(acks, n, **kw):
+        worker.stopping = True
+        return fused_many(acks, n, **kw)
+
     q.driver.ack_and_reserve = stop_during
+    q.driver.ack_and_reserve_many = stop_during_many
     assert worker.listen(1) == 0
     counts = q.driver.counts()
     assert (counts.done, counts.reserved, counts.waiting) == (1, 0, 1)

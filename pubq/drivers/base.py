@@ -50,6 +50,14 @@ or delayed job at once (as a failed, unsettled attempt the caller settles) and s
 a reserved one that its holder acts on; ``progress`` is stored with the reservation. ``list_jobs``
 pages one state with a keyset cursor.
 
+**Prefetch** (issue 17): a driver whose ``prefetch`` is true takes ``ahead=k`` in ``reserve_many``
+and ``ack_and_reserve_many``: the last ``k`` of the jobs taken are *held ahead* of their start by a
+worker that runs one job at a time and buffers the rest. Such a job is reserved like any other (its
+lease, its attempt, its holder), but when ``reclaim_expired`` finds it past its deadline it goes back
+to waiting uncounted, at the front of its priority, instead of failing as lost: its worker died
+before it could tell whether the job started. ``ack`` / ``fail`` / ``release`` / ``extend`` treat it
+as any reservation. Drivers without it (one round trip costs them little) are never asked.
+
 **Per-key limits** (issue 16, spec §7.10): after a reserve, a worker whose job has a limit key asks
 ``limit_acquire`` for a run slot of that key. In the same atomic step the driver either records the
 slot (tied to the reservation's lease token, so a slot whose lease ended — acked, failed, released,
@@ -334,6 +342,8 @@ class BaseDriver:
 
     channel: str = ""
     policy: Policy = Policy()
+    #: Whether ``reserve_many``/``ack_and_reserve_many`` take ``ahead`` (module docstring, **Prefetch**).
+    prefetch: bool = False
 
     def push_many(self, items: Sequence[PushItem]) -> list[int]:
         return [self.push(i.payload, ttr=i.ttr, delay=i.delay, priority=i.priority) for i in items]  # type: ignore[attr-defined]

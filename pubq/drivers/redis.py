@@ -154,6 +154,9 @@ def _lua(name: str) -> str:
 class RedisDriver(BaseDriver):
     """One queue stored under the ``{channel}`` hash tag of one Redis (or Redis Cluster slot)."""
 
+    #: reserve_many/ack_and_reserve_many take ``ahead``: a worker may hold jobs ahead of their start.
+    prefetch = True
+
     def __init__(
         self,
         client: str | Client | ClientRef,
@@ -335,16 +338,33 @@ class RedisDriver(BaseDriver):
                 wait = left if next_due is None else min(left, next_due)
                 if self._max_wait is not None:
                     wait = min(wait, self._max_wait)
-                self._block(wait)
-            found, next_due = self._reserved(self._run("reserve", holder))
+                found, next_due = self._reserved(self._wait_then(wait, "reserve", holder))
+            else:
+                found, next_due = self._reserved(self._run("reserve", holder))
             if found is not None:
                 return found
 
-    def _block(self, wait: float) -> None:
-        """Wait for an inbox entry (a push or a wake marker), moving it to the stage: the reserve
-        that follows ingests it, or the next ingest of anyone if this worker dies first."""
+    def _wait_then(self, wait: float, name: str, *args: Any) -> Any:
+        """Block in ``BLMOVE inbox -> stage`` for up to ``wait`` s (a push's entry or a wake marker
+        ends it), then run the script ``name``, in one round trip; the script ingests the entry,
+        or, if this worker dies first, the next ingest of anyone does (the stage goes first).
+
+        Redis runs a client's pipelined commands only after its blocking one is served, so a woken
+        worker gets its job in the reply that wakes it (one hop less from push to start). A Cluster
+        client's pipeline cannot carry a blocking command: there the script is a second call."""
+        client = self.client
+        wait = max(wait, MIN_WAIT)
         try:
-            self.client.blmove(self._inbox_key, self._stage_key, max(wait, MIN_WAIT), "RIGHT", "LEFT")
+            if not isinstance(client, redis.Redis):
+                client.blmove(self._inbox_key, self._stage_key, wait, "RIGHT", "LEFT")
+                return self._run(name, *args)
+            keys = self._keys(name)
+            pipe = client.pipeline(transaction=False)
+            pipe.blmove(self._inbox_key, self._stage_key, wait, "RIGHT", "LEFT")
+            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *self._head, *args)
+            return pipe.execute()[1]
+        except redis.exceptions.NoScriptError:
+            return self._run(name, *args)  # flushed scripts: the Script object loads it again
         except _ERRORS as exc:
             raise _wrap(exc, self.channel) from exc
 
@@ -362,11 +382,11 @@ class RedisDriver(BaseDriver):
         reply = self._run_durable("ack_reserve", "ack", r.job_id, r.token, holder, job_id=r.job_id)
         return reply[0] == 1, self._reserved(reply[1:])[0]
 
-    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "", ahead: int = 0) -> list[Reservation]:
         """One script for up to ``n`` jobs; while nothing is due, block in BLMOVE and try again."""
         if n < 1:
             return []
-        found, next_due = self._many(self._run("reserve_many", int(n), holder))
+        found, next_due = self._many(self._run("reserve_many", int(n), holder, int(ahead)))
         if found or timeout <= 0:
             return found
         end = time.monotonic() + timeout
@@ -378,16 +398,17 @@ class RedisDriver(BaseDriver):
                 wait = left if next_due is None else min(left, next_due)
                 if self._max_wait is not None:
                     wait = min(wait, self._max_wait)
-                self._block(wait)
-            found, next_due = self._many(self._run("reserve_many", int(n), holder))
+                found, next_due = self._many(self._wait_then(wait, "reserve_many", int(n), holder, int(ahead)))
+            else:
+                found, next_due = self._many(self._run("reserve_many", int(n), holder, int(ahead)))
             if found:
                 return found
 
-    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
-                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *, holder: str = "",
+                             ahead: int = 0) -> tuple[list[bool], list[Reservation]]:
         """One script: the acks, then up to ``n`` reserves."""
         pairs = [v for r in acks for v in (r.job_id, r.token)]
-        reply = self._run_durable("ack_reserve_many", "ack", max(int(n), 0), holder, *pairs,
+        reply = self._run_durable("ack_reserve_many", "ack", max(int(n), 0), holder, int(ahead), *pairs,
                                   job_id=acks[0].job_id if acks else None)
         return [flag == 1 for flag in reply[0]], self._many(reply[1:])[0]
 

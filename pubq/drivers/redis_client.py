@@ -25,7 +25,7 @@ from redis.exceptions import AskError, MovedError, NoScriptError
 
 from ..redis_url import RedisTarget, parse_redis_url
 
-#: Seconds a reply may take on Sentinel/Cluster connections (a long BLPOP is cut below it).
+#: Seconds a reply may take on Sentinel/Cluster connections (a long BLMOVE is cut below it).
 FAILOVER_SOCKET_TIMEOUT = 10.0
 #: Seconds to open a connection (a dead master's address should fail fast, not hang).
 CONNECT_TIMEOUT = 2.0

@@ -204,14 +204,21 @@ class ResilientDriver:
         return self._call("ack_and_reserve", self.inner.ack_and_reserve, r, settles=True,
                           holder=holder or self.holder)
 
-    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "") -> list[Reservation]:
-        return self._call("reserve_many", self.inner.reserve_many, n, timeout, holder=holder or self.holder)
+    @property
+    def prefetch(self) -> bool:
+        return bool(getattr(self.inner, "prefetch", False))
 
-    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *,
-                             holder: str = "") -> tuple[list[bool], list[Reservation]]:
+    def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "", ahead: int = 0) -> list[Reservation]:
+        extra = {"ahead": ahead} if ahead else {}
+        return self._call("reserve_many", self.inner.reserve_many, n, timeout, holder=holder or self.holder,
+                          **extra)
+
+    def ack_and_reserve_many(self, acks: Sequence[Reservation], n: int, *, holder: str = "",
+                             ahead: int = 0) -> tuple[list[bool], list[Reservation]]:
         """A retry after a lost link reports every ack as landed (see ``_landed``)."""
+        extra = {"ahead": ahead} if ahead else {}
         flags, found = self._call("ack_and_reserve_many", self.inner.ack_and_reserve_many, acks, n, settles=True,
-                                  holder=holder or self.holder)
+                                  holder=holder or self.holder, **extra)
         return flags, found
 
     def extend(self, r: Reservation, seconds: float) -> bool:

@@ -28,7 +28,9 @@
 --  14 paused     string set while the queue is paused (read by reserve itself); value: since when
 --  15 live       hash  what a reservation carries besides its meta, one hash so an ack drops it
 --                      with one HDEL: id -> worker id of the holder, id..':p' -> "fraction|message"
---                      (progress), id..':c' -> reason of a cancel requested (see live_* below)
+--                      (progress), id..':c' -> reason of a cancel requested (see live_* below),
+--                      id..':a' -> '1' while the job is held ahead of its start by a prefetching
+--                      worker (reclaim puts such a job back uncounted instead of failing it)
 --  16 progress   (no longer written: folded into 15; kept in the list so clear drops old data)
 --  17 cancel     (no longer written: folded into 15; kept in the list so clear drops old data)
 --  18 workers    hash  worker id -> "last_seen|json" (the worker registry)
@@ -279,7 +281,7 @@ local function live_cancel(id) return id .. ':c' end
 
 -- Forget what a reservation carried besides its meta: holder, progress, cancel request (one HDEL).
 local function drop_live(id)
-  redis.call('HDEL', K_LIVE, id, id .. ':p', id .. ':c')
+  redis.call('HDEL', K_LIVE, id, id .. ':p', id .. ':c', id .. ':a')
 end
 
 -- Take a job out of whatever structure holds it (its payload and meta stay).
@@ -388,8 +390,9 @@ local unclaimed = 0
 -- 10th value. Returns {1, id, payload, attempt, ttr, deadline, token, priority, pushed_at[, why]}
 -- or {0, seconds until the next delayed job is due | ''}. `again`: this script already ingested,
 -- read the pause flag and promoted due jobs in this call (reserve_many's later takes), so none of
--- it is done twice. The caller calls wake_unclaimed() after its last take.
-local function reserve(now, holder, again)
+-- it is done twice. `ahead`: the job is held ahead of its start by a prefetching worker (flag
+-- id..':a' in the live hash). The caller calls wake_unclaimed() after its last take.
+local function reserve(now, holder, again, ahead)
   if not again then
     unclaimed = ingest(INGEST_RESERVE)
     if redis.call('EXISTS', K_PAUSED) == 1 then
@@ -428,7 +431,14 @@ local function reserve(now, holder, again)
       m.deadline = f6(deadline)
       meta_put(id, m)
       redis.call('ZADD', K_RESERVED, f6(deadline + GRACE), id)
-      if holder and holder ~= '' then redis.call('HSET', K_LIVE, id, holder) end
+      if ahead and holder and holder ~= '' then
+        -- held ahead of its start by a prefetching worker: a reclaim puts it back uncounted
+        redis.call('HSET', K_LIVE, id, holder, id .. ':a', '1')
+      elseif ahead then
+        redis.call('HSET', K_LIVE, id .. ':a', '1')
+      elseif holder and holder ~= '' then
+        redis.call('HSET', K_LIVE, id, holder)
+      end
       unclaimed = unclaimed - 1
       return {1, tonumber(id), payload, m.attempt, m.ttr, m.deadline, m.lease, m.prio, m.pushed}
     end
@@ -467,13 +477,16 @@ local function ack(id, token)
 end
 
 -- Up to n reserves in one step (a worker's free slots). {next_due_in | '', {reservation...}, ...};
+-- the last `ahead` of the n are held ahead of their start (a prefetching worker's buffer: flag
+-- id..':a' in the live hash, dropped with the rest of the live data when the job is settled);
 -- the leading 1 of each reserve() reply is dropped. Sleepers are woken for what was ingested or
--- promoted but not taken. The inbox is ingested, the pause flag is read and due jobs promoted once per call
+-- promoted but not taken. The inbox is ingested, the pause flag is read and due jobs promoted once
+-- per call
 -- (one script: nothing changes in between), not once per job taken.
-local function reserve_many(now, n, holder)
+local function reserve_many(now, n, holder, ahead)
   local out = {''}
   for i = 1, n do
-    local r = reserve(now, holder, i > 1)
+    local r = reserve(now, holder, i > 1, i > n - (ahead or 0))
     if r[1] ~= 1 then
       if #out == 1 then out[1] = r[2] end
       break
