@@ -56,7 +56,7 @@ from .redis_client import Client, ClientRef, Durability
 SHARD_SPAN = 1000
 #: Jobs a worker takes from one shard in a row before it moves on to the next.
 STREAK = 8
-#: Longest single blocking wait on one shard's wake-up list while the queue is idle (s): a job
+#: Longest single blocking wait on one shard's inbox (BLMOVE) while the queue is idle (s): a job
 #: pushed to another shard is picked up within about this long.
 WAIT_SLICE = 0.2
 #: Field of shard 0's stats hash holding the widest shard count ever used.
@@ -235,7 +235,7 @@ class ShardedDriver(BaseDriver):
 
     def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
         """A pass over the shards from the one whose turn it is; while all are empty, a blocking
-        wait of at most :data:`WAIT_SLICE` on each shard's wake-up list in turn, then another pass."""
+        wait of at most :data:`WAIT_SLICE` on each shard's inbox (BLMOVE) in turn, then another pass."""
         found = self._reserve_pass(holder)
         if found is not None or timeout <= 0:
             return found
