@@ -12,8 +12,12 @@ What keeps it honest:
   them back uncounted (they may never have started) instead of failing them as lost.
 - A held job whose lease has run for :data:`STALE` seconds before it starts is extended first, so
   every job starts with its whole TTR.
-- An ack waits at most about :data:`ACK_WINDOW`: when a job runs longer, a flusher thread writes the
-  acks of the jobs before it, so a crash in a long job never turns their success into a lost job.
+- The first job of each take is not held ahead (it starts at once): a worker that dies in it leaves it
+  lost, counted, as without prefetch (a job that kills its worker uses up its attempts). Its ack is
+  written before the next job starts, so a success of it is never reclaimed as lost.
+- The acks of the held jobs wait at most about :data:`ACK_WINDOW` (a flusher thread writes them when
+  a job after them runs longer); a worker that dies before they are written leaves those jobs to be
+  put back uncounted and run again (at least once, never a false failure).
 - On stop the acks are written and the held jobs released uncounted (``close``).
 """
 
@@ -55,6 +59,8 @@ class Prefetch:
         #: When the lease of the job last handed out began (the worker's ``held_since``).
         self.held_since = 0.0
         self._held: deque[Reservation] = deque()
+        #: The first job of the last take (not held ahead: its ack is never deferred past a start).
+        self._head: Reservation | None = None
         self._batch_at = 0.0
         self._acks: list[Reservation] = []
         self._acks_since: float | None = None
@@ -114,12 +120,20 @@ class Prefetch:
             return None
         self._batch_at = self.held_since = before
         self._held.extend(found[1:])
+        self._head = found[0]
         return found[0]
 
     # -- acks ---------------------------------------------------------------------------------
 
     def ack_later(self, r: Reservation) -> None:
-        """The job succeeded: its ack goes with the next call (or the flusher's, past the window)."""
+        """The job succeeded: its ack goes with the next call (or the flusher's, past the window);
+        the first job of a take with jobs held behind it is acked now (see the module docstring)."""
+        if r is self._head:
+            self._head = None
+            if self._held:
+                if not self.driver.ack(r):
+                    self.on_refused(r)
+                return
         with self._cond:
             self._acks.append(r)
             if self._acks_since is None:

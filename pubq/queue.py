@@ -71,6 +71,11 @@ class Queue:
         unique_key: str | None = None, unique_for: float | None = None, unique_until: str | None = None,
     ) -> Pushed:
         """:meth:`push`, telling a new job from a duplicate of a held unique key."""
+        if (unique_key is None and unique_for is None and unique_until is None and isinstance(job, Job)
+                and type(job).unique is None and type(job).unique_key is Job.unique_key
+                and not self.bus.has(ev.BEFORE_PUSH) and not self.bus.has(ev.AFTER_PUSH)):
+            return self._submit_plain(job, delay, ttr or job.ttr or self.config.ttr,
+                                      DEFAULT_PRIORITY if priority is None else priority)
         event = self._before_push(job, delay, ttr, priority)
         if event is None:
             return Pushed(None)
@@ -87,6 +92,17 @@ class Queue:
         if self.run_inline is not None:
             self.run_inline(self)
         return Pushed(event.id, unique_key=None if spec is None else spec.key)
+
+    def _submit_plain(self, job: Job, delay: float, ttr: int, priority: int) -> Pushed:
+        """The common push (no handlers, not unique): no event objects; the usual numbers skip the
+        full check (the same bounds, read as plain comparisons)."""
+        if not (type(ttr) is int and type(priority) is int and (delay == 0 and type(delay) in (int, float))
+                and _TTR.low <= ttr <= _TTR.high and _PRIORITY.low <= priority <= _PRIORITY.high):
+            _check_options(ttr, delay, priority)
+        job_id = self.driver.push(self._encode(job), ttr=ttr, delay=delay, priority=priority)
+        if self.run_inline is not None:
+            self.run_inline(self)
+        return Pushed(job_id)
 
     def push_many(
         self, jobs: Iterable[Job], *, delay: float = 0, ttr: int | None = None, priority: int | None = None
@@ -222,3 +238,6 @@ def _check_options(ttr: object, delay: object, priority: object) -> None:
             bound.check(value, field)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+
+
+_TTR, _PRIORITY = bounds.TTR, bounds.PRIORITY

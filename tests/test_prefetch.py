@@ -173,6 +173,28 @@ def test_acks_are_written_when_the_next_job_runs_past_the_window(make):
     pf.close(driver.release)
 
 
+def test_the_first_job_of_a_take_is_acked_before_the_next_one_starts(make):
+    # it was not held ahead: a worker dying after its success must not leave it to be failed as lost
+    driver = make()
+    ids = [driver.push(b"x", ttr=60) for _ in range(4)]
+    clock = FakeClock()  # stands still: the flusher never finds an ack a window old
+    pf = Prefetch(driver, grace=0, on_refused=lambda r: None, clock=clock)
+    r1 = pf.next()
+    clock.now += 0.0001
+    pf.ack_later(r1)  # nothing held behind it: its ack goes with the next take
+    assert driver.counts().done == 0
+    head = pf.next()  # writes r1's ack, takes the other three (two held behind the first)
+    assert head.job_id == ids[1] and driver.counts().done == 1
+    pf.ack_later(head)
+    assert driver.counts().done == 2  # written at once: jobs are held behind it
+    second = pf.next()
+    pf.ack_later(second)
+    assert driver.counts().done == 2  # a held job's ack waits for the next call
+    pf.close(driver.release)
+    counts = driver.counts()
+    assert (counts.done, counts.waiting, counts.reserved) == (3, 1, 0)
+
+
 def test_close_writes_the_acks_and_releases_the_held_jobs_uncounted(make):
     driver = make()
     ids = [driver.push(b"x", ttr=60) for _ in range(6)]
@@ -205,14 +227,23 @@ def test_a_drain_takes_and_acks_its_jobs_in_batches(make):
         return fused(acks, k, **kw)
 
     driver.ack_and_reserve_many = counted  # type: ignore[method-assign]
+    single = driver.ack
+    heads: list[int] = []
+
+    def ack(r):
+        heads.append(r.job_id)
+        return single(r)
+
+    driver.ack = ack  # type: ignore[method-assign]
     ticks = itertools.count()
     worker = Worker(q, isolate=False, install_signals=False, heartbeat=0,
                     clock=lambda: next(ticks) * 1e-5)  # every job takes 10 µs by this clock
     assert worker.run() == 0 and worker.jobs == n
     counts = driver.counts()
     assert (counts.done, counts.reserved, counts.waiting) == (n, 0, 0)
-    assert sum(a for a, _ in calls) == n  # every ack written, each once
-    assert len(calls) <= n // MAX_BATCH + 3  # one round trip per batch, not per job
+    assert sum(a for a, _ in calls) + len(heads) == n  # every ack written, each once
+    # per batch: the ack of its first job (never deferred past a start) and one call for the rest
+    assert len(calls) <= n // MAX_BATCH + 3 and len(heads) <= n // MAX_BATCH + 3
 
 
 def test_a_concurrent_worker_holds_jobs_ahead_and_a_limit_leaves_none_held(make):
