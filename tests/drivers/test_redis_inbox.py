@@ -266,6 +266,30 @@ def test_a_paused_queue_starts_nothing_pushed_to_its_inbox(make):
     assert r is not None and r.job_id == job_id
 
 
+def test_a_worker_blocked_on_a_paused_queue_is_woken_by_a_push_but_starts_nothing(make):
+    driver = make()
+    driver.pause()
+    waiter, name = named_waiter(driver)
+    found: list[Any] = []
+    thread = threading.Thread(target=lambda: found.append(waiter.reserve(timeout=30)))
+    thread.start()
+    try:
+        wait_for(lambda: blocked_in_blmove(driver, name), what="the reserve to block")
+        job_id = driver.push(b"x", ttr=60)
+
+        def back_to_sleep() -> bool:  # its BLMOVE took the entry, its reserve stored it and took nothing
+            return (driver.client.llen(key(driver, "stage")) == 0 and entries(driver) == []
+                    and driver.client.hexists(key(driver, "meta"), job_id) and blocked_in_blmove(driver, name))
+
+        wait_for(back_to_sleep, what="the woken worker to store the job and block again")
+        assert found == [] and driver.status(job_id) is JobStatus.WAITING
+        driver.resume()
+    finally:
+        thread.join(35)
+    assert found and found[0] is not None and found[0].job_id == job_id
+    waiter.client.close()
+
+
 class DropOneReply:
     """A TCP proxy to a Redis that, once armed, forwards the next command and drops its reply (and
     the connection): a push that landed but whose client never heard so."""
