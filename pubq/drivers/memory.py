@@ -44,9 +44,10 @@ from .base import (
 )
 from .limiter import KeyState
 from .memory_limits import MemoryLimits
+from .memory_presence import MemoryPresence
 from .memory_throughput import MemoryThroughput
 from .memory_unique import MemoryUniqueMixin
-from .ops_codec import CANCELLED_CLASS, PROGRESS_MESSAGE_MAX, clamp_fraction
+from .ops_codec import CANCELLED_CLASS
 
 _WAITING, _DELAYED, _RESERVED = JobStatus.WAITING, JobStatus.DELAYED, JobStatus.RESERVED
 
@@ -94,7 +95,7 @@ class _Unsettled:
     settle_by: float
 
 
-class MemoryDriver(MemoryLimits, MemoryUniqueMixin, MemoryThroughput, BaseDriver):
+class MemoryDriver(MemoryPresence, MemoryLimits, MemoryUniqueMixin, MemoryThroughput, BaseDriver):
     """One queue held in this process's memory; safe to share between threads."""
 
     def __init__(
@@ -440,18 +441,6 @@ class MemoryDriver(MemoryLimits, MemoryUniqueMixin, MemoryThroughput, BaseDriver
             full = bool(rows) and len(rows) == limit and start + limit < len(keyed)
             return JobPage(jobs, rows[-1][1] if full else None)
 
-    def pause(self) -> None:
-        with self._cond:
-            self._paused = True
-
-    def resume(self) -> None:
-        with self._cond:
-            self._paused = False
-            self._cond.notify_all()
-
-    def paused(self) -> bool:
-        return self._paused
-
     def cancel(self, job_id: int, reason: str = "") -> CancelResult:
         with self._cond:
             job = self._jobs.get(job_id)
@@ -478,43 +467,6 @@ class MemoryDriver(MemoryLimits, MemoryUniqueMixin, MemoryThroughput, BaseDriver
             r = Reservation(job_id, job.payload, job.attempt, job.ttr, settle_by, job.lease, job.priority,
                             job.pushed_at)
             return CancelResult(CancelState.CANCELLED, r)
-
-    def cancel_requested(self, r: Reservation) -> str | None:
-        with self._cond:
-            job = self._held.get(r.job_id)
-            return job.cancel_reason if job is not None else None
-
-    def progress(self, r: Reservation, fraction: float, message: str = "") -> bool:
-        with self._cond:
-            job = self._holding(r)
-            if job is None:
-                return False
-            job.progress, job.progress_message = clamp_fraction(fraction), (message or "")[:PROGRESS_MESSAGE_MAX]
-            return True
-
-    def heartbeat(self, info: WorkerInfo) -> None:
-        with self._cond:
-            self._workers[info.worker_id] = (info, self._clock())
-
-    def unregister_worker(self, worker_id: str) -> None:
-        with self._cond:
-            self._workers.pop(worker_id, None)
-
-    def workers(self, *, sweep: bool = True) -> list[WorkerInfo]:
-        with self._cond:
-            now = self._clock()
-            if sweep:
-                for wid, (info, seen) in list(self._workers.items()):
-                    if now > seen + info.ttl:
-                        del self._workers[wid]
-            live = [e for e in self._workers.values() if now <= e[1] + e[0].ttl]
-            rows = sorted(live, key=lambda e: (e[0].started_at, e[0].worker_id))
-            out = []
-            for info, seen in rows:
-                read = WorkerInfo.from_json(info.to_json(), seen, now)
-                if read is not None:
-                    out.append(read)
-            return out
 
     # -- internals (caller holds the lock) -----------------------------------------------
 
