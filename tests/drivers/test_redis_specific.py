@@ -156,6 +156,32 @@ def test_a_blocked_reserve_wakes_on_push_not_at_its_timeout(make):
     waiter.client.close()
 
 
+def test_a_woken_reserve_takes_its_job_in_the_wake_up_reply_and_after_a_script_flush(make):
+    # the blocking move and the reserve script go in one pipeline: Redis runs the script once the
+    # move is served. A SCRIPT FLUSH while blocked makes that EVALSHA fail: the job is still taken.
+    name = f"pubq-test-{uuid.uuid4().hex[:10]}"
+    producer = make()
+    waiter = RedisDriver(redis.Redis.from_url(REDIS_URL, client_name=name), producer.channel)
+    found: list[Any] = []
+    try:
+        for flush in (False, True):
+            thread = threading.Thread(target=lambda: found.append(waiter.reserve(timeout=20)))
+            thread.start()
+            try:
+                wait_for(lambda: any(c.get("name") == name and c.get("cmd") == "blmove"
+                                     for c in producer.client.client_list()), what="the reserve to block")
+                if flush:
+                    producer.client.script_flush()
+                job_id = producer.push(b"flushed" if flush else b"plain", ttr=60)
+            finally:
+                thread.join(25)
+            assert found[-1] is not None and found[-1].job_id == job_id
+            assert found[-1].payload == (b"flushed" if flush else b"plain")
+        assert producer.counts().reserved == 2 and producer.counts().waiting == 0
+    finally:
+        waiter.client.close()
+
+
 def test_wake_markers_are_capped(make):
     driver = make(wake_cap=5)
     driver.push_many([PushItem(b"x", 60) for _ in range(20)])  # stored by the script: markers
