@@ -159,9 +159,11 @@ def test_a_blocked_reserve_wakes_on_push_not_at_its_timeout(make):
 def test_a_woken_reserve_takes_its_job_in_the_wake_up_reply_and_after_a_script_flush(make):
     # the blocking move and the reserve script go in one pipeline: Redis runs the script once the
     # move is served. A SCRIPT FLUSH while blocked makes that EVALSHA fail: the job is still taken.
+    # a server of our own: SCRIPT FLUSH on the shared one would hit other tests' scripts mid-call
+    server = PrivateRedis().start()
     name = f"pubq-test-{uuid.uuid4().hex[:10]}"
-    producer = make()
-    waiter = RedisDriver(redis.Redis.from_url(REDIS_URL, client_name=name), producer.channel)
+    producer = RedisDriver(server.url, unique_channel("woken"))
+    waiter = RedisDriver(redis.Redis.from_url(server.url, client_name=name), producer.channel)
     found: list[Any] = []
     try:
         for flush in (False, True):
@@ -180,6 +182,8 @@ def test_a_woken_reserve_takes_its_job_in_the_wake_up_reply_and_after_a_script_f
         assert producer.counts().reserved == 2 and producer.counts().waiting == 0
     finally:
         waiter.client.close()
+        producer.close()
+        server.stop()
 
 
 def test_wake_markers_are_capped(make):
@@ -216,13 +220,18 @@ def test_a_job_whose_payload_was_deleted_under_it_is_skipped(make):
     assert driver.counts().waiting == 0
 
 
-def test_scripts_are_reloaded_after_script_flush(make):
-    driver = make()
-    driver.push(b"before", ttr=60)
-    driver.client.script_flush()
-    assert driver.push(b"after", ttr=60) == 2
-    r = driver.reserve()
-    assert r is not None and r.payload == b"before"
+def test_scripts_are_reloaded_after_script_flush():
+    # a server of our own: SCRIPT FLUSH on the shared one would hit other tests' scripts mid-call
+    with PrivateRedis() as server:
+        driver = RedisDriver(server.url, unique_channel())
+        try:
+            driver.push(b"before", ttr=60)
+            driver.client.script_flush()
+            assert driver.push(b"after", ttr=60) == 2
+            r = driver.reserve()
+            assert r is not None and r.payload == b"before"
+        finally:
+            driver.close()
 
 
 def test_payloads_stay_bytes_and_a_decoding_client_is_refused(make):
