@@ -138,6 +138,8 @@ class Prefetch:
             self._acks.append(r)
             if self._acks_since is None:
                 self._acks_since = self.clock()
+                if not self._held:
+                    return  # no job runs before the next call, which writes it: the flusher sleeps on
                 if self._flusher is None:
                     self._flusher = threading.Thread(target=self._flush_main, name="pubq-ack-flusher",
                                                      daemon=True)

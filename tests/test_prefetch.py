@@ -163,13 +163,19 @@ def test_a_held_job_reclaimed_before_it_starts_is_skipped(make):
 
 def test_acks_are_written_when_the_next_job_runs_past_the_window(make):
     driver = make()
-    driver.push(b"x", ttr=60)
+    for _ in range(4):
+        driver.push(b"x", ttr=60)
     refused: list[int] = []
     pf = Prefetch(driver, grace=0, on_refused=lambda r: refused.append(r.job_id), window=0.05)
-    r = pf.next()
-    pf.ack_later(r)  # ... and the worker's next job runs long: the flusher writes it
-    wait_until(lambda: driver.counts().done == 1, message="the flusher to write the ack")
-    assert driver.counts().reserved == 0 and refused == []
+    r1 = pf.next()
+    pf.ack_later(r1)  # nothing held: written by the next call
+    r2 = pf.next()  # writes it, takes the three others (two held)
+    assert len(pf._held) == 2 and driver.counts().done == 1
+    pf.ack_later(r2)  # the first of a take: written at once
+    r3 = pf.next()
+    pf.ack_later(r3)  # ... and the worker's next job runs long: the flusher writes it
+    wait_until(lambda: driver.counts().done == 3, message="the flusher to write the ack")
+    assert driver.counts().reserved == 1 and refused == []
     pf.close(driver.release)
 
 
