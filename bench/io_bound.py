@@ -51,11 +51,16 @@ class _Slow(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    #: The listen backlog. A class attribute: the constructor already listens (set on the instance
+    #: afterwards it was ignored and the backlog stayed 5, so a burst of connects lost SYNs and those
+    #: jobs waited for TCP's 1, 3, 7 s retransmits: what penalised whichever system starts jobs in bursts).
+    request_queue_size = 1024
+
+
 def serve_http(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Slow)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
-    server.serve_forever()
+    _Server(("127.0.0.1", port), _Slow).serve_forever()
 
 
 def worker_main(args: argparse.Namespace) -> None:
