@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -24,3 +25,21 @@ def _stop_redis_topologies() -> Iterator[None]:
     from tests.topology import stop_session_topologies
 
     stop_session_topologies()
+
+
+@pytest.fixture
+def make_redis(tmp_path) -> Iterator[Callable[..., Any]]:
+    """RedisDriver factory on the shared test Redis (``tests.drivers.backends.open_redis``); each
+    driver's queue is cleared and its keys deleted after the test."""
+    from tests.drivers.backends import open_redis
+
+    cleanups: list[Callable[[], None]] = []
+
+    def make(**opts: Any) -> Any:
+        driver, cleanup = open_redis(tmp_path, **opts)
+        cleanups.append(cleanup)
+        return driver
+
+    yield make
+    for cleanup in reversed(cleanups):
+        cleanup()

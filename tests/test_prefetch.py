@@ -8,8 +8,7 @@ never wait past their window, a stop releases what is held, and a drain batches 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -18,23 +17,13 @@ from pubq.drivers.records import Policy
 from pubq.drivers.redis import RedisDriver
 from pubq.prefetch import MAX_BATCH, STALE, Prefetch
 from pubq.worker import Worker
-from tests.drivers.backends import open_redis
 from tests.helpers import make_queue, wait_until
 from tests.sample_jobs import NoopJob
 
 
 @pytest.fixture
-def make(tmp_path) -> Iterator[Callable[..., RedisDriver]]:
-    cleanups: list[Callable[[], None]] = []
-
-    def make(**opts: Any) -> RedisDriver:
-        driver, cleanup = open_redis(tmp_path, **opts)
-        cleanups.append(cleanup)
-        return driver
-
-    yield make
-    for cleanup in reversed(cleanups):
-        cleanup()
+def make(make_redis: Callable[..., RedisDriver]) -> Callable[..., RedisDriver]:
+    return make_redis
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from pubq.drivers.base import CancelState, FailureInfo, JobStatus, PushItem
 from pubq.drivers.redis import RedisDriver
 from pubq.drivers.redis_inbox import MAX_EXTRA, pack
 from pubq.worker import Worker
-from tests.drivers.backends import REDIS_URL, open_redis
+from tests.drivers.backends import REDIS_URL
 from tests.drivers.test_redis_specific import wait_for
 from tests.helpers import PrivateRedis, make_queue
 
@@ -30,17 +30,8 @@ NOOP = b'{"job": "tests.Noop", "args": {}}'
 
 
 @pytest.fixture
-def make(tmp_path) -> Iterator[Callable[..., RedisDriver]]:
-    cleanups: list[Callable[[], None]] = []
-
-    def make(**opts: Any) -> RedisDriver:
-        driver, cleanup = open_redis(tmp_path, **opts)
-        cleanups.append(cleanup)
-        return driver
-
-    yield make
-    for cleanup in reversed(cleanups):
-        cleanup()
+def make(make_redis: Callable[..., RedisDriver]) -> Callable[..., RedisDriver]:
+    return make_redis
 
 
 def key(driver: RedisDriver, name: str) -> str:

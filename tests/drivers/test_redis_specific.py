@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +27,15 @@ from redis.crc import key_slot
 from pubq.drivers.base import FailureInfo, FollowUpFailure, JobStatus, PushItem
 from pubq.drivers.redis import KEY_NAMES, RedisDriver
 from pubq.errors import BackendUnavailableError, DriverError
-from tests.drivers.backends import REDIS_URL, open_redis, unique_channel
+from tests.drivers.backends import REDIS_URL, unique_channel
 from tests.helpers import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def make(tmp_path) -> Iterator[Callable[..., RedisDriver]]:
-    cleanups: list[Callable[[], None]] = []
-
-    def make(**opts: Any) -> RedisDriver:
-        driver, cleanup = open_redis(tmp_path, **opts)
-        cleanups.append(cleanup)
-        return driver
-
-    yield make
-    for cleanup in reversed(cleanups):
-        cleanup()
+def make(make_redis: Callable[..., RedisDriver]) -> Callable[..., RedisDriver]:
+    return make_redis
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
