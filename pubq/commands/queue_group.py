@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import re
 import sys
@@ -54,6 +55,7 @@ def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: in
     from ..worker import Worker
 
     _configure_worker_logging()
+    _crash_tracebacks()
     queue = current_queue()
     attach_worker_metrics(queue, metrics_port, metrics_textfile)
     if not verbose:
@@ -65,6 +67,18 @@ def _start_worker(verbose: bool, isolate: bool, color: bool | None, max_jobs: in
     return Worker(queue, isolate=isolate, max_jobs=max_jobs, max_seconds=max_seconds, concurrency=concurrency,
                   memory_limit_mib=memory_limit, on_backend_lost=console.backend_lost,
                   on_backend_back=console.backend_back, on_put_back=console.put_back)
+
+
+def _crash_tracebacks() -> None:
+    """A worker that dies on a fatal signal (a C extension's crash) prints every thread's Python stack
+    on stderr first, so the crash can be traced (a stopping worker may leave threads blocked in a
+    hung backend's socket)."""
+    if faulthandler.is_enabled() or sys.__stderr__ is None:
+        return
+    try:
+        faulthandler.enable(file=sys.__stderr__)
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind stderr
+        pass
 
 
 def _put_back_notice(event: Any) -> None:
