@@ -55,6 +55,8 @@ Sql = Statement | str
 
 #: How long one operation keeps retrying deadlocks / lock timeouts / SQLITE_BUSY (seconds).
 RETRY_BUDGET = 30.0
+#: Seconds a new SQLite connection keeps retrying pragmas refused with "database is locked".
+SQLITE_OPEN_WAIT = 10.0
 
 # -- errors -------------------------------------------------------------------------------------
 
@@ -248,16 +250,28 @@ class DbConnection:
         """A cursor on this thread's connection, connecting and setting it up when needed."""
         db = self.db
         if db.is_closed():
-            try:
-                db.connect()
-            except Exception as exc:
-                raise DriverError(
-                    f"cannot connect to the queue database {self.url}: {first_line(exc)}"
-                ) from exc
+            self._connect(db)
         conn = db.connection()
         if getattr(self._local, "conn", None) is not conn:
             self._setup(conn)
         return conn.cursor()
+
+    def _connect(self, db: Any) -> None:
+        """Open this thread's connection. SQLite's connection pragmas can meet "database is locked"
+        without its busy handler ever waiting (several processes opening a fresh file while one of
+        them switches it to WAL): that is retried, backing off, for up to :data:`SQLITE_OPEN_WAIT`."""
+        deadline = time.monotonic() + SQLITE_OPEN_WAIT
+        delay = 0.01
+        while True:
+            try:
+                db.connect()
+                return
+            except Exception as exc:
+                if self.kind == "sqlite" and "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(delay * random.uniform(0.5, 1.5))
+                    delay = min(delay * 2, 0.2)
+                    continue
+                raise DriverError(f"cannot connect to the queue database {self.url}: {first_line(exc)}") from exc
 
     def _setup(self, conn: Any) -> None:
         try:

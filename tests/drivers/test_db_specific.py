@@ -155,6 +155,29 @@ def _migrate_in_child(url: str, prefix: str, out: Any) -> None:
         out.put(("error", repr(exc)))
 
 
+def test_a_new_sqlite_connection_waits_out_a_lock_its_pragmas_meet(tmp_path):
+    # CI (2026-11-30): three schedulers released by a barrier onto a new SQLite file; one failed at
+    # connect with "database is locked", raised by the connection pragmas (the switch to WAL) without
+    # SQLite's busy handler waiting. Here the busy handler is off (?timeout=0) and another connection
+    # holds an exclusive lock for 0.5 s: the new connection retries until it is released.
+    import sqlite3
+
+    path = tmp_path / "locked.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    d = DbDriver(f"sqlite:///{path}?timeout=0", "locked")
+    try:
+        job_id = d.push(b"x", ttr=60)
+        assert d.counts().waiting == 1 and d.get(job_id) is not None
+    finally:
+        release.join()
+        d.close()
+        other.close()
+
+
 # -- many worker processes ----------------------------------------------------------------------
 
 
