@@ -164,8 +164,9 @@ def test_the_docs_show_requests_in_json_and_yaml():
 
 @pytest.mark.parametrize("where, doc", documented_requests(), ids=[w for w, _ in documented_requests()])
 def test_every_documented_request_passes_the_validator_and_the_schema(tmp_path, where, doc):
-    validate_request(copy.deepcopy(doc), init_settings(tmp_path))
-    VALIDATOR.validate(doc)
+    request = validate_request(copy.deepcopy(doc), init_settings(tmp_path))  # raises on any problem
+    assert request.uuid == doc["uuid"] and list(request.accounts) == [str(a) for a in doc["accounts"]]
+    assert list(VALIDATOR.iter_errors(doc)) == []
 
 
 def test_the_example_for_the_init_config_passes_both(tmp_path):
