@@ -12,8 +12,10 @@ import inspect
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import payload_json
 from .argtypes import arg_spec
 from .bounds import ATTEMPTS, TTR, UNIQUE_FOR, UNIQUE_UNTIL
 from .errors import ConfigError, InvalidJobError, UnknownJobError, UsageError
@@ -27,7 +29,6 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 #: short of the interpreter's recursion limit (a payload nested 100,000 deep is an invalid job).
 MAX_ARGS_DEPTH = 100
 #: Compact JSON that refuses NaN/Infinity and non-JSON types (checked by json itself, at C speed).
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class Job:
@@ -252,15 +253,14 @@ class JobRegistry:
         if not isinstance(args, dict):
             raise UsageError(f"arguments of {name} must be a JSON object")
         spec = arg_spec(cls)
-        unknown = [k for k in args if k not in spec.names]
-        if unknown:
+        # set operations, not comprehensions: no Python frame on the worker's cold path
+        if not spec.names.issuperset(args):
             if not dataclasses.is_dataclass(cls):
                 raise UsageError(f"{name} takes no arguments")
-            shown = sorted(k if isinstance(k, str) else f"<{type(k).__name__}>" for k in unknown)
+            shown = sorted(k if isinstance(k, str) else f"<{type(k).__name__}>" for k in args.keys() - spec.names)
             raise UsageError(f"{name}: unknown argument(s): {', '.join(shown)}")
-        missing = sorted(n for n in spec.required if n not in args)
-        if missing:
-            raise UsageError(f"{name}: missing argument(s): {', '.join(missing)}")
+        if not spec.required.issubset(args):
+            raise UsageError(f"{name}: missing argument(s): {', '.join(sorted(spec.required.difference(args)))}")
         problem = spec.problem(args)
         if problem is not None:
             raise UsageError(f"{name}: {problem}")
@@ -277,15 +277,20 @@ class JobRegistry:
             raise UsageError(f"{name}: the job refused its arguments: {_describe(exc)}") from None
 
     def encode(self, job: Job) -> bytes:
-        name = job.job_name()
-        if self._by_name.get(name) is not type(job):
-            raise UnknownJobError(f"job class {type(job).__qualname__} is not registered (name {name!r})")
-        args = job.to_args()
-        problem = arg_spec(type(job)).problem(args)
+        cls = type(job)
+        name = cls.name or job.job_name()
+        if self._by_name.get(name) is not cls:
+            raise UnknownJobError(f"job class {cls.__qualname__} is not registered (name {name!r})")
+        if cls.to_args is Job.to_args:  # to_args without its frames (a producer pushing now and then runs cold)
+            names = _arg_names(cls)
+            args = dict(zip(names, map(getattr, repeat(job), names), strict=True))
+        else:
+            args = job.to_args()
+        problem = arg_spec(cls).problem(args)
         if problem is not None:
             raise UsageError(f"{name}: {problem}")
         try:
-            return _dumps({"job": name, "args": args}).encode()
+            return payload_json.dumps({"job": name, "args": args}).encode()
         except UnicodeEncodeError:
             raise UsageError(f"{name}: arguments hold text that is not valid Unicode (a lone surrogate)") from None
         except (TypeError, ValueError, RecursionError):
@@ -298,7 +303,7 @@ class JobRegistry:
     def decode(self, payload: bytes) -> Job:
         """Payload bytes → job. Anything wrong raises :class:`InvalidJobError` with a clear reason."""
         try:
-            data = json.loads(payload)
+            data = payload_json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJobError(f"payload is not valid JSON: {exc}") from None
         except RecursionError:

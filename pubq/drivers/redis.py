@@ -113,7 +113,7 @@ SCRIPT_NAMES = (
     "push", "reserve", "reserve_many", "ack", "ack_reserve", "ack_reserve_many", "release", "extend", "retry_later",
     "fail", "settle", "unfail", "reclaim", "remove", "requeue_failed", "failed_purge", "failed_read", "get", "counts",
     "follow_up", "clear", "list", "cancel", "progress", "pause", "worker", "push_unique", "mark",
-    "limit_acquire", "limit_release", "throughput",
+    "limit_acquire", "limit_release", "throughput", "reserve_woken", "reserve_many_woken",
 )
 #: Keys every script gets; the last five (unique keys, their sweep, marks, limits, throughput) only
 #: push_unique, mark, the limit scripts, throughput and clear.
@@ -133,9 +133,23 @@ _LUA_DIR = Path(__file__).with_name("lua")
 _STATES = {b"w": JobStatus.WAITING, b"d": JobStatus.DELAYED, b"r": JobStatus.RESERVED, b"f": JobStatus.FAILED}
 
 
+#: The scripts a woken worker runs in its wake-up round trip (``_wait_then``): the reserve script of
+#: the same name with ``lua/_staged.lua``'s fast take in front, and how each calls it and shapes its reply.
+_WOKEN = {
+    "reserve_woken": ("reserve", "local taken = staged_take(ARGV[7], false)\n"
+                                 "if taken then return {1, unpack(taken)} end\n"),
+    "reserve_many_woken": ("reserve_many",
+                           "local taken = staged_take(ARGV[8], tonumber(ARGV[9] or 0) >= tonumber(ARGV[7]))\n"
+                           "if taken then return {'', taken} end\n"),
+}
+
+
 @cache
 def _lua(name: str) -> str:
     """The script ``name`` with the shared prelude in front (read once per process, not at import)."""
+    if name in _WOKEN:
+        base, call = _WOKEN[name]
+        return (_LUA_DIR / "_staged.lua").read_text() + call + _lua(base)
     return (_LUA_DIR / "_lib.lua").read_text() + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
 
 
@@ -343,6 +357,7 @@ class RedisDriver(RedisOperations, BaseDriver):
         client's pipeline cannot carry a blocking command: there the script is a second call."""
         client = self.client
         wait = max(wait, MIN_WAIT)
+        name += "_woken"  # the same script with the staged entry's fast take in front (lua/_staged.lua)
         try:
             if not isinstance(client, redis.Redis):
                 client.blmove(self._inbox_key, self._stage_key, wait, "RIGHT", "LEFT")
@@ -403,7 +418,7 @@ class RedisDriver(RedisOperations, BaseDriver):
 
     @staticmethod
     def _many(reply: Sequence[Any]) -> tuple[list[Reservation], float | None]:
-        found = [_reservation(row) for row in reply[1:]]
+        found = list(map(_reservation, reply[1:]))  # no comprehension frame: this is a woken worker's path
         return found, (float(reply[0]) if not found and reply[0] else None)
 
     def extend(self, r: Reservation, seconds: float) -> bool:
