@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pubq.drivers.base import CancelState, FailureInfo, JobStatus, PushItem
-from pubq.drivers.redis import RedisDriver
+from pubq.drivers.redis import KEY_NAMES, RedisDriver
 from pubq.drivers.redis_inbox import MAX_EXTRA, pack
 from pubq.worker import Worker
 from tests.drivers.backends import REDIS_URL
@@ -213,16 +213,76 @@ def test_an_unparseable_entry_becomes_a_failed_invalid_job_not_lost(make):
     driver = make()
     ok = driver.push(NOOP, ttr=60)
     driver.client.lpush(key(driver, "inbox"), b"not an entry")
-    driver.client.lpush(key(driver, "inbox"), pack(999_999, 60, 5, b"an id never reserved", 1.0))
+    driver.client.lpush(key(driver, "inbox"), b"0|60|5|1.0|an id that cannot be one")
     assert driver.counts().waiting == 3
     assert Worker(make_queue(driver), isolate=False, install_signals=False).run() == 0
     failed = {f.payload: f for f in driver.failed_list()}
-    assert set(failed) >= {b"not an entry", pack(999_999, 60, 5, b"an id never reserved", 1.0)}
-    for entry in (b"not an entry", pack(999_999, 60, 5, b"an id never reserved", 1.0)):
+    assert set(failed) >= {b"not an entry", b"0|60|5|1.0|an id that cannot be one"}
+    for entry in (b"not an entry", b"0|60|5|1.0|an id that cannot be one"):
         f = failed[entry]
         assert f.error_class == "InvalidJobError" and "inbox entry that does not parse" in f.message
-        assert f.job_id not in (ok, 999_999)
+        assert f.job_id not in (ok, 0)
     assert driver.counts().waiting == 0 and driver.status(ok) is JobStatus.DONE
+
+
+def test_a_block_that_outlived_a_lost_counter_still_pushes_jobs_and_raises_the_counter(make):
+    """Redis restarted without persistence, or a FLUSHALL: the producer's id block is above the
+    queue's counter. Its pushes are jobs under their ids, and later blocks start above them."""
+    driver = make()
+    for _ in range(4):
+        driver.push(NOOP, ttr=60)
+    driver.reserve_many(10)  # ingested and taken: the inbox is empty
+    for name in KEY_NAMES:  # everything is gone, the counter too (a restart without persistence)
+        driver.client.delete(key(driver, name))
+    job_id = driver.push(NOOP, ttr=60)
+    assert job_id > 1 and driver.counts().waiting == 1
+    assert int(driver.client.hget(key(driver, "stats"), "id")) >= job_id
+    r = driver.reserve()
+    assert r is not None and (r.job_id, r.payload, r.unreadable) == (job_id, NOOP, "")
+    assert driver.ack(r)
+    other = RedisDriver(driver.client, driver.channel)
+    assert other.push(NOOP, ttr=60) > job_id
+
+
+def test_a_block_that_outlived_a_rolled_back_counter_never_loses_a_job(make):
+    """A failover to a replica that missed a block's HINCRBY: another producer is handed the same
+    ids. Both jobs under one id are kept (the later one under a fresh id), none is taken for a
+    repeat; a true repeat (the same entry again) is still stored once."""
+    a = make()
+    for _ in range(4):
+        a.push(b"a-warm", ttr=60)
+    assert a.counts().waiting == 4  # ingested
+    first = a._inbox._next
+    assert a._inbox._last > first  # a holds ids first.. in its block
+    a.client.hset(key(a, "stats"), "id", first - 1)  # the counter rolled back below a's block
+    b = RedisDriver(a.client, a.channel)
+    b_id = b.push(b"from b", ttr=60)  # b's refill hands out `first` again
+    assert b_id == first and a.counts().waiting == 5  # b's job is stored under `first`
+    a_id = a.push(b"from a", ttr=60)
+    assert a_id == first
+    (entry,) = entries(a)
+    a.client.lpush(key(a, "inbox"), entry)  # a's push retried: the same entry twice
+    assert a.counts().waiting == 4 + 2
+    payloads = []
+    while (r := a.reserve()) is not None:
+        payloads.append(r.payload)
+        assert a.ack(r)
+    assert sorted(payloads) == sorted([b"a-warm"] * 4 + [b"from a", b"from b"])
+
+
+def test_the_same_id_twice_in_one_ingest_keeps_both_jobs_unless_it_is_the_same_entry(make):
+    driver = make()
+    driver.push(NOOP, ttr=60)
+    top = int(driver.client.hget(key(driver, "stats"), "id"))
+    twice = pack(top + 1, 60, 5, b"one", 1.0)
+    driver.client.lpush(key(driver, "inbox"), twice, twice, pack(top + 1, 60, 5, b"another", 1.0))
+    assert driver.counts().waiting == 1 + 2
+    got = []
+    while (r := driver.reserve()) is not None:
+        got.append((r.job_id, r.payload))
+        assert driver.ack(r)
+    ids = {p: i for i, p in got}
+    assert len(got) == 3 and ids[b"one"] == top + 1 and ids[b"another"] > top + 1
 
 
 def test_a_forked_child_never_reuses_its_parents_ids(make):

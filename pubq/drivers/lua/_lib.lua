@@ -134,14 +134,12 @@ local function backlog()
   return n
 end
 
--- One entry as {id, ttr, priority, pushed, payload}; nil when it does not parse or names an id this
--- queue never reserved (`top`: the highest one); {id, false, meta, payload} when its numbers are out
--- of any range (stored under its id as an unreadable job, so the producer's id finds its failure).
-local function parse_entry(e, top)
+-- One entry as {id, ttr, priority, pushed, payload}; nil when it does not parse; {id, false, meta,
+-- payload} when its numbers are out of any range (stored under its id as an unreadable job, so the
+-- producer's id finds its failure).
+local function parse_entry(e)
   local _, stop, id, ttr, prio, pushed = string.find(e, '^(%d+)|(-?%d+)|(-?%d+)|([^|]*)|')
-  if not id or #id > 15 then return nil end
-  local n = tonumber(id)
-  if n < 1 or n > top then return nil end
+  if not id or #id > 15 or tonumber(id) < 1 then return nil end
   if #ttr > 15 or #prio > 15 or #pushed > 24 or string.find(ttr .. prio, '-', 1, true) or
       not string.find(pushed, '^%d+%.?%d*$') then
     return {id, false, BAD_ENTRY .. ': ' .. string.sub(e, 1, math.min(stop, 120)), string.sub(e, stop + 1)}
@@ -149,12 +147,28 @@ local function parse_entry(e, top)
   return {id, ttr, prio, pushed, string.sub(e, stop + 1)}
 end
 
+-- Whether a stored job (its raw meta) is the one this entry pushed: the same producer clock and the
+-- same payload. An id block outlives its queue's counter when the counter is lost or rolled back
+-- (a restart without persistence, FLUSHALL, a failover to a replica that missed the block's
+-- HINCRBY): another producer's block may then hold the same ids, and its job must not be taken
+-- for a repeat of this one.
+local function same_push(id, raw, job)
+  if not job[2] then  -- numbers out of range: stored with its BAD_ENTRY meta as it came
+    return raw == job[3] and redis.call('HGET', K_PAYLOAD, id) == job[4]
+  end
+  local pushed = string.match(raw, '^[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
+  return pushed == job[4] and redis.call('HGET', K_PAYLOAD, id) == job[5]
+end
+
 -- Move up to `limit` entries into the structures: the stage first, then the inbox, each from its
 -- right end (oldest first), each stored as push.lua stores a waiting job (a fresh seq, so FIFO
--- holds across both lists). An entry whose id already has a meta is skipped (a push retried after
--- a lost reply is stored once); one that does not parse is stored under a fresh id with the raw
--- entry as payload and BAD_ENTRY as meta, never dropped (#11); markers are dropped. Returns the
--- number of jobs stored (the caller wakes sleepers for those it does not take).
+-- holds across both lists). An entry whose id is stored already as the same push is skipped (a
+-- push retried after a lost reply is stored once); one whose id holds another job (an id block
+-- that outlived a lost counter, see same_push) is stored under a fresh id; one that does not
+-- parse is stored under a fresh id with the raw entry as payload and BAD_ENTRY as meta, never
+-- dropped (#11); markers are dropped. An id above the queue's counter raises the counter to it,
+-- so no block handed out later holds it again. Returns the number of jobs stored (the caller wakes
+-- sleepers for those it does not take).
 local function ingest(limit)
   if redis.call('EXISTS', K_INBOX, K_STAGE) == 0 then return 0 end
   local top = tonumber(redis.call('HGET', K_STATS, 'id') or 0)
@@ -164,44 +178,66 @@ local function ingest(limit)
       local entries = redis.call('RPOP', key, math.min(limit, 500))
       if not entries then break end
       limit = limit - #entries
-      local jobs, ids, bad = {}, {}, 0
+      -- a job with id false gets a fresh id: {false, ttr, prio, pushed, payload} (another producer's
+      -- job under an id already used) or {false, false, meta, payload} (stored as an unreadable job)
+      local jobs, ids, high = {}, {}, top
       for _, e in ipairs(entries) do
         if e == '~' then
           markers = markers + 1
         else
-          local job = parse_entry(e, top)
-          if job and not seen[job[1]] then
-            seen[job[1]] = true
+          local job = parse_entry(e)
+          if not job then
+            jobs[#jobs + 1] = {false, false, BAD_ENTRY, e}
+          elseif seen[job[1]] then
+            -- the same id twice in one ingest: a repeat is dropped, another producer's job is kept
+            local first = seen[job[1]]
+            if first[2] ~= job[2] or first[3] ~= job[3] or first[4] ~= job[4] or first[5] ~= job[5] then
+              jobs[#jobs + 1] = {false, job[2], job[3], job[4], job[5]}
+            end
+          else
+            seen[job[1]] = job
             jobs[#jobs + 1] = job
             ids[#ids + 1] = job[1]
-          elseif not job then
-            bad = bad + 1
-            jobs[#jobs + 1] = {false, e}
+            if tonumber(job[1]) > high then high = tonumber(job[1]) end
           end
         end
       end
-      -- one HMGET per batch: an id stored already (by an earlier ingest) is a repeat
+      if high > top then
+        top = high
+        redis.call('HSET', K_STATS, 'id', int(top))
+      end
+      -- one HMGET per batch: an id stored already (by an earlier ingest) is a repeat or a collision
       local known = #ids > 0 and redis.call('HMGET', K_META, unpack(ids)) or {}
-      local k, keep = 0, {}
+      local k, keep, fresh = 0, {}, 0
       for _, job in ipairs(jobs) do
         if job[1] then
           k = k + 1
-          if not known[k] then keep[#keep + 1] = job end
+          if not known[k] then
+            keep[#keep + 1] = job
+          elseif not same_push(job[1], known[k], job) then
+            keep[#keep + 1] = {false, job[2], job[3], job[4], job[5]}
+            fresh = fresh + 1
+          end
         else
           keep[#keep + 1] = job
+          fresh = fresh + 1
         end
       end
       if #keep > 0 then
         local seq = redis.call('HINCRBY', K_STATS, 'seq', #keep) - #keep
-        local fresh = bad > 0 and redis.call('HINCRBY', K_STATS, 'id', bad) - bad or 0
+        if fresh > 0 then
+          top = redis.call('HINCRBY', K_STATS, 'id', fresh)
+          fresh = top - fresh
+        end
         local payloads, metas, members = {}, {}, {}
         for _, job in ipairs(keep) do
           seq = seq + 1
           local id, meta, prio, payload = job[1], job[3], 0, job[4]
           if not id then
             fresh = fresh + 1
-            id, meta, payload = int(fresh), BAD_ENTRY, job[2]
-          elseif job[2] then
+            id = int(fresh)
+          end
+          if job[2] then
             meta = 'w|0|' .. job[2] .. '|' .. job[3] .. '|' .. job[4] .. '|' .. int(seq) .. '||0'
             prio, payload = job[3], job[5]
           end
@@ -236,7 +272,7 @@ local function find(id)
   local m, raw = meta_get(id)
   if m or raw then return m, raw, 0 end
   local n = tonumber(id)
-  if not n or n < 1 or n > tonumber(redis.call('HGET', K_STATS, 'id') or 0) then return nil, nil, 0 end
+  if not n or n < 1 then return nil, nil, 0 end
   if redis.call('EXISTS', K_INBOX, K_STAGE) == 0 then return nil, nil, 0 end
   ingest_read()
   m, raw = meta_get(id)

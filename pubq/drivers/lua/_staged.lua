@@ -9,8 +9,9 @@
 -- entry, live fields, one seq), and takes nothing unless all of these hold; otherwise nil, and the
 -- script goes on to the full path: the stage holds exactly this entry and the inbox nothing; the
 -- queue is not paused; nothing waits (a job of a higher priority, or older, may); no delayed job is
--- due; the entry parses as a job entry in every range ingest() checks, names an id this queue gave
--- out, and that id has no meta yet (a repeated push: ingest() drops it).
+-- due; the entry parses as a job entry in every range ingest() checks, its id is not above the
+-- queue's id counter (ingest() raises the counter) and has no meta yet (a repeated push, or another
+-- producer's job under the same id: ingest() tells them apart).
 -- KEYS: the fixed list in _lib.lua. ARGV: the head (4: grace). `ahead`: held ahead of its start (the
 -- ':a' live flag, as reserve() sets it).
 local function staged_take(holder, ahead)
