@@ -3,8 +3,10 @@
 Why: a plain push (no delay, no durability) must cost one plain command to reach a list-based
 queue's push rate (issue 17): ``LPUSH {ch}:inbox <entry>``, no script. Its id cannot come from the
 server in that command, so each driver reserves ids ahead in blocks (push.lua's ``extra``): the
-first refill reserves none beyond the job's own (a one-shot CLI push wastes no id), then 1, 3, 7 ...
-up to :data:`MAX_EXTRA`, so a busy producer pays one script call per 256 pushes. Ids stay unique
+first refill reserves none beyond the job's own (a one-shot CLI push wastes no id), every later one
+:data:`MAX_EXTRA`, so a producer pays one script call per 256 pushes from its second push on (blocks
+that grew 1, 3, 7 ... made each 2^k-th of a new producer's first pushes a script call: a few per
+cent of a latency run's pickups, its p99). Ids stay unique
 (every block comes from the queue's ``id`` counter) and increasing per producer (a script push or
 a clear drops the rest of the block), but no longer dense nor in push order across producers;
 the order jobs run in is the seq the ingest gives (lua/_lib.lua).
@@ -70,14 +72,14 @@ class Inbox:
         self._unsent[threading.get_ident()] = (payload, ttr, priority, job_id, entry)
 
     def extra(self) -> int:
-        """Ids to reserve beyond the job's own at this refill: 0, 1, 3, 7 ... MAX_EXTRA."""
+        """Ids to reserve beyond the job's own at this refill: 0 the first time, then MAX_EXTRA."""
         with self._lock:
             extra = self._extra
-            self._extra = min(2 * extra + 1, MAX_EXTRA)
+            self._extra = MAX_EXTRA
         return extra
 
     def drop(self) -> None:
-        """Forget the block (and start growing again from 0): the driver's script pushes and clear
+        """Forget the block (the next refill reserves none beyond its job): the driver's script pushes and clear
         take ids from the counter itself, past the block, so this producer's ids stay increasing."""
         with self._lock:
             self._next, self._last, self._extra = 1, 0, 0

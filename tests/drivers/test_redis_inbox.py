@@ -57,26 +57,28 @@ def blocked_in_blmove(driver: RedisDriver, *names: str) -> bool:
     return all(cmds.get(n) == "blmove" for n in names)
 
 
-def test_a_plain_push_is_one_inbox_entry_and_ids_come_from_growing_blocks(make):
+def test_a_plain_push_is_one_inbox_entry_and_ids_come_from_blocks(make):
     driver = make()
     ids = [driver.push(b"p%d" % i, ttr=60, priority=7) for i in range(12)]
     assert ids == list(range(1, 13))
     entries = inbox(driver)[::-1]  # oldest first
     assert [e.split(b"|")[:3] for e in entries] == [[b"%d" % i, b"60", b"7"] for i in ids]
     assert all(e.endswith(b"|p%d" % n) for n, e in enumerate(entries))
-    # refills at the 1st, 2nd, 4th, 8th push took 1, 2, 4, 8 ids: 15 reserved, 12 used
-    assert int(driver.client.hget(key(driver, "stats"), "id")) == 15
+    # refills at the 1st and 2nd push took 1 and MAX_EXTRA + 1 ids; 12 used
+    assert int(driver.client.hget(key(driver, "stats"), "id")) == 1 + MAX_EXTRA + 1
     assert driver.counts().waiting == 12
     assert [driver.reserve().job_id for _ in ids] == ids  # type: ignore[union-attr]
 
 
-def test_the_id_block_stops_growing_at_its_cap(make):
+def test_a_one_shot_push_reserves_no_spare_id_and_a_busy_producer_refills_every_256(make):
     driver = make()
-    for _ in range(600):
+    driver.push(b"x", ttr=60)
+    assert int(driver.client.hget(key(driver, "stats"), "id")) == 1
+    for _ in range(599):
         driver.push(b"x", ttr=60)
     reserved = int(driver.client.hget(key(driver, "stats"), "id"))
-    # 1 + 2 + 4 + ... + 256 = 511 ids for the first 511 pushes, then blocks of 256
-    assert reserved == 511 + (MAX_EXTRA + 1)
+    # 1 id for the first push, then blocks of 256 at the 2nd, 258th and 514th
+    assert reserved == 1 + 3 * (MAX_EXTRA + 1)
 
 
 def test_fifo_holds_across_stage_and_inbox(make):
