@@ -174,6 +174,16 @@ def _wait_counter(r: redis.Redis, target: int, timeout: float, w: WorkerProc) ->
         time.sleep(0.02)
 
 
+def _wait_latencies(r: redis.Redis, count: int, w: WorkerProc, timeout: float = 5.0) -> None:
+    """The body counts a job (INCR) before it records its latency (RPUSH): the counter can be
+    complete while the last job's latency is still on its way. Read only once every one is in."""
+    end = time.monotonic() + timeout
+    while r.llen(LATENCIES) < count:
+        if not w.alive() or time.monotonic() > end:
+            raise RunFailed(f"listen: {r.llen(LATENCIES)} of {count} latencies recorded")
+        time.sleep(0.001)
+
+
 def latency(r: redis.Redis, adapter: Adapter, cfg: Cfg, rates: list[tuple[float, float]]) -> dict[str, Any]:
     """An idle listening worker; push at fixed rates; push time (in the job) -> job start, in ms."""
     w = WorkerProc(replace(cfg, stamp=False), "listen", rss=False).start()
@@ -194,6 +204,7 @@ def latency(r: redis.Redis, adapter: Adapter, cfg: Cfg, rates: list[tuple[float,
                     time.sleep(pause)
                 adapter.push_one(time.time())
             _wait_counter(r, expected, 30 + seconds * 5, w)
+            _wait_latencies(r, count, w)
             lat = [float(x) * 1000 for x in r.lrange(LATENCIES, 0, -1)]
             r.delete(LATENCIES)
             key = f"{rate:g}"
