@@ -97,6 +97,7 @@ from .redis_replies import (
     _reservation,
     _wrap,
 )
+from .redis_wait import FoundNone
 from .unique import RECHECK, SWEEP, check_spec
 
 log = logging.getLogger("pubq.driver")
@@ -200,6 +201,8 @@ class RedisDriver(RedisOperations, BaseDriver):
         self._scripts: dict[str, Any] = {}
         #: Longest single BLMOVE: under the client's socket timeout, if it has one.
         self._max_wait: float | None = None
+        #: This thread's last take that found nothing, for the blocking call that follows it.
+        self._found_none = FoundNone()
         if not self._ref.owned:
             self.client  # noqa: B018 - a client handed in is checked now
 
@@ -329,6 +332,7 @@ class RedisDriver(RedisOperations, BaseDriver):
 
     def reserve(self, timeout: float = 0, *, holder: str = "") -> Reservation | None:
         """Non-blocking reserve script; while nothing is due, block in BLMOVE and try again."""
+        self._found_none.take()
         found, next_due = self._reserved(self._run("reserve", holder))
         if found is not None or timeout <= 0:
             return found
@@ -383,15 +387,27 @@ class RedisDriver(RedisOperations, BaseDriver):
 
     def ack_and_reserve(self, r: Reservation, *, holder: str = "") -> tuple[bool, Reservation | None]:
         """The worker's hot path: one round trip per job."""
+        self._found_none.take()
         reply = self._run_durable("ack_reserve", "ack", r.job_id, r.token, holder, job_id=r.job_id)
         return reply[0] == 1, self._reserved(reply[1:])[0]
 
     def reserve_many(self, n: int, timeout: float = 0, *, holder: str = "", ahead: int = 0) -> list[Reservation]:
-        """One script for up to ``n`` jobs; while nothing is due, block in BLMOVE and try again."""
+        """One script for up to ``n`` jobs; while nothing is due, block in BLMOVE and try again.
+
+        A blocking call right after this thread's last take found nothing (a prefetching worker's
+        ``ack_and_reserve_many``, then its wait) goes straight to the BLMOVE with that take's
+        next-due time: a second look would see what the first saw, and anything that becomes due
+        in between wakes the BLMOVE (an inbox entry or a wake marker)."""
         if n < 1:
             return []
-        found, next_due = self._many(self._run("reserve_many", int(n), holder, int(ahead)))
+        checked = self._found_none.take()  # every take uses up the note, blocking or not
+        if checked is not None and timeout > 0:
+            found, next_due = [], checked
+        else:
+            found, next_due = self._many(self._run("reserve_many", int(n), holder, int(ahead)))
         if found or timeout <= 0:
+            if not found:
+                self._found_none.note(next_due)
             return found
         end = time.monotonic() + timeout
         while True:
@@ -412,9 +428,13 @@ class RedisDriver(RedisOperations, BaseDriver):
                              ahead: int = 0) -> tuple[list[bool], list[Reservation]]:
         """One script: the acks, then up to ``n`` reserves."""
         pairs = [v for r in acks for v in (r.job_id, r.token)]
+        self._found_none.take()
         reply = self._run_durable("ack_reserve_many", "ack", max(int(n), 0), holder, int(ahead), *pairs,
                                   job_id=acks[0].job_id if acks else None)
-        return [flag == 1 for flag in reply[0]], self._many(reply[1:])[0]
+        found, next_due = self._many(reply[1:])
+        if not found and n > 0:
+            self._found_none.note(next_due)
+        return [flag == 1 for flag in reply[0]], found
 
     @staticmethod
     def _many(reply: Sequence[Any]) -> tuple[list[Reservation], float | None]:

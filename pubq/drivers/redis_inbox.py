@@ -91,3 +91,4 @@ class Inbox:
         with self._lock:
             if self._next > self._last:
                 self._next, self._last = first + 1, first + extra
+

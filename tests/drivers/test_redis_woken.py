@@ -223,3 +223,61 @@ def test_the_fast_take_reserves_a_job_the_worker_can_run_and_ack(pair) -> None:
     assert woken.ack(r)
     assert woken.counts().done == 1
     assert woken.client.hgetall(k(woken, "meta")) == {}
+
+
+# -- the wait right after a take that found nothing ---------------------------------------------
+
+
+def calls(driver: RedisDriver, command: str) -> int:
+    return int(driver.client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_a_wait_right_after_an_empty_take_goes_straight_to_the_blmove(pair) -> None:
+    driver, _ = pair
+    assert driver.reserve_many(2, 0) == []
+    evalsha, blmove = calls(driver, "evalsha"), calls(driver, "blmove")
+    assert driver.reserve_many(2, 0.05) == []
+    # one BLMOVE and the woken script behind it; no second look before it
+    assert (calls(driver, "evalsha") - evalsha, calls(driver, "blmove") - blmove) == (1, 1)
+
+
+def test_a_wait_after_an_old_empty_take_looks_first(pair) -> None:
+    driver, _ = pair
+    assert driver.reserve_many(1, 0) == []
+    time.sleep(0.02)  # longer ago than FOUND_NONE_FRESH
+    evalsha = calls(driver, "evalsha")
+    assert driver.reserve_many(1, 0.05) == []
+    assert calls(driver, "evalsha") - evalsha == 2
+
+
+def test_a_take_that_found_a_job_leaves_no_note_for_the_wait(pair) -> None:
+    driver, _ = pair
+    assert driver.reserve_many(1, 0) == []
+    driver.push(PAYLOAD, ttr=60)
+    driver.push(PAYLOAD, ttr=60)
+    assert len(driver.reserve_many(1, 0)) == 1  # ingests both, takes one
+    driver.client.delete(k(driver, "inbox"))  # nothing left that would wake a BLMOVE
+    driver.client.hset(k(driver, "stats"), "markers", 0)
+    started = time.monotonic()
+    assert len(driver.reserve_many(1, 3.0)) == 1
+    assert time.monotonic() - started < 1.5, "the wait skipped its look and slept on a waiting job"
+
+
+def test_a_push_between_the_empty_take_and_the_wait_ends_the_wait(pair) -> None:
+    driver, _ = pair
+    assert driver.reserve_many(1, 0) == []
+    driver.push(PAYLOAD, ttr=60)
+    started = time.monotonic()
+    assert len(driver.reserve_many(1, 3.0)) == 1
+    assert time.monotonic() - started < 1.5
+
+
+def test_the_wait_keeps_the_empty_takes_next_due_time(pair) -> None:
+    driver, _ = pair
+    driver.push(PAYLOAD, ttr=60, delay=0.3)
+    driver.client.delete(k(driver, "inbox"))  # its wake marker: only the next-due time can end the wait
+    driver.client.hset(k(driver, "stats"), "markers", 0)
+    assert driver.reserve_many(1, 0) == []
+    started = time.monotonic()
+    got = driver.reserve_many(1, 5.0)
+    assert len(got) == 1 and time.monotonic() - started < 2.0
