@@ -10,7 +10,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -55,6 +56,22 @@ def named_waiter(driver: RedisDriver) -> tuple[RedisDriver, str]:
 def blocked_in_blmove(driver: RedisDriver, *names: str) -> bool:
     cmds = {c.get("name"): c.get("cmd") for c in driver.client.client_list()}
     return all(cmds.get(n) == "blmove" for n in names)
+
+
+@contextmanager
+def blocked_waiter(driver: RedisDriver, timeout: float) -> Iterator[tuple[list[Any], str]]:
+    """Another worker's ``reserve(timeout)`` in a thread, blocked in its BLMOVE when the block starts;
+    yields the list its result lands in (once the thread is joined, at the end) and its client name."""
+    waiter, name = named_waiter(driver)
+    found: list[Any] = []
+    thread = threading.Thread(target=lambda: found.append(waiter.reserve(timeout=timeout)))
+    thread.start()
+    try:
+        wait_for(lambda: blocked_in_blmove(driver, name), what="the reserve to block")
+        yield found, name
+    finally:
+        thread.join(timeout + 5)
+        waiter.client.close()
 
 
 def test_a_plain_push_is_one_inbox_entry_and_ids_come_from_blocks(make):
@@ -120,22 +137,14 @@ def test_a_blocked_worker_wakes_on_a_marker(make, wake):
     driver.push(b"x", ttr=60)
     r = driver.reserve()
     assert r is not None
-    waiter, name = named_waiter(driver)
-    found: list[Any] = []
-    thread = threading.Thread(target=lambda: found.append(waiter.reserve(timeout=20)))
-    thread.start()
-    try:
-        wait_for(lambda: blocked_in_blmove(driver, name), what="the reserve to block")
+    with blocked_waiter(driver, 20) as (found, _):
         if wake == "release":
             assert driver.release(r)
         else:
             assert driver.fail(r, FailureInfo("E", "m"))
             assert driver.requeue_failed(r.job_id)
-    finally:
-        thread.join(25)
     assert found and found[0] is not None and found[0].job_id == r.job_id
     assert inbox(driver) == [] and driver.client.llen(key(driver, "stage")) == 0  # the marker was dropped
-    waiter.client.close()
 
 
 def test_get_status_remove_and_cancel_see_a_job_still_in_the_inbox(make):
@@ -322,12 +331,7 @@ def test_a_paused_queue_starts_nothing_pushed_to_its_inbox(make):
 def test_a_worker_blocked_on_a_paused_queue_is_woken_by_a_push_but_starts_nothing(make):
     driver = make()
     driver.pause()
-    waiter, name = named_waiter(driver)
-    found: list[Any] = []
-    thread = threading.Thread(target=lambda: found.append(waiter.reserve(timeout=30)))
-    thread.start()
-    try:
-        wait_for(lambda: blocked_in_blmove(driver, name), what="the reserve to block")
+    with blocked_waiter(driver, 30) as (found, name):
         job_id = driver.push(b"x", ttr=60)
 
         def back_to_sleep() -> bool:  # its BLMOVE took the entry, its reserve stored it and took nothing
@@ -337,10 +341,7 @@ def test_a_worker_blocked_on_a_paused_queue_is_woken_by_a_push_but_starts_nothin
         wait_for(back_to_sleep, what="the woken worker to store the job and block again")
         assert found == [] and driver.status(job_id) is JobStatus.WAITING
         driver.resume()
-    finally:
-        thread.join(35)
     assert found and found[0] is not None and found[0].job_id == job_id
-    waiter.client.close()
 
 
 class DropOneReply:
