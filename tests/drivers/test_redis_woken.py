@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 
+from pubq.drivers import redis_wait
 from pubq.drivers.base import PushItem
 from pubq.drivers.redis import KEY_NAMES, RedisDriver
 from pubq.drivers.redis_inbox import pack
@@ -84,8 +85,9 @@ def urgent_waiting(driver: RedisDriver) -> None:
 
 
 def delayed_due(driver: RedisDriver) -> None:
-    script_push(driver, delay=0.001)
-    time.sleep(0.01)
+    script_push(driver, delay=600)
+    (member,) = driver.client.zrange(k(driver, "delayed"), 0, -1)
+    driver.client.zadd(k(driver, "delayed"), {member: time.time() - 1})  # due a second ago
     entry(driver)
 
 
@@ -241,10 +243,10 @@ def test_a_wait_right_after_an_empty_take_goes_straight_to_the_blmove(pair) -> N
     assert (calls(driver, "evalsha") - evalsha, calls(driver, "blmove") - blmove) == (1, 1)
 
 
-def test_a_wait_after_an_old_empty_take_looks_first(pair) -> None:
+def test_a_wait_after_an_old_empty_take_looks_first(pair, monkeypatch) -> None:
     driver, _ = pair
     assert driver.reserve_many(1, 0) == []
-    time.sleep(0.02)  # longer ago than FOUND_NONE_FRESH
+    monkeypatch.setattr(redis_wait, "FOUND_NONE_FRESH", -1.0)  # every note is already too old
     evalsha = calls(driver, "evalsha")
     assert driver.reserve_many(1, 0.05) == []
     assert calls(driver, "evalsha") - evalsha == 2
